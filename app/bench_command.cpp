@@ -1,0 +1,118 @@
+#include "app/bench_command.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "base/error.h"
+#include "core/platform/binding.h"
+#include "recipes/recipe_yaml.h"
+
+namespace ipt::app {
+namespace {
+
+nlohmann::json Figures(const nlohmann::json& c) {
+  return {{"items_per_s", c.value("items_per_s", 0.0)},
+          {"median_ms", c.value("median_ms", 0.0)},
+          {"p90_ms", c.value("p90_ms", 0.0)},
+          {"cv", c.value("cv", 0.0)},
+          {"samples", c.value("samples", 0)},
+          {"applied", c.value("applied", nlohmann::json())},
+          {"accuracy", c.value("accuracy", nlohmann::json())}};
+}
+
+}  // namespace
+
+int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
+  // Read every recipe here first: a malformed one fails in milliseconds, before any worker.
+  std::vector<recipes::Recipe> recipes;
+  for (const std::string& path : options.recipes) recipes.push_back(recipes::LoadRecipe(path));
+  for (size_t i = 0; i < recipes.size(); ++i) {
+    if (recipes[i].workload.name != options.workload) {
+      std::fprintf(stderr, "ipex-tune: warning: %s was tuned for workload '%s', not '%s'\n",
+                   options.recipes[i].c_str(), recipes[i].workload.name.c_str(),
+                   options.workload.c_str());
+    }
+  }
+  int64_t batch = options.batch > 0 ? options.batch : recipes.front().workload.batch;
+
+  platform::CpuSet allowed = platform::CurrentAffinity();
+  std::vector<int> cpus(allowed.begin(), allowed.end());
+  if (options.threads > 0) {
+    if (options.threads > static_cast<int64_t>(cpus.size())) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("--threads {}: only {} CPUs are available to this process",
+                              options.threads, cpus.size()));
+    }
+    cpus.resize(static_cast<size_t>(options.threads));
+  }
+  auto threads = static_cast<int64_t>(cpus.size());
+
+  std::vector<std::string> args = {"bench",         "--workload",          options.workload,
+                                   "--batch",       std::to_string(batch), "--baseline",
+                                   options.baseline};
+  for (const std::string& a : options.measure.ToArgs()) args.push_back(a);
+  for (const std::string& path : options.recipes) args.insert(args.end(), {"--recipe", path});
+  tuner::WorkerClient worker(tuner::WorkerClient::DefaultExecutable());
+  bool tty = isatty(STDERR_FILENO) != 0;
+  tuner::WorkerReply reply = worker.Run(
+      args, "", cpus, {{"OMP_NUM_THREADS", std::to_string(threads)}}, std::chrono::hours(2),
+      [&](const nlohmann::json& p) {
+        std::string phase = p.value("phase", "");
+        std::string text =
+            phase == "measure" && p.contains("blocks")
+                ? fmt::format("measuring {} (block {}, {:.1f} s)", p.value("candidate", ""),
+                              p.value("blocks", 0), p.value("elapsed_s", 0.0))
+                : fmt::format("{} {}", phase, p.value("candidate", ""));
+        if (tty) std::fprintf(stderr, "\r\033[K%s", text.c_str());
+      },
+      &cancel);
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  if (!reply.ok) {
+    if (reply.error_code == "cancelled") {
+      std::fprintf(stderr, "ipex-tune: bench interrupted\n");
+      return 130;
+    }
+    std::fprintf(stderr, "ipex-tune: error: %s\n", reply.error.c_str());
+    return reply.error_code == "invalid_argument" || reply.error_code == "not_found" ? 2 : 1;
+  }
+
+  const nlohmann::json& candidates = reply.result.at("candidates");
+  const nlohmann::json& base = candidates.at(0);
+  double base_rate = base.value("items_per_s", 0.0);
+  nlohmann::json out = {{"schema_version", kBenchJsonSchemaVersion},
+                        {"workload", options.workload},
+                        {"model_hash", reply.result.value("model_hash", "")},
+                        {"batch", batch},
+                        {"threads", threads},
+                        {"baseline", Figures(base)},
+                        {"results", nlohmann::json::array()}};
+  out["baseline"]["name"] = options.baseline;
+  for (size_t i = 1; i < candidates.size(); ++i) {
+    nlohmann::json r = Figures(candidates[i]);
+    r["recipe"] = options.recipes[i - 1];
+    r["speedup"] = base_rate > 0 ? r["items_per_s"].get<double>() / base_rate : 0.0;
+    out["results"].push_back(r);
+  }
+  if (options.json) {
+    std::cout << out.dump(2) << '\n';
+    return 0;
+  }
+  std::printf("%s, batch %lld, %lld thread(s)\n", options.workload.c_str(),
+              static_cast<long long>(batch), static_cast<long long>(threads));
+  std::printf("%-36s %12s %10s %10s %7s %8s\n", "candidate", "items/s", "median ms", "p90 ms",
+              "cv %", "speedup");
+  auto row = [](const std::string& name, const nlohmann::json& r, double speedup) {
+    std::printf("%-36s %12.2f %10.2f %10.2f %7.1f %7.2fx\n", name.c_str(),
+                r["items_per_s"].get<double>(), r["median_ms"].get<double>(),
+                r["p90_ms"].get<double>(), r["cv"].get<double>() * 100, speedup);
+  };
+  row(options.baseline + " (baseline)", out["baseline"], 1.0);
+  for (const auto& r : out["results"])
+    row(r["recipe"].get<std::string>(), r, r["speedup"].get<double>());
+  return 0;
+}
+
+}  // namespace ipt::app

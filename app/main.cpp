@@ -1,0 +1,109 @@
+// ipex-tune: the front end. `--headless` runs a tuning study in the terminal; `bench` measures
+// recipes against a baseline side by side. Never loads libtorch: everything that needs it is
+// asked of ipex-tune-worker.
+#include <fmt/format.h>
+#include <unistd.h>
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "app/bench_command.h"
+#include "app/headless.h"
+#include "base/error.h"
+
+namespace {
+
+// Set by SIGINT/SIGTERM; the study polls it and stops cleanly. A second signal kills at once.
+std::atomic<bool> g_cancel{false};
+
+void OnSignal(int signal) {
+  g_cancel.store(true);
+  std::signal(signal, SIG_DFL);
+}
+
+int ExitCodeFor(ipt::ErrorCode code) {
+  switch (code) {
+    case ipt::ErrorCode::kInvalidArgument:
+    case ipt::ErrorCode::kNotFound:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "ipex-tune: benchmarks and auto-tunes deep-learning inference on CPUs.\n"
+      "  ipex-tune --workload resnet50 --headless     tune in the terminal\n"
+      "  ipex-tune bench --workload resnet50 --recipe r.yaml   measure recipes against stock"};
+  ipt::app::HeadlessOptions tune;
+  app.add_option("--workload", tune.study.workload, "Workload to tune (resnet50)");
+  app.add_flag("--headless", tune.headless, "Run in the terminal, without the desktop app");
+  app.add_option("--db", tune.study.db_path, "SQLite store of studies and results")
+      ->capture_default_str();
+  app.add_option("--export", tune.study.export_path,
+                 "Where to write the best recipe (default: <workload>-recipe.yaml)");
+  app.add_option("--max-trials", tune.study.max_trials,
+                 "Finished trials other than the stock baseline (0: the whole space)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--batch", tune.study.batch, "Batch size")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--measure-time", tune.study.measure.min_time_s,
+                 "Minimum measured seconds per trial")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--trial-timeout", tune.trial_timeout_s, "Seconds before a trial is killed")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
+  ipt::app::BenchOptions bench;
+  CLI::App* bench_cmd = app.add_subcommand(
+      "bench", "Measure recipes and a baseline side by side in one worker, interleaved");
+  bench_cmd->add_option("--workload", bench.workload, "Workload")->required();
+  bench_cmd->add_option("--recipe", bench.recipes, "Recipe YAML (repeatable)")->required();
+  bench_cmd->add_option("--baseline", bench.baseline, "Baseline: stock")->capture_default_str();
+  bench_cmd->add_option("--batch", bench.batch, "Batch size (overrides the recipes')")
+      ->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--threads", bench.threads, "CPUs given to the run (default: all allowed)")
+      ->check(CLI::PositiveNumber);
+  bench_cmd
+      ->add_option("--measure-time", bench.measure.min_time_s,
+                   "Minimum measured seconds per candidate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench_cmd->add_flag("--json", bench.json, "Machine output (schema: docs/bench-json.md)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  try {
+    if (*bench_cmd) return ipt::app::RunBench(bench, g_cancel);
+    if (!tune.headless) {
+      std::fprintf(stderr,
+                   "ipex-tune: the desktop app is not built yet; run in the terminal with "
+                   "--headless (see --help)\n");
+      return 2;
+    }
+    if (tune.study.workload.empty()) {
+      std::fprintf(stderr, "ipex-tune: --workload is required (e.g. --workload resnet50)\n");
+      return 2;
+    }
+    return ipt::app::RunHeadless(tune, g_cancel);
+  } catch (const ipt::Error& e) {
+    std::fprintf(stderr, "ipex-tune: error: %s\n", e.what());
+    return ExitCodeFor(e.code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ipex-tune: internal error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,355 @@
+// ipex-tune-worker: everything that needs libtorch, in a process of its own, answering in JSON
+// lines on stdout (schema_version 1). The front end and the tuner never load libtorch; a model
+// that crashes takes down this process only.
+//
+// Modes: info, workloads, dry-run, trial, bench. Every line is an object with a "type":
+// "info", "workload", "progress", "result" or "error". An error line is followed by exit status
+// 2 (bad request) or 3 (failure while running).
+#include <fmt/format.h>
+#include <torch/script.h>
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <iterator>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "core/measure.h"
+#include "core/optimize.h"
+#include "core/platform/cpu_set.h"
+#include "core/platform/system_source.h"
+#include "kernels/onednn_info.h"
+#include "recipes/recipe_yaml.h"
+#include "workloads/workload.h"
+
+namespace ipt {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+void Emit(Json line) { std::cout << line.dump() << '\n' << std::flush; }
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+int64_t AllowedCpuCount() {
+  return static_cast<int64_t>(platform::LinuxSystemSource().Affinity().size());
+}
+
+recipes::Recipe ReadRecipe(const std::string& path) {
+  if (path == "-") {
+    std::string text(std::istreambuf_iterator<char>(std::cin), {});
+    return recipes::ParseRecipe(text, "<stdin>");
+  }
+  return recipes::LoadRecipe(path);
+}
+
+Json MeasurementJson(const core::MeasureResult& r) {
+  Json blocks = Json::array();
+  for (const core::Block& b : r.blocks)
+    blocks.push_back({{"calls", b.calls}, {"seconds", b.seconds}});
+  return {{"items_per_s", r.ItemsPerSecond()},
+          {"median_ms", r.MedianMs()},
+          {"p90_ms", r.QuantileMs(0.9)},
+          {"p99_ms", r.QuantileMs(0.99)},
+          {"mean_ms", r.MeanMs()},
+          {"stddev_ms", r.StddevMs()},
+          {"cv", r.BlockCv()},
+          {"samples", r.latencies_ms.size()},
+          {"noisy", r.Noisy()},
+          {"hit_time_ceiling", r.hit_time_ceiling},
+          {"blocks", blocks},
+          {"latencies_ms", r.latencies_ms}};
+}
+
+// Agreement of a candidate's output with the fp32 reference: what a reader needs to trust that
+// a faster model still computes the same function.
+Json CompareOutputs(const at::Tensor& reference, const at::Tensor& candidate) {
+  at::Tensor ref = reference.to(at::kFloat).flatten(1);
+  at::Tensor got = candidate.to(at::kFloat).flatten(1);
+  double cosine = at::cosine_similarity(ref.flatten(), got.flatten(), 0).item<double>();
+  double rel_l2 = ((ref - got).norm() / ref.norm().clamp_min(1e-12)).item<double>();
+  double max_abs = (ref - got).abs().max().item<double>();
+  double top1 = (ref.argmax(1) == got.argmax(1)).to(at::kFloat).mean().item<double>();
+  return {{"cosine", cosine},
+          {"relative_l2", rel_l2},
+          {"max_abs_error", max_abs},
+          {"top1_agreement", top1}};
+}
+
+at::Tensor FirstTensor(const torch::jit::IValue& output) {
+  if (output.isTensor()) return output.toTensor();
+  if (output.isTuple() && !output.toTupleRef().elements().empty()) {
+    return FirstTensor(output.toTupleRef().elements()[0]);
+  }
+  throw Error(ErrorCode::kUnsupported, "the model's output is not a tensor or a tuple of tensors");
+}
+
+struct CommonOptions {
+  std::string workload;
+  int64_t batch = 0;    // 0: the recipe's
+  int64_t threads = 0;  // 0: the recipe's, else every allowed CPU
+  core::MeasureOptions measure;
+};
+
+void AddCommonOptions(CLI::App* cmd, CommonOptions& o) {
+  cmd->add_option("--workload", o.workload, "Workload name")->required();
+  cmd->add_option("--batch", o.batch, "Batch size (overrides the recipe's)");
+  cmd->add_option("--threads", o.threads, "Threads (overrides the recipe's)");
+  cmd->add_option("--warmup-s", o.measure.warmup_s, "Warm-up seconds per candidate");
+  cmd->add_option("--block-s", o.measure.block_s, "Seconds per timed block");
+  cmd->add_option("--min-blocks", o.measure.min_blocks, "Minimum timed blocks per candidate");
+  cmd->add_option("--min-time-s", o.measure.min_total_s, "Minimum measured seconds per candidate");
+  cmd->add_option("--min-calls", o.measure.min_calls, "Minimum timed calls per candidate");
+  cmd->add_option("--max-time-s", o.measure.max_total_s,
+                  "Ceiling on measured seconds per candidate");
+}
+
+// One candidate of a trial or bench: an optimised model with its batch and threads.
+struct Prepared {
+  std::string name;
+  core::OptimizedModel model;
+  int64_t batch;
+  int64_t threads;
+  std::vector<torch::jit::IValue> inputs;
+  double optimize_s;
+  double first_call_ms;
+  Json accuracy;
+};
+
+class Session {
+ public:
+  explicit Session(const CommonOptions& o) : options_(o) {
+    auto start = Clock::now();
+    Emit({{"type", "progress"}, {"phase", "build"}, {"workload", o.workload}});
+    workload_ = workloads::MakeWorkload(o.workload, {});
+    module_ = workload_->BuildModel();
+    build_s_ = SecondsSince(start);
+  }
+
+  Prepared Prepare(const std::string& name, const recipes::Recipe& recipe) {
+    int64_t batch = options_.batch > 0 ? options_.batch : recipe.workload.batch;
+    // A recipe never gets more threads than the CPUs this process was given.
+    int64_t allowed = AllowedCpuCount();
+    int64_t threads = options_.threads > 0         ? options_.threads
+                      : recipe.runtime.threads > 0 ? std::min(recipe.runtime.threads, allowed)
+                                                   : allowed;
+    core::SetThreads(threads);
+    Emit({{"type", "progress"}, {"phase", "optimize"}, {"candidate", name}});
+    auto start = Clock::now();
+    core::OptimizedModel model = core::Optimize(module_, recipe);
+    double optimize_s = SecondsSince(start);
+    std::vector<torch::jit::IValue> inputs = workload_->MakeInputs(batch, 0);
+    start = Clock::now();
+    at::Tensor output = FirstTensor(model.Run(inputs));
+    double first_call_ms = SecondsSince(start) * 1e3;
+    Json accuracy = CompareOutputs(Reference(batch, inputs), output);
+    return Prepared{name,          std::move(model),   batch,
+                    threads,       std::move(inputs),  optimize_s,
+                    first_call_ms, std::move(accuracy)};
+  }
+
+  std::vector<core::MeasureResult> Measure(std::vector<Prepared>& prepared) {
+    std::vector<core::Candidate> candidates;
+    std::vector<int64_t> items;
+    for (Prepared& p : prepared) {
+      candidates.push_back([&p] {
+        if (at::get_num_threads() != p.threads) core::SetThreads(p.threads);
+        p.model.Run(p.inputs);
+      });
+      items.push_back(p.batch);
+    }
+    Emit({{"type", "progress"}, {"phase", "measure"}});
+    return core::MeasureInterleaved(candidates, items, options_.measure,
+                                    [&](size_t i, size_t blocks, double elapsed) {
+                                      Emit({{"type", "progress"},
+                                            {"phase", "measure"},
+                                            {"candidate", prepared[i].name},
+                                            {"blocks", blocks},
+                                            {"elapsed_s", elapsed}});
+                                    });
+  }
+
+  const workloads::Workload& workload() const { return *workload_; }
+  const torch::jit::Module& module() const { return module_; }
+  double build_s() const { return build_s_; }
+
+ private:
+  // The fp32 output of the unoptimised model on inputs[0], computed once per batch size.
+  at::Tensor Reference(int64_t batch, const std::vector<torch::jit::IValue>& inputs) {
+    if (!reference_ || reference_batch_ != batch) {
+      torch::NoGradGuard no_grad;
+      torch::jit::Module eval = module_.clone();
+      eval.eval();
+      reference_ = FirstTensor(eval.forward(inputs));
+      reference_batch_ = batch;
+    }
+    return *reference_;
+  }
+
+  CommonOptions options_;
+  std::unique_ptr<workloads::Workload> workload_;
+  torch::jit::Module module_;
+  double build_s_ = 0;
+  std::optional<at::Tensor> reference_;
+  int64_t reference_batch_ = 0;
+};
+
+Json CandidateJson(const Prepared& p, const core::MeasureResult& r) {
+  Json j = MeasurementJson(r);
+  j["name"] = p.name;
+  j["batch"] = p.batch;
+  j["threads"] = p.threads;
+  j["optimize_s"] = p.optimize_s;
+  j["first_call_ms"] = p.first_call_ms;
+  j["accuracy"] = p.accuracy;
+  j["applied"] = p.model.applied().ToJson();
+  return j;
+}
+
+void RunInfo() {
+  kernels::OneDnnInfo onednn = kernels::QueryOneDnn();
+  const char* capability = std::getenv("ATEN_CPU_CAPABILITY");
+  Emit({{"type", "info"},
+        {"schema_version", kSchemaVersion},
+        {"libtorch", TORCH_VERSION},
+        {"onednn", onednn.version},
+        {"onednn_isa", onednn.effective_isa},
+        {"aten_cpu_capability", capability ? capability : "default"},
+        {"threads", at::get_num_threads()},
+        {"allowed_cpus", AllowedCpuCount()}});
+}
+
+void RunWorkloads(const std::vector<std::string>& names) {
+  for (const std::string& name : names.empty() ? workloads::WorkloadNames() : names) {
+    auto w = workloads::MakeWorkload(name, {});
+    Json inputs = Json::array();
+    for (const auto& spec : w->DescribeInputs(1)) {
+      inputs.push_back({{"name", spec.name}, {"shape", spec.shape}, {"dtype", spec.dtype}});
+    }
+    Emit({{"type", "workload"},
+          {"name", name},
+          {"model_hash", workloads::ModelHash(w->BuildModel())},
+          {"flops_per_item", w->FlopsPerItem()},
+          {"inputs", inputs}});
+  }
+}
+
+void RunDry(const CommonOptions& o) {
+  Session session(o);
+  int64_t batch = o.batch > 0 ? o.batch : 1;
+  torch::NoGradGuard no_grad;
+  torch::jit::Module eval = session.module().clone();
+  at::Tensor out = FirstTensor(eval.forward(session.workload().MakeInputs(batch, 0)));
+  Emit({{"type", "result"},
+        {"workload", o.workload},
+        {"batch", batch},
+        {"model_hash", workloads::ModelHash(session.module())},
+        {"output_shape", out.sizes().vec()},
+        {"build_s", session.build_s()}});
+}
+
+void RunTrial(const CommonOptions& o, const std::string& recipe_path, const std::string& baseline) {
+  auto start = Clock::now();
+  Session session(o);
+  recipes::Recipe recipe = baseline.empty() ? ReadRecipe(recipe_path) : core::StockRecipe();
+  std::vector<Prepared> prepared;
+  prepared.push_back(session.Prepare(baseline.empty() ? "recipe" : baseline, recipe));
+  double setup_s = SecondsSince(start);
+  std::vector<core::MeasureResult> results = session.Measure(prepared);
+  Json result = CandidateJson(prepared[0], results[0]);
+  result["type"] = "result";
+  result["schema_version"] = kSchemaVersion;
+  result["workload"] = o.workload;
+  result["model_hash"] = workloads::ModelHash(session.module());
+  result["build_s"] = session.build_s();
+  result["setup_s"] = setup_s;
+  Emit(result);
+}
+
+void RunBench(const CommonOptions& o, const std::vector<std::string>& recipe_paths,
+              const std::string& baseline) {
+  if (baseline != "stock") {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("unknown baseline '{}' (known: stock)", baseline));
+  }
+  // Recipes are read before the model is built, so a bad file fails in milliseconds.
+  std::vector<recipes::Recipe> recipes;
+  for (const std::string& path : recipe_paths) recipes.push_back(ReadRecipe(path));
+  Session session(o);
+  std::vector<Prepared> prepared;
+  prepared.push_back(session.Prepare(baseline, core::StockRecipe()));
+  for (size_t i = 0; i < recipes.size(); ++i)
+    prepared.push_back(session.Prepare(recipe_paths[i], recipes[i]));
+  std::vector<core::MeasureResult> results = session.Measure(prepared);
+  Json candidates = Json::array();
+  for (size_t i = 0; i < prepared.size(); ++i)
+    candidates.push_back(CandidateJson(prepared[i], results[i]));
+  Emit({{"type", "result"},
+        {"schema_version", kSchemaVersion},
+        {"workload", o.workload},
+        {"model_hash", workloads::ModelHash(session.module())},
+        {"candidates", candidates}});
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"ipex-tune-worker: runs what needs libtorch for ipex-tune, answering in JSON lines"};
+  app.require_subcommand(1);
+  CommonOptions common;
+  std::string recipe_path;
+  std::string baseline;
+  std::vector<std::string> recipe_paths;
+  std::vector<std::string> names;
+  auto* info = app.add_subcommand("info", "Library versions, ISA and threads");
+  auto* list = app.add_subcommand("workloads", "Known workloads with model hash and FLOPs");
+  list->add_option("names", names, "Only these workloads");
+  auto* dry = app.add_subcommand("dry-run", "Build a workload and run one batch");
+  AddCommonOptions(dry, common);
+  auto* trial = app.add_subcommand("trial", "Optimise with one recipe and measure it");
+  AddCommonOptions(trial, common);
+  auto* recipe_opt = trial->add_option("--recipe", recipe_path, "Recipe YAML file, '-' for stdin");
+  trial->add_option("--baseline", baseline, "Measure a baseline (stock) instead of a recipe")
+      ->excludes(recipe_opt);
+  auto* bench = app.add_subcommand("bench", "Measure recipes and a baseline interleaved");
+  AddCommonOptions(bench, common);
+  bench->add_option("--recipe", recipe_paths, "Recipe YAML files")->required();
+  baseline = "stock";
+  bench->add_option("--baseline", baseline, "Baseline to compare against");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*info) RunInfo();
+    if (*list) RunWorkloads(names);
+    if (*dry) RunDry(common);
+    if (*trial) {
+      if (recipe_path.empty() && baseline.empty()) {
+        throw Error(ErrorCode::kInvalidArgument, "trial needs --recipe or --baseline");
+      }
+      RunTrial(common, recipe_path, baseline);
+    }
+    if (*bench) RunBench(common, recipe_paths, baseline);
+  } catch (const Error& e) {
+    Emit({{"type", "error"}, {"code", ErrorCodeName(e.code())}, {"message", e.what()}});
+    return e.code() == ErrorCode::kInvalidArgument || e.code() == ErrorCode::kNotFound ? 2 : 3;
+  } catch (const std::exception& e) {
+    Emit({{"type", "error"}, {"code", "internal"}, {"message", e.what()}});
+    return 3;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace ipt
+
+int main(int argc, char** argv) { return ipt::Main(argc, argv); }

@@ -1,0 +1,65 @@
+// optimize(module, recipe): the optimisation core's entry point. Takes an fp32 TorchScript
+// module in eval mode and a recipe, returns the optimised model and a report of what was really
+// done (accepting a recipe is not the same as applying it).
+#pragma once
+
+#include <torch/script.h>
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "recipes/recipe.h"
+
+namespace ipt::core {
+
+struct PassResult {
+  std::string name;
+  bool changed = false;
+};
+
+struct Fallback {
+  std::string what;  // an op or a whole feature ("bf16 input cast")
+  std::string reason;
+};
+
+struct Applied {
+  std::string dtype;
+  std::vector<PassResult> passes;            // in the order they ran
+  std::map<std::string, int64_t> op_counts;  // node kinds of the final forward graph
+  std::vector<Fallback> fallbacks;
+  nlohmann::json ToJson() const;
+};
+
+class OptimizedModel {
+ public:
+  OptimizedModel(torch::jit::Module module, at::ScalarType compute_dtype, Applied applied);
+
+  // Runs forward. Floating-point inputs are cast to the model's compute dtype and floating-point
+  // outputs back to fp32, so callers always speak fp32.
+  torch::jit::IValue Run(const std::vector<torch::jit::IValue>& inputs);
+
+  const Applied& applied() const { return applied_; }
+  torch::jit::Module& module() { return module_; }
+
+ private:
+  torch::jit::Module module_;
+  at::ScalarType compute_dtype_;
+  Applied applied_;
+};
+
+// Names of the fusion passes a recipe may list in `optimize.fusions`.
+std::vector<std::string> KnownFusions();
+
+// Throws ipt::Error(kInvalidArgument) naming the key for a recipe asking for something the
+// core does not have (an unknown fusion), and kUnsupported for a dtype it cannot run yet.
+OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe& recipe);
+
+// The recipe of libtorch's own best fp32 path: frozen + optimize_for_inference, nothing else.
+recipes::Recipe StockRecipe();
+
+// Sets the intra-op thread count of libtorch (OpenMP) for the calling process.
+void SetThreads(int64_t threads);
+
+}  // namespace ipt::core

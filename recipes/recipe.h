@@ -1,0 +1,120 @@
+// The recipe: the contract between tuning and production. A value type that says how to
+// optimise and run one workload (passes, precision, runtime) and where that advice came from.
+// Its YAML form (schema `ipex-tune/recipe/v1`) is read and written by recipe_yaml.h.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ipt::recipes {
+
+inline constexpr const char* kRecipeSchema = "ipex-tune/recipe/v1";
+
+enum class Dtype { kFp32, kBf16, kInt8, kInt8Dynamic };
+enum class MemoryFormat { kAuto, kContiguous, kChannelsLast };
+enum class Binding { kNone, kCompact, kScatter };
+enum class Allocator { kDefault, kJemalloc, kTcmalloc };
+
+// Stable spellings used in YAML, JSON and the store ("fp32", "bf16", "int8", "int8-dynamic"...).
+const char* ToString(Dtype v);
+const char* ToString(MemoryFormat v);
+const char* ToString(Binding v);
+const char* ToString(Allocator v);
+// REQUIRES: nothing. Returns nullopt for an unknown spelling.
+std::optional<Dtype> ParseDtype(const std::string& s);
+std::optional<MemoryFormat> ParseMemoryFormat(const std::string& s);
+std::optional<Binding> ParseBinding(const std::string& s);
+std::optional<Allocator> ParseAllocator(const std::string& s);
+// Every spelling of an enum in declaration order, comma-separated ("fp32, bf16, int8,
+// int8-dynamic"), for error messages and --help text.
+std::string DtypeSpellings();
+std::string MemoryFormatSpellings();
+std::string BindingSpellings();
+std::string AllocatorSpellings();
+
+// One model input as the user declares it: `x:1x3x224x224:float32`. Dimension 0 is the batch.
+struct InputSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::string dtype = "float32";
+};
+
+struct WorkloadRef {
+  std::string name;          // registry name ("resnet50") or "model" for a user file
+  std::string model_path;    // user TorchScript file; empty for built-in workloads
+  std::string model_sha256;  // hash of the built model; empty means "not checked"
+  int64_t batch = 1;
+  std::optional<int64_t> seq_len;  // sequence models only
+  std::vector<InputSpec> inputs;   // user models only
+};
+
+// Where the recipe was measured. Informational: a mismatch warns, never refuses.
+struct MachineRef {
+  std::string fingerprint;
+  std::string cpu;
+  std::vector<std::string> isa;
+  int64_t cores = 0;
+};
+
+struct Optimize {
+  bool freeze = true;                  // torch::jit::freeze; every other pass needs it
+  bool optimize_for_inference = true;  // libtorch's own frozen-graph optimisations
+  bool fold_conv_bn = true;
+  bool fold_linear_bn = true;
+  // Names of the core's fusion passes to run, in the core's own order. Validated by the core,
+  // which knows its passes; the recipe only checks that they are strings.
+  std::vector<std::string> fusions;
+  bool weight_prepack = true;
+  MemoryFormat memory_format = MemoryFormat::kAuto;
+};
+
+struct Calibration {
+  std::string algorithm = "minmax";
+  int64_t samples = 32;
+};
+
+struct Precision {
+  Dtype dtype = Dtype::kFp32;
+  std::optional<Calibration> calibration;  // int8 only
+  std::vector<std::string> fallback;       // ops kept in a higher precision
+};
+
+struct Runtime {
+  int64_t threads = 0;  // total OpenMP threads; 0 means "every CPU of the pool"
+  int64_t streams = 1;
+  int64_t cores_per_stream = 0;  // 0 means "pool size / streams"
+  Binding binding = Binding::kCompact;
+  Allocator allocator = Allocator::kDefault;
+  std::map<std::string, std::string> env;  // extra environment (OMP_WAIT_POLICY, MALLOC_CONF...)
+};
+
+struct Measured {
+  double items_per_s = 0;
+  double median_ms = 0;
+  double p90_ms = 0;
+  std::optional<std::pair<double, double>> ci95_items_per_s;
+};
+
+struct Provenance {
+  int64_t study = 0;
+  int64_t trial = 0;
+  std::string created;  // ISO 8601 UTC
+  std::string ipex_tune_version;
+  Measured measured;
+  std::optional<double> vs_stock;  // items/s ratio to the study's stock baseline
+};
+
+struct Recipe {
+  std::string schema = kRecipeSchema;
+  WorkloadRef workload;
+  MachineRef machine;
+  Optimize optimize;
+  Precision precision;
+  Runtime runtime;
+  std::optional<Provenance> provenance;
+};
+
+}  // namespace ipt::recipes

@@ -1,0 +1,66 @@
+#include "core/measure.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+namespace ipt::core {
+namespace {
+
+TEST(MeasureTest, StopsWhenBothDurationAndCountAreMet) {
+  MeasureOptions o;
+  o.warmup_s = 0;
+  o.warmup_calls = 1;
+  o.block_s = 0.02;
+  o.min_blocks = 4;
+  o.min_total_s = 0.1;
+  o.min_calls = 30;
+  int64_t calls = 0;
+  auto r = MeasureInterleaved({[&] {
+                                ++calls;
+                                std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                              }},
+                              {8}, o);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_GE(r[0].blocks.size(), 4u);
+  EXPECT_GE(r[0].latencies_ms.size(), 30u);
+  double measured = 0;
+  for (const Block& b : r[0].blocks) measured += b.seconds;
+  EXPECT_GE(measured, 0.1);
+  // Warm-up calls are run but not timed.
+  EXPECT_EQ(calls, static_cast<int64_t>(r[0].latencies_ms.size()) + 1);
+  EXPECT_NEAR(r[0].MedianMs(), 2.0, 1.5);
+  // 8 items per ~2 ms call.
+  EXPECT_NEAR(r[0].ItemsPerSecond(), 8 / 0.002, 8 / 0.002 * 0.6);
+}
+
+TEST(MeasureTest, InterleavesCandidatesBlockByBlock) {
+  MeasureOptions o;
+  o.warmup_s = 0;
+  o.warmup_calls = 0;
+  o.block_s = 0.005;
+  o.min_blocks = 3;
+  o.min_total_s = 0;
+  o.min_calls = 1;
+  std::vector<size_t> order;
+  MeasureInterleaved({[] { std::this_thread::sleep_for(std::chrono::milliseconds(1)); },
+                      [] { std::this_thread::sleep_for(std::chrono::milliseconds(3)); }},
+                     {1, 1}, o, [&](size_t i, size_t, double) { order.push_back(i); });
+  EXPECT_EQ(order, (std::vector<size_t>{0, 1, 0, 1, 0, 1}));
+}
+
+TEST(MeasureTest, SlowerCandidateHasLowerThroughput) {
+  MeasureOptions o;
+  o.warmup_s = 0;
+  o.block_s = 0.01;
+  o.min_blocks = 3;
+  o.min_total_s = 0;
+  auto r = MeasureInterleaved({[] { std::this_thread::sleep_for(std::chrono::milliseconds(1)); },
+                               [] { std::this_thread::sleep_for(std::chrono::milliseconds(4)); }},
+                              {1, 1}, o);
+  EXPECT_GT(r[0].ItemsPerSecond(), 2 * r[1].ItemsPerSecond());
+}
+
+}  // namespace
+}  // namespace ipt::core

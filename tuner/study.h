@@ -1,0 +1,76 @@
+// A tuning study, end to end: fingerprint the machine, find or create the study in the store,
+// measure the stock baseline and each candidate in its own worker process, store every result,
+// pick the winner and export its recipe. Running the same study again resumes it: finished
+// trials are neither lost nor run again.
+//
+// Contract: the study's store is written only from the thread that calls RunStudy (the lease
+// makes that one writer per study across processes). Observers are called on that thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tuner/worker_client.h"
+
+namespace ipt::tuner {
+
+struct StudyOptions {
+  std::string workload;
+  int64_t batch = 1;
+  std::string db_path = "ipex-tune.db";
+  std::string export_path;  // empty: "<workload>-recipe.yaml" in the working directory
+  int64_t max_trials = 0;   // finished trials other than the baseline; 0 means the whole space
+  MeasureSettings measure;
+  std::chrono::seconds trial_timeout{600};
+  std::string worker = WorkerClient::DefaultExecutable();
+};
+
+// One trial as a table shows it: typed, read back from the store.
+struct TrialSummary {
+  int64_t number = 0;
+  std::string config;  // Describe(candidate)
+  std::string status;  // store status: done, failed, timed-out, ...
+  std::string error;
+  double items_per_s = 0;
+  double median_ms = 0;
+  double p90_ms = 0;
+  double cv = 0;
+  bool noisy = false;
+  double setup_s = 0;
+  double measure_s = 0;
+  std::optional<double> vs_stock;  // items/s over the baseline's
+  nlohmann::json accuracy;
+};
+
+struct StudyResult {
+  int64_t study_id = 0;
+  bool interrupted = false;
+  int64_t trials_resumed = 0;  // finished before this run and kept
+  std::vector<TrialSummary> trials;
+  std::optional<int64_t> best_trial;  // number of the winner
+  std::string recipe_path;            // empty when nothing was exported
+};
+
+class StudyObserver {
+ public:
+  virtual ~StudyObserver() = default;
+  virtual void OnMessage(const std::string& text) {}
+  // `index` counts from 1 over `total` trials planned in this run.
+  virtual void OnTrialStarted(int64_t number, const std::string& config, size_t index,
+                              size_t total) {}
+  virtual void OnTrialProgress(int64_t number, const nlohmann::json& progress) {}
+  virtual void OnTrialFinished(const TrialSummary& trial) {}
+};
+
+// Throws ipt::Error for what stops a study before it starts (store unwritable or corrupt,
+// unknown workload, study leased by another tuner). A failed trial is a stored result.
+StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
+                     const std::atomic<bool>& cancel);
+
+}  // namespace ipt::tuner

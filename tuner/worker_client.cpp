@@ -1,0 +1,128 @@
+#include "tuner/worker_client.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+
+#include "base/error.h"
+
+namespace ipt::tuner {
+
+std::vector<std::string> MeasureSettings::ToArgs() const {
+  return {
+      "--warmup-s",   fmt::format("{}", warmup_s), "--block-s",    fmt::format("{}", block_s),
+      "--min-blocks", std::to_string(min_blocks),  "--min-time-s", fmt::format("{}", min_time_s),
+      "--min-calls",  std::to_string(min_calls),   "--max-time-s", fmt::format("{}", max_time_s)};
+}
+
+WorkerClient::WorkerClient(std::string executable) : executable_(std::move(executable)) {}
+
+std::string WorkerClient::DefaultExecutable() {
+  if (const char* env = std::getenv("IPT_WORKER"); env != nullptr && *env != '\0') return env;
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    auto beside = std::filesystem::path(self).parent_path() / "ipex-tune-worker";
+    if (std::filesystem::exists(beside)) return beside.string();
+  }
+  return "ipex-tune-worker";
+}
+
+WorkerReply WorkerClient::Run(const std::vector<std::string>& args, const std::string& stdin_text,
+                              const std::vector<int>& cpus,
+                              const std::map<std::string, std::string>& env,
+                              std::chrono::milliseconds timeout,
+                              const std::function<void(const nlohmann::json&)>& on_progress,
+                              const std::atomic<bool>* cancel) const {
+  WorkerCommand command;
+  command.executable = executable_;
+  command.args = args;
+  command.env = env;
+  command.cpus = cpus;
+  command.stdin_text = stdin_text;
+  command.timeout = timeout;
+  WorkerReply reply;
+  std::string last_error;
+  std::string last_error_code;
+  reply.outcome = RunWorker(
+      command,
+      [&](const std::string& line) {
+        nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (!j.is_object()) return;  // libraries may print to stdout; only our objects count
+        std::string type = j.value("type", "");
+        if (type == "result") {
+          reply.result = std::move(j);
+        } else if (type == "error") {
+          last_error_code = j.value("code", "internal");
+          last_error = j.value("message", "");
+        } else if (on_progress) {
+          on_progress(j);
+        }
+      },
+      cancel);
+  using Kind = WorkerOutcome::Kind;
+  const WorkerOutcome& o = reply.outcome;
+  // Modes other than trial and bench answer with lines of their own type, not "result".
+  if (o.kind == Kind::kExited && o.exit_code == 0 && last_error.empty()) {
+    reply.ok = !reply.result.is_null();
+    return reply;
+  }
+  if (!last_error.empty()) {
+    reply.error_code = last_error_code;
+    reply.error = last_error;
+  } else if (o.kind == Kind::kTimedOut) {
+    reply.error_code = "timed_out";
+    reply.error = "worker " + o.Describe();
+  } else if (o.kind == Kind::kCancelled) {
+    reply.error_code = "cancelled";
+    reply.error = "cancelled";
+  } else {
+    reply.error_code = "crashed";
+    std::string tail = o.stderr_tail;
+    while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
+    auto last_line = tail.rfind('\n');
+    if (last_line != std::string::npos) tail = tail.substr(last_line + 1);
+    reply.error = "worker " + o.Describe() + (tail.empty() ? "" : ": " + tail);
+  }
+  return reply;
+}
+
+nlohmann::json WorkerClient::Ask(const std::vector<std::string>& args,
+                                 const std::string& type) const {
+  std::vector<nlohmann::json> answers;
+  WorkerReply reply = Run(
+      args, "", {}, {}, std::chrono::minutes(5),
+      [&](const nlohmann::json& j) {
+        if (j.value("type", "") == type) answers.push_back(j);
+      },
+      nullptr);
+  if (!reply.error.empty()) {
+    ErrorCode code = reply.error_code == "not_found"          ? ErrorCode::kNotFound
+                     : reply.error_code == "invalid_argument" ? ErrorCode::kInvalidArgument
+                                                              : ErrorCode::kWorkerFailed;
+    throw Error(code, reply.error);
+  }
+  if (answers.empty()) {
+    throw Error(ErrorCode::kWorkerFailed,
+                fmt::format("'{}' gave no '{}' answer", executable_, type));
+  }
+  return answers.front();
+}
+
+WorkerInfo WorkerClient::Info() const {
+  nlohmann::json j = Ask({"info"}, "info");
+  return {j.value("libtorch", ""), j.value("onednn", ""), j.value("onednn_isa", ""),
+          j.value("aten_cpu_capability", "")};
+}
+
+WorkloadInfo WorkerClient::DescribeWorkload(const std::string& name) const {
+  nlohmann::json j = Ask({"workloads", name}, "workload");
+  return {j.value("name", ""), j.value("model_hash", ""), j.value("flops_per_item", 0.0),
+          j.value("inputs", nlohmann::json::array())};
+}
+
+}  // namespace ipt::tuner

@@ -1,0 +1,78 @@
+// Typed questions to ipex-tune-worker: the tuner's and the front end's only way to reach
+// libtorch. Each call starts one worker process and reads its JSON lines.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tuner/worker_process.h"
+
+namespace ipt::tuner {
+
+struct WorkerInfo {
+  std::string libtorch;
+  std::string onednn;
+  std::string onednn_isa;
+  std::string aten_cpu_capability;
+};
+
+struct WorkloadInfo {
+  std::string name;
+  std::string model_hash;
+  double flops_per_item = 0;
+  nlohmann::json inputs;
+};
+
+// Measurement settings passed to the worker (see core/measure.h for their meaning).
+struct MeasureSettings {
+  double warmup_s = 0.5;
+  double block_s = 0.3;
+  int64_t min_blocks = 5;
+  double min_time_s = 2.0;
+  int64_t min_calls = 10;
+  double max_time_s = 120;
+  std::vector<std::string> ToArgs() const;
+};
+
+// What one worker run produced: its "result" line, or why there is none.
+struct WorkerReply {
+  bool ok = false;
+  nlohmann::json result;   // the "result" line when ok
+  std::string error_code;  // the worker's error code, or "crashed", "timed_out", "cancelled"
+  std::string error;       // one line for a person
+  WorkerOutcome outcome;
+};
+
+class WorkerClient {
+ public:
+  // `executable`: the worker binary. `env` and `unset_env` apply to every worker started.
+  explicit WorkerClient(std::string executable);
+
+  // The worker beside the running program, or $IPT_WORKER when set.
+  static std::string DefaultExecutable();
+
+  const std::string& executable() const { return executable_; }
+
+  // Throws ipt::Error (kWorkerFailed, or the worker's own code) when the worker cannot answer.
+  WorkerInfo Info() const;
+  WorkloadInfo DescribeWorkload(const std::string& name) const;
+
+  // Runs one worker mode to completion; progress lines go to `on_progress`.
+  WorkerReply Run(const std::vector<std::string>& args, const std::string& stdin_text,
+                  const std::vector<int>& cpus, const std::map<std::string, std::string>& env,
+                  std::chrono::milliseconds timeout,
+                  const std::function<void(const nlohmann::json&)>& on_progress,
+                  const std::atomic<bool>* cancel) const;
+
+ private:
+  nlohmann::json Ask(const std::vector<std::string>& args, const std::string& type) const;
+  std::string executable_;
+};
+
+}  // namespace ipt::tuner

@@ -1,0 +1,36 @@
+#include "workloads/seeded.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <string>
+
+#include "base/sha256.h"
+
+namespace ipt::workloads {
+
+at::Generator SeededGenerator(uint64_t seed, std::string_view name) {
+  std::string digest = Sha256Hex(std::to_string(seed) + "/" + std::string(name));
+  uint64_t derived = std::stoull(digest.substr(0, 15), nullptr, 16);
+  return at::detail::createCPUGenerator(derived);
+}
+
+torch::Tensor KaimingNormalFanOut(at::IntArrayRef shape, uint64_t seed, std::string_view name) {
+  int64_t fan_out = shape[0];
+  for (size_t i = 2; i < shape.size(); ++i) fan_out *= shape[i];
+  return Normal(shape, 0.0, std::sqrt(2.0 / static_cast<double>(fan_out)), seed, name);
+}
+
+torch::Tensor Uniform(at::IntArrayRef shape, double low, double high, uint64_t seed,
+                      std::string_view name) {
+  auto generator = SeededGenerator(seed, name);
+  return at::empty(shape, at::kFloat).uniform_(low, high, generator);
+}
+
+torch::Tensor Normal(at::IntArrayRef shape, double mean, double stddev, uint64_t seed,
+                     std::string_view name) {
+  auto generator = SeededGenerator(seed, name);
+  return at::empty(shape, at::kFloat).normal_(mean, stddev, generator);
+}
+
+}  // namespace ipt::workloads

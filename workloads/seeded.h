@@ -1,0 +1,21 @@
+// Deterministic tensors for model weights and inputs. Each tensor draws from a generator seeded
+// by (seed, name), so a weight does not change when another one is added or reordered.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string_view>
+
+namespace ipt::workloads {
+
+at::Generator SeededGenerator(uint64_t seed, std::string_view name);
+
+// Kaiming-normal for a ReLU network, fan_out mode (torchvision's conv initialisation).
+torch::Tensor KaimingNormalFanOut(at::IntArrayRef shape, uint64_t seed, std::string_view name);
+torch::Tensor Uniform(at::IntArrayRef shape, double low, double high, uint64_t seed,
+                      std::string_view name);
+torch::Tensor Normal(at::IntArrayRef shape, double mean, double stddev, uint64_t seed,
+                     std::string_view name);
+
+}  // namespace ipt::workloads

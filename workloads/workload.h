@@ -1,0 +1,50 @@
+// A workload: a model built in C++ (or loaded from a user's TorchScript file) with deterministic
+// seeded weights, its inputs, and its cost. The registry maps names to builders.
+//
+// Contract: the same name, options and seed give bit-identical weights and inputs in every
+// process, so a trial worker and the tuner's reference agree without sharing files.
+#pragma once
+
+#include <torch/script.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "recipes/recipe.h"
+
+namespace ipt::workloads {
+
+struct WorkloadOptions {
+  std::optional<int64_t> seq_len;          // sequence models; their default otherwise
+  std::string model_path;                  // user TorchScript file (workload "model")
+  std::vector<recipes::InputSpec> inputs;  // user model inputs, dimension 0 the batch
+  uint64_t seed = 0x1b5e7;                 // weights; inputs use seeds of their own
+};
+
+class Workload {
+ public:
+  virtual ~Workload() = default;
+
+  virtual const std::string& name() const = 0;
+  // The fp32 model in eval mode, not frozen: optimisation is the core's job.
+  virtual torch::jit::Module BuildModel() const = 0;
+  // Evaluation inputs for one call at `batch`; `index` selects one of many distinct batches.
+  virtual std::vector<torch::jit::IValue> MakeInputs(int64_t batch, int64_t index) const = 0;
+  // Multiply-adds counted twice, per item of the batch.
+  virtual double FlopsPerItem() const = 0;
+  // Inputs as a user would declare them at `batch`, for reports and recipes.
+  virtual std::vector<recipes::InputSpec> DescribeInputs(int64_t batch) const = 0;
+};
+
+// Throws ipt::Error(kNotFound) naming the known workloads when `name` is not one of them.
+std::unique_ptr<Workload> MakeWorkload(const std::string& name, const WorkloadOptions& options);
+// Registered names, aliases excluded, in a stable order.
+std::vector<std::string> WorkloadNames();
+
+// A hash of the model's code and weights: the forward graph and every parameter and buffer.
+std::string ModelHash(const torch::jit::Module& module);
+
+}  // namespace ipt::workloads
