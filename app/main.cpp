@@ -54,8 +54,8 @@ int main(int argc, char** argv) {
   app.add_option("--batch", tune.study.batch, "Batch size")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--measure-time", tune.study.measure.min_time_s,
-                 "Minimum measured seconds per trial")
+  double tune_measure_s = tune.study.measure.min_time_s;
+  app.add_option("--measure-time", tune_measure_s, "Minimum measured seconds per trial")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--trial-timeout", tune.trial_timeout_s, "Seconds before a trial is killed")
@@ -72,9 +72,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   bench_cmd->add_option("--threads", bench.threads, "CPUs given to the run (default: all allowed)")
       ->check(CLI::PositiveNumber);
-  bench_cmd
-      ->add_option("--measure-time", bench.measure.min_time_s,
-                   "Minimum measured seconds per candidate")
+  double bench_measure_s = bench.measure.min_time_s;
+  bench_cmd->add_option("--measure-time", bench_measure_s, "Minimum measured seconds per candidate")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   bench_cmd->add_flag("--json", bench.json, "Machine output (schema: docs/bench-json.md)");
@@ -84,6 +83,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  tune.study.measure = ipt::tuner::MeasureSettings::ForBudget(tune_measure_s);
+  bench.measure = ipt::tuner::MeasureSettings::ForBudget(bench_measure_s);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   try {

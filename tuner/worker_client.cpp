@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +17,14 @@ std::vector<std::string> MeasureSettings::ToArgs() const {
       "--warmup-s",   fmt::format("{}", warmup_s), "--block-s",    fmt::format("{}", block_s),
       "--min-blocks", std::to_string(min_blocks),  "--min-time-s", fmt::format("{}", min_time_s),
       "--min-calls",  std::to_string(min_calls),   "--max-time-s", fmt::format("{}", max_time_s)};
+}
+
+MeasureSettings MeasureSettings::ForBudget(double seconds) {
+  MeasureSettings s;
+  s.min_time_s = seconds;
+  s.block_s = std::min(s.block_s, seconds / static_cast<double>(s.min_blocks));
+  s.warmup_s = std::min(s.warmup_s, seconds / 2);
+  return s;
 }
 
 WorkerClient::WorkerClient(std::string executable) : executable_(std::move(executable)) {}

@@ -38,6 +38,9 @@ struct MeasureSettings {
   int64_t min_calls = 10;
   double max_time_s = 120;
   std::vector<std::string> ToArgs() const;
+  // Settings for a measuring budget of `seconds` per candidate: blocks shrink so that the
+  // minimum block count still fits, and warm-up stays at most half the budget.
+  static MeasureSettings ForBudget(double seconds);
 };
 
 // What one worker run produced: its "result" line, or why there is none.

@@ -1,0 +1,262 @@
+// End-to-end tests of the command line: a study tuned, killed, resumed and benched, with the
+// real binaries, checked through the store and the files they leave.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "db/store.h"
+#include "recipes/recipe_yaml.h"
+
+namespace ipt {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kTune = std::string(IPT_BINARY_DIR) + "/app/ipex-tune";
+// Short measurements: these tests check behaviour, not speed.
+const std::vector<std::string> kQuick = {"--measure-time", "0.3"};
+
+struct CommandResult {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string Quote(const std::string& s) { return "'" + s + "'"; }
+
+class HeadlessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = ::testing::TempDir() + "ipt_app_XXXXXX";
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    marker_ = "ipt-test-" + std::to_string(getpid()) + "-" + fs::path(dir_).filename().string();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string File(const std::string& name) const { return dir_ + "/" + name; }
+
+  // Runs ipex-tune to completion through the shell, capturing stdout and stderr.
+  CommandResult Tune(std::vector<std::string> args) const {
+    std::string cmd = "IPT_TEST_MARKER=" + marker_ + " " + Quote(kTune);
+    for (const std::string& a : args) cmd += " " + Quote(a);
+    cmd += " >" + Quote(File("out.txt")) + " 2>" + Quote(File("err.txt"));
+    CommandResult r;
+    int raw = std::system(cmd.c_str());
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    r.out = Slurp(File("out.txt"));
+    r.err = Slurp(File("err.txt"));
+    return r;
+  }
+
+  // Starts ipex-tune in the background; returns its pid.
+  pid_t Start(const std::vector<std::string>& args) const {
+    pid_t pid = fork();
+    if (pid == 0) {
+      setenv("IPT_TEST_MARKER", marker_.c_str(), 1);
+      freopen(File("bg-out.txt").c_str(), "w", stdout);
+      freopen(File("bg-err.txt").c_str(), "w", stderr);
+      std::vector<char*> argv = {const_cast<char*>(kTune.c_str())};
+      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(kTune.c_str(), argv.data());
+      _exit(127);
+    }
+    return pid;
+  }
+
+  // Pids of live processes started by this test (they inherit the marker in their environment).
+  std::vector<pid_t> MarkedProcesses() const {
+    std::vector<pid_t> pids;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      std::string name = entry.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::string environ = Slurp(entry.path().string() + "/environ");
+      std::string stat = Slurp(entry.path().string() + "/stat");
+      bool zombie = stat.find(") Z ") != std::string::npos;
+      if (!zombie && environ.find("IPT_TEST_MARKER=" + marker_) != std::string::npos) {
+        pids.push_back(std::stoi(name));
+      }
+    }
+    return pids;
+  }
+
+  std::vector<db::Trial> Trials(const std::string& db_path) const {
+    db::Store store = db::Store::Open(db_path, db::OpenMode::kReadOnly);
+    auto studies = store.ListStudies();
+    return studies.empty() ? std::vector<db::Trial>{} : store.ListTrials(studies.front().id);
+  }
+
+  std::vector<std::string> StudyArgs(const std::string& db, const std::string& recipe) const {
+    std::vector<std::string> args = {"--workload", "resnet50", "--headless", "--db",
+                                     db,           "--export", recipe};
+    args.insert(args.end(), kQuick.begin(), kQuick.end());
+    return args;
+  }
+
+  std::string dir_;
+  std::string marker_;
+};
+
+TEST_F(HeadlessTest, StudyStoresEveryTrialAndExportsARecipeThatBenchAccepts) {
+  CommandResult r = Tune(StudyArgs(File("a.db"), File("r.yaml")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("vs stock"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Recipe written to " + File("r.yaml")), std::string::npos) << r.out;
+
+  db::Store store = db::Store::Open(File("a.db"), db::OpenMode::kReadOnly);
+  ASSERT_EQ(store.ListStudies().size(), 1u);
+  std::vector<db::Trial> trials = store.ListTrials(store.ListStudies()[0].id);
+  ASSERT_GE(trials.size(), 2u);
+  EXPECT_EQ(trials[0].number, 0);
+  EXPECT_NE(trials[0].config_json.find("stock"), std::string::npos);
+  for (const db::Trial& t : trials) {
+    EXPECT_EQ(t.status, db::TrialStatus::kDone) << t.error;
+    auto m = store.ListMeasurements(t.id);
+    ASSERT_EQ(m.size(), 1u);
+    EXPECT_GT(m[0].items_per_s, 0);
+    EXPECT_GE(m[0].samples, 5);
+    EXPECT_NE(m[0].applied_json.find("optimize_for_inference"), std::string::npos);
+  }
+  EXPECT_EQ(store.ListRecipes(store.ListStudies()[0].id).size(), 1u);
+
+  recipes::Recipe recipe = recipes::LoadRecipe(File("r.yaml"));
+  EXPECT_EQ(recipe.workload.name, "resnet50");
+  ASSERT_TRUE(recipe.provenance.has_value());
+  EXPECT_GT(recipe.provenance->measured.items_per_s, 0);
+  EXPECT_FALSE(recipe.machine.fingerprint.empty());
+
+  std::vector<std::string> bench = {"bench",    "--workload",   "resnet50",
+                                    "--recipe", File("r.yaml"), "--json"};
+  bench.insert(bench.end(), kQuick.begin(), kQuick.end());
+  CommandResult b = Tune(bench);
+  ASSERT_EQ(b.status, 0) << b.err;
+  nlohmann::json j = nlohmann::json::parse(b.out);
+  EXPECT_EQ(j["schema_version"], 1);
+  EXPECT_EQ(j["workload"], "resnet50");
+  EXPECT_EQ(j["baseline"]["name"], "stock");
+  ASSERT_EQ(j["results"].size(), 1u);
+  const auto& result = j["results"][0];
+  for (const char* key :
+       {"recipe", "items_per_s", "median_ms", "p90_ms", "cv", "samples", "speedup", "applied"}) {
+    EXPECT_TRUE(result.contains(key)) << key;
+  }
+  EXPECT_NEAR(result["speedup"].get<double>(),
+              result["items_per_s"].get<double>() / j["baseline"]["items_per_s"].get<double>(),
+              1e-9);
+  EXPECT_EQ(result["applied"]["dtype"], "fp32");
+  EXPECT_LE(result["accuracy"]["relative_l2"].get<double>(), 1e-4);
+  EXPECT_TRUE(MarkedProcesses().empty());
+}
+
+TEST_F(HeadlessTest, KilledStudyResumesWithoutLosingOrRepeatingTrials) {
+  std::string db = File("k.db");
+  std::vector<std::string> args = StudyArgs(db, File("k.yaml"));
+  pid_t tuner = Start(args);
+  // Kill it while a trial is running (measuring) after at least one trial finished.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  bool killed = false;
+  while (std::chrono::steady_clock::now() < deadline && !killed) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!fs::exists(db)) continue;
+    std::vector<db::Trial> trials;
+    try {
+      trials = Trials(db);
+    } catch (const std::exception&) {
+      continue;  // the tuner may be creating the file right now
+    }
+    int done = 0;
+    bool running = false;
+    for (const auto& t : trials) {
+      done += t.status == db::TrialStatus::kDone;
+      running |= t.status == db::TrialStatus::kRunning;
+    }
+    if (done >= 1 && running && Slurp(File("bg-err.txt")).find("measure") != std::string::npos) {
+      ASSERT_EQ(kill(tuner, SIGKILL), 0);
+      killed = true;
+    }
+  }
+  int status = 0;
+  waitpid(tuner, &status, 0);
+  ASSERT_TRUE(killed) << "no trial finished in time:\n" << Slurp(File("bg-err.txt"));
+  // The worker dies with the tuner: nothing keeps the cores busy.
+  auto gone_by = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!MarkedProcesses().empty() && std::chrono::steady_clock::now() < gone_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(MarkedProcesses().empty());
+
+  std::map<int64_t, double> finished_before;
+  for (const auto& t : Trials(db)) {
+    if (t.status == db::TrialStatus::kDone) finished_before[t.number] = t.finished_at;
+  }
+  ASSERT_FALSE(finished_before.empty());
+
+  CommandResult again = Tune(args);
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_NE(again.err.find("will run again"), std::string::npos) << again.err;
+  std::vector<db::Trial> after = Trials(db);
+  for (const auto& t : after) {
+    EXPECT_EQ(t.status, db::TrialStatus::kDone) << t.number << ": " << t.error;
+    auto before = finished_before.find(t.number);
+    if (before != finished_before.end()) {
+      EXPECT_EQ(t.finished_at, before->second) << "trial " << t.number << " ran again";
+    }
+  }
+  EXPECT_GT(after.size(), finished_before.size());
+  EXPECT_TRUE(fs::exists(File("k.yaml")));
+
+  // A third run finds everything done and measures nothing.
+  CommandResult third = Tune(args);
+  ASSERT_EQ(third.status, 0) << third.err;
+  EXPECT_EQ(third.err.find("starting"), std::string::npos) << third.err;
+  EXPECT_EQ(Trials(db).size(), after.size());
+}
+
+// One line on stderr naming the problem, and a non-zero exit.
+void ExpectOneLineError(const CommandResult& r, const std::string& fragment) {
+  EXPECT_NE(r.status, 0);
+  std::string last = r.err;
+  while (!last.empty() && last.back() == '\n') last.pop_back();
+  last = last.substr(last.rfind('\n') == std::string::npos ? 0 : last.rfind('\n') + 1);
+  EXPECT_EQ(last.rfind("ipex-tune: error: ", 0), 0u) << r.err;
+  EXPECT_NE(last.find(fragment), std::string::npos) << r.err;
+}
+
+TEST_F(HeadlessTest, BadInputGivesAOneLineErrorAndNonZeroExit) {
+  std::ofstream(File("bad.yaml")) << "schema: ipex-tune/recipe/v1\nworkload: {name: resnet50}\n"
+                                     "precision:\n  dtype: fp16\n";
+  ExpectOneLineError(Tune({"bench", "--workload", "resnet50", "--recipe", File("bad.yaml")}),
+                     "bad.yaml:4: precision.dtype");
+  ExpectOneLineError(Tune({"--workload", "resnet5", "--headless", "--db", File("u.db")}),
+                     "unknown workload 'resnet5'");
+  ExpectOneLineError(
+      Tune({"--workload", "resnet50", "--headless", "--db", File("missing/dir/a.db")}),
+      "missing/dir/a.db");
+  std::ofstream(File("corrupt.db")) << "this is not a database";
+  ExpectOneLineError(Tune({"--workload", "resnet50", "--headless", "--db", File("corrupt.db")}),
+                     "corrupt.db");
+  CommandResult gui = Tune({"--workload", "resnet50"});
+  EXPECT_NE(gui.status, 0);
+  EXPECT_NE(gui.err.find("--headless"), std::string::npos) << gui.err;
+}
+
+}  // namespace
+}  // namespace ipt
