@@ -9,6 +9,8 @@
 
 namespace ipt::workloads {
 
+// The 60-bit seed that SeededGenerator uses, for samplers that draw outside libtorch.
+uint64_t DerivedSeed(uint64_t seed, std::string_view name);
 at::Generator SeededGenerator(uint64_t seed, std::string_view name);
 
 // Kaiming-normal for a ReLU network, fan_out mode (torchvision's conv initialisation).
@@ -17,5 +19,9 @@ torch::Tensor Uniform(at::IntArrayRef shape, double low, double high, uint64_t s
                       std::string_view name);
 torch::Tensor Normal(at::IntArrayRef shape, double mean, double stddev, uint64_t seed,
                      std::string_view name);
+// Normal restricted to mean +- 2 stddev by redrawing the values outside (TensorFlow's
+// truncated_normal, which BERT's checkpoints were initialised with).
+torch::Tensor TruncatedNormal(at::IntArrayRef shape, double mean, double stddev, uint64_t seed,
+                              std::string_view name);
 
 }  // namespace ipt::workloads

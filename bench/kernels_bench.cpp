@@ -1,0 +1,118 @@
+// Kernel throughput against which the core's figures are read: oneDNN's best primitive for the
+// two shapes that dominate ResNet-50 and BERT, and libtorch's own aten path for the same shapes.
+// Reports GFLOP/s (counter "GFLOPS"). Set OMP_NUM_THREADS: libgomp defaults to one thread here.
+//   build/bench/ipt_kernels_bench --benchmark_min_time=1
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+memory::data_type DataType(int64_t bf16) {
+  return bf16 != 0 ? memory::data_type::bf16 : memory::data_type::f32;
+}
+
+// oneDNN has no bf16 kernels below avx512_core: a skip with the reason, not a crash.
+template <typename Pd, typename Make>
+bool MakePrimitiveDesc(benchmark::State& state, Pd& pd, Make make) {
+  try {
+    pd = make();
+    return true;
+  } catch (const dnnl::error& e) {
+    state.SkipWithError(
+        ("oneDNN has no kernel for this on this CPU: " + std::string(e.what())).c_str());
+    return false;
+  }
+}
+
+void SetFlops(benchmark::State& state, double flops_per_iteration) {
+  state.counters["GFLOPS"] =
+      benchmark::Counter(flops_per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// 3x3 convolution, 64 -> 64 channels at 56x56 (ResNet-50's layer1), batch 1; oneDNN chooses
+// the blocked layouts it prefers (format_tag::any), as the core does with prepacked weights.
+void BM_OneDnnConv3x3(benchmark::State& state) {
+  const memory::dim n = 1, c = 64, k = 64, h = 56, w = 56;
+  auto dt = DataType(state.range(0));
+  memory::desc src_md({n, c, h, w}, dt, Tag::any);
+  memory::desc wei_md({k, c, 3, 3}, dt, Tag::any);
+  memory::desc dst_md({n, k, h, w}, dt, Tag::any);
+  dnnl::convolution_forward::primitive_desc pd;
+  if (!MakePrimitiveDesc(state, pd, [&] {
+        return dnnl::convolution_forward::primitive_desc(
+            dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                            dnnl::algorithm::convolution_direct, src_md, wei_md,
+                                            dst_md, {1, 1}, {1, 1}, {1, 1}),
+            Engine());
+      })) {
+    return;
+  }
+  memory src(pd.src_desc(), Engine()), wei(pd.weights_desc(), Engine()),
+      dst(pd.dst_desc(), Engine());
+  dnnl::convolution_forward conv(pd);
+  dnnl::stream stream(Engine());
+  for (auto _ : state) {
+    conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
+    stream.wait();
+  }
+  SetFlops(state, 2.0 * n * k * c * 9 * h * w);
+  state.SetLabel(pd.impl_info_str());
+}
+BENCHMARK(BM_OneDnnConv3x3)->Arg(0)->Arg(1)->ArgName("bf16")->UseRealTime();
+
+// BERT-base's FFN up-projection: 128 tokens x 768 -> 3072.
+void BM_OneDnnMatmulFfn(benchmark::State& state) {
+  const memory::dim m = 128, kdim = 768, n = 3072;
+  auto dt = DataType(state.range(0));
+  memory::desc a_md({m, kdim}, dt, Tag::ab);
+  memory::desc b_md({kdim, n}, dt, Tag::any);
+  memory::desc c_md({m, n}, dt, Tag::ab);
+  dnnl::matmul::primitive_desc pd;
+  if (!MakePrimitiveDesc(state, pd, [&] {
+        return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), Engine());
+      })) {
+    return;
+  }
+  memory a(pd.src_desc(), Engine()), b(pd.weights_desc(), Engine()), c(pd.dst_desc(), Engine());
+  dnnl::matmul mm(pd);
+  dnnl::stream stream(Engine());
+  for (auto _ : state) {
+    mm.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    stream.wait();
+  }
+  SetFlops(state, 2.0 * m * kdim * n);
+  state.SetLabel(pd.impl_info_str());
+}
+BENCHMARK(BM_OneDnnMatmulFfn)->Arg(0)->Arg(1)->ArgName("bf16")->UseRealTime();
+
+// The same shapes through stock libtorch (aten): what the core has to beat.
+void BM_AtenConv3x3(benchmark::State& state) {
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({1, 64, 56, 56});
+  auto w = torch::randn({64, 64, 3, 3});
+  for (auto _ : state) benchmark::DoNotOptimize(at::conv2d(x, w, {}, 1, 1));
+  SetFlops(state, 2.0 * 64 * 64 * 9 * 56 * 56);
+}
+BENCHMARK(BM_AtenConv3x3)->UseRealTime();
+
+void BM_AtenLinearFfn(benchmark::State& state) {
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({128, 768});
+  auto w = torch::randn({3072, 768});
+  for (auto _ : state) benchmark::DoNotOptimize(at::linear(x, w));
+  SetFlops(state, 2.0 * 128 * 768 * 3072);
+}
+BENCHMARK(BM_AtenLinearFfn)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
