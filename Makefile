@@ -2,7 +2,9 @@
 # scripts/setup.sh, which installs what is missing, configures and builds.
 BUILD_DIR ?= build
 JOBS ?= 2
-export BUILD_DIR JOBS
+# Paths relative to the checkout, so ccache hits across clones in different folders.
+CCACHE_BASEDIR ?= $(CURDIR)
+export BUILD_DIR JOBS CCACHE_BASEDIR
 
 .PHONY: all setup demo test format format-check bench clean
 
