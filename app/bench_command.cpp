@@ -30,10 +30,13 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
   std::vector<recipes::Recipe> recipes;
   for (const std::string& path : options.recipes) recipes.push_back(recipes::LoadRecipe(path));
   for (size_t i = 0; i < recipes.size(); ++i) {
-    if (recipes[i].workload.name != options.workload) {
-      std::fprintf(stderr, "ipex-tune: warning: %s was tuned for workload '%s', not '%s'\n",
-                   options.recipes[i].c_str(), recipes[i].workload.name.c_str(),
-                   options.workload.c_str());
+    const std::string& tuned_for = recipes[i].workload.name;
+    bool same = options.source.model_path.empty()
+                    ? tuned_for == options.source.workload
+                    : recipes[i].workload.model_path == options.source.model_path;
+    if (!same) {
+      std::fprintf(stderr, "ipex-tune: warning: %s was tuned for workload '%s'\n",
+                   options.recipes[i].c_str(), tuned_for.c_str());
     }
   }
   int64_t batch = options.batch > 0 ? options.batch : recipes.front().workload.batch;
@@ -50,9 +53,9 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
   }
   auto threads = static_cast<int64_t>(cpus.size());
 
-  std::vector<std::string> args = {"bench",         "--workload",          options.workload,
-                                   "--batch",       std::to_string(batch), "--baseline",
+  std::vector<std::string> args = {"bench", "--batch", std::to_string(batch), "--baseline",
                                    options.baseline};
+  for (const std::string& a : options.source.ToArgs()) args.push_back(a);
   for (const std::string& a : options.measure.ToArgs()) args.push_back(a);
   for (const std::string& path : options.recipes) args.insert(args.end(), {"--recipe", path});
   tuner::WorkerClient worker(tuner::WorkerClient::DefaultExecutable());
@@ -83,7 +86,7 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
   const nlohmann::json& base = candidates.at(0);
   double base_rate = base.value("items_per_s", 0.0);
   nlohmann::json out = {{"schema_version", kBenchJsonSchemaVersion},
-                        {"workload", options.workload},
+                        {"workload", reply.result.value("workload", "")},
                         {"model_hash", reply.result.value("model_hash", "")},
                         {"batch", batch},
                         {"threads", threads},
@@ -100,7 +103,7 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
     std::cout << out.dump(2) << '\n';
     return 0;
   }
-  std::printf("%s, batch %lld, %lld thread(s)\n", options.workload.c_str(),
+  std::printf("%s, batch %lld, %lld thread(s)\n", out["workload"].get<std::string>().c_str(),
               static_cast<long long>(batch), static_cast<long long>(threads));
   std::printf("%-36s %12s %10s %10s %7s %8s\n", "candidate", "items/s", "median ms", "p90 ms",
               "cv %", "speedup");

@@ -14,7 +14,7 @@ namespace ipt::app {
 inline constexpr int kBenchJsonSchemaVersion = 1;
 
 struct BenchOptions {
-  std::string workload;
+  tuner::WorkloadSource source;
   std::vector<std::string> recipes;
   std::string baseline = "stock";
   int64_t batch = 0;    // 0: the first recipe's

@@ -16,7 +16,8 @@ class TerminalObserver : public tuner::StudyObserver {
 
   void OnTrialStarted(int64_t number, const std::string& config, size_t index,
                       size_t total) override {
-    prefix_ = fmt::format("[{}/{}] trial {} ({})", index, total, number, config);
+    prefix_ = index == 0 ? fmt::format("[baseline] trial {} ({})", number, config)
+                         : fmt::format("[{}/{}] trial {} ({})", index, total, number, config);
     Status(prefix_ + ": starting");
   }
 

@@ -13,6 +13,7 @@
 #include "app/bench_command.h"
 #include "app/headless.h"
 #include "base/error.h"
+#include "tuner/strategy.h"
 
 namespace {
 
@@ -42,7 +43,15 @@ int main(int argc, char** argv) {
       "  ipex-tune --workload resnet50 --headless     tune in the terminal\n"
       "  ipex-tune bench --workload resnet50 --recipe r.yaml   measure recipes against stock"};
   ipt::app::HeadlessOptions tune;
-  app.add_option("--workload", tune.study.workload, "Workload to tune (resnet50)");
+  auto* tune_workload =
+      app.add_option("--workload", tune.study.source.workload, "Workload to tune (resnet50)");
+  auto* tune_model = app.add_option("--model", tune.study.source.model_path,
+                                    "A TorchScript file (scripted or traced) to tune instead")
+                         ->excludes(tune_workload);
+  app.add_option("--input", tune.study.source.inputs,
+                 "An input of --model, in forward's order: NAME:SHAPE[:DTYPE], dimension 0 the "
+                 "batch (e.g. x:1x3x224x224:float32); repeatable")
+      ->needs(tune_model);
   app.add_flag("--headless", tune.headless, "Run in the terminal, without the desktop app");
   app.add_option("--db", tune.study.db_path, "SQLite store of studies and results")
       ->capture_default_str();
@@ -51,6 +60,15 @@ int main(int argc, char** argv) {
   app.add_option("--max-trials", tune.study.max_trials,
                  "Finished trials other than the stock baseline (0: the whole space)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--space", tune.study.space_path,
+                 "Search space YAML (docs/search-space.md); default: the workload's own");
+  app.add_option("--strategy", tune.study.strategy, "grid, random, coordinate or tpe")
+      ->check(CLI::IsMember(ipt::tuner::StrategyNames()))
+      ->capture_default_str();
+  app.add_option("--seed", tune.study.seed, "Seed of the random and tpe strategies")
+      ->capture_default_str();
+  app.add_flag("--keep-unsupported", tune.study.keep_unsupported,
+               "Keep dtypes this CPU only emulates (bf16 without avx512_bf16)");
   app.add_option("--batch", tune.study.batch, "Batch size")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -65,7 +83,14 @@ int main(int argc, char** argv) {
   ipt::app::BenchOptions bench;
   CLI::App* bench_cmd = app.add_subcommand(
       "bench", "Measure recipes and a baseline side by side in one worker, interleaved");
-  bench_cmd->add_option("--workload", bench.workload, "Workload")->required();
+  auto* bench_workload = bench_cmd->add_option("--workload", bench.source.workload, "Workload");
+  auto* bench_model =
+      bench_cmd->add_option("--model", bench.source.model_path, "A TorchScript file instead")
+          ->excludes(bench_workload);
+  bench_cmd
+      ->add_option("--input", bench.source.inputs,
+                   "An input of --model: NAME:SHAPE[:DTYPE] (repeatable)")
+      ->needs(bench_model);
   bench_cmd->add_option("--recipe", bench.recipes, "Recipe YAML (repeatable)")->required();
   bench_cmd->add_option("--baseline", bench.baseline, "Baseline: stock")->capture_default_str();
   bench_cmd->add_option("--batch", bench.batch, "Batch size (overrides the recipes')")
@@ -88,15 +113,22 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   try {
-    if (*bench_cmd) return ipt::app::RunBench(bench, g_cancel);
+    if (*bench_cmd) {
+      if (bench.source.workload.empty() && bench.source.model_path.empty()) {
+        std::fprintf(stderr, "ipex-tune: bench needs --workload or --model\n");
+        return 2;
+      }
+      return ipt::app::RunBench(bench, g_cancel);
+    }
     if (!tune.headless) {
       std::fprintf(stderr,
                    "ipex-tune: the desktop app is not built yet; run in the terminal with "
                    "--headless (see --help)\n");
       return 2;
     }
-    if (tune.study.workload.empty()) {
-      std::fprintf(stderr, "ipex-tune: --workload is required (e.g. --workload resnet50)\n");
+    if (tune.study.source.workload.empty() && tune.study.source.model_path.empty()) {
+      std::fprintf(stderr,
+                   "ipex-tune: --workload or --model is required (e.g. --workload resnet50)\n");
       return 2;
     }
     return ipt::app::RunHeadless(tune, g_cancel);

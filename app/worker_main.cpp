@@ -25,6 +25,7 @@
 #include "core/platform/system_source.h"
 #include "kernels/onednn_info.h"
 #include "recipes/recipe_yaml.h"
+#include "workloads/user_model.h"
 #include "workloads/workload.h"
 
 namespace ipt {
@@ -85,6 +86,12 @@ Json CompareOutputs(const at::Tensor& reference, const at::Tensor& candidate) {
           {"top1_agreement", top1}};
 }
 
+std::string LastLine(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  size_t newline = text.rfind('\n');
+  return newline == std::string::npos ? text : text.substr(newline + 1);
+}
+
 at::Tensor FirstTensor(const torch::jit::IValue& output) {
   if (output.isTensor()) return output.toTensor();
   if (output.isTuple() && !output.toTupleRef().elements().empty()) {
@@ -95,13 +102,24 @@ at::Tensor FirstTensor(const torch::jit::IValue& output) {
 
 struct CommonOptions {
   std::string workload;
-  int64_t batch = 0;    // 0: the recipe's
-  int64_t threads = 0;  // 0: the recipe's, else every allowed CPU
+  std::string model;                // a user's TorchScript file instead of a workload
+  std::vector<std::string> inputs;  // its inputs, NAME:SHAPE[:DTYPE]
+  int64_t batch = 0;                // 0: the recipe's
+  int64_t threads = 0;              // 0: the recipe's, else every allowed CPU
   core::MeasureOptions measure;
 };
 
 void AddCommonOptions(CLI::App* cmd, CommonOptions& o) {
-  cmd->add_option("--workload", o.workload, "Workload name")->required();
+  auto* workload = cmd->add_option("--workload", o.workload, "Workload name");
+  auto* model = cmd->add_option("--model", o.model, "TorchScript file to use as the workload");
+  cmd->add_option("--input", o.inputs, "Input of --model: NAME:SHAPE[:DTYPE] (repeatable)")
+      ->needs(model);
+  workload->excludes(model);
+  cmd->callback([cmd, workload, model] {
+    if (workload->count() == 0 && model->count() == 0) {
+      throw CLI::RequiredError(cmd->get_name() + ": --workload or --model");
+    }
+  });
   cmd->add_option("--batch", o.batch, "Batch size (overrides the recipe's)");
   cmd->add_option("--threads", o.threads, "Threads (overrides the recipe's)");
   cmd->add_option("--warmup-s", o.measure.warmup_s, "Warm-up seconds per candidate");
@@ -129,8 +147,14 @@ class Session {
  public:
   explicit Session(const CommonOptions& o) : options_(o) {
     auto start = Clock::now();
-    Emit({{"type", "progress"}, {"phase", "build"}, {"workload", o.workload}});
-    workload_ = workloads::MakeWorkload(o.workload, {});
+    workloads::WorkloadOptions workload_options;
+    workload_options.model_path = o.model;
+    for (const std::string& spec : o.inputs) {
+      workload_options.inputs.push_back(recipes::ParseInputSpec(spec));
+    }
+    workload_ = o.model.empty() ? workloads::MakeWorkload(o.workload, workload_options)
+                                : workloads::MakeUserModel(workload_options);
+    Emit({{"type", "progress"}, {"phase", "build"}, {"workload", workload_->name()}});
     module_ = workload_->BuildModel();
     build_s_ = SecondsSince(start);
   }
@@ -243,16 +267,31 @@ void RunWorkloads(const std::vector<std::string>& names) {
   }
 }
 
+// Builds the workload and runs one batch: what a study checks before any trial, so a missing
+// file, a bad archive or a wrong input shape fails in seconds with a clear message.
 void RunDry(const CommonOptions& o) {
   Session session(o);
   int64_t batch = o.batch > 0 ? o.batch : 1;
+  const workloads::Workload& w = session.workload();
   torch::NoGradGuard no_grad;
   torch::jit::Module eval = session.module().clone();
-  at::Tensor out = FirstTensor(eval.forward(session.workload().MakeInputs(batch, 0)));
+  at::Tensor out;
+  try {
+    out = FirstTensor(eval.forward(w.MakeInputs(batch, 0)));
+  } catch (const std::exception& e) {
+    // c10::Error or the interpreter's JITException, whose last line holds libtorch's reason.
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("forward of '{}' fails with the declared inputs: {}", w.name(),
+                            LastLine(e.what())));
+  }
+  Json inputs = Json::array();
+  for (const auto& spec : w.DescribeInputs(batch)) inputs.push_back(recipes::FormatInputSpec(spec));
   Emit({{"type", "result"},
-        {"workload", o.workload},
+        {"workload", w.name()},
         {"batch", batch},
         {"model_hash", workloads::ModelHash(session.module())},
+        {"flops_per_item", w.FlopsPerItem()},
+        {"inputs", inputs},
         {"output_shape", out.sizes().vec()},
         {"build_s", session.build_s()}});
 }
@@ -268,7 +307,7 @@ void RunTrial(const CommonOptions& o, const std::string& recipe_path, const std:
   Json result = CandidateJson(prepared[0], results[0]);
   result["type"] = "result";
   result["schema_version"] = kSchemaVersion;
-  result["workload"] = o.workload;
+  result["workload"] = session.workload().name();
   result["model_hash"] = workloads::ModelHash(session.module());
   result["build_s"] = session.build_s();
   result["setup_s"] = setup_s;
@@ -295,7 +334,7 @@ void RunBench(const CommonOptions& o, const std::vector<std::string>& recipe_pat
     candidates.push_back(CandidateJson(prepared[i], results[i]));
   Emit({{"type", "result"},
         {"schema_version", kSchemaVersion},
-        {"workload", o.workload},
+        {"workload", session.workload().name()},
         {"model_hash", workloads::ModelHash(session.module())},
         {"candidates", candidates}});
 }

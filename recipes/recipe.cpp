@@ -2,7 +2,10 @@
 // changing one breaks every recipe already written: add new spellings, never rename.
 #include "recipes/recipe.h"
 
+#include <algorithm>
 #include <cstddef>
+
+#include "base/error.h"
 
 namespace ipt::recipes {
 namespace {
@@ -80,5 +83,59 @@ std::string DtypeSpellings() { return Join(kDtypes); }
 std::string MemoryFormatSpellings() { return Join(kMemoryFormats); }
 std::string BindingSpellings() { return Join(kBindings); }
 std::string AllocatorSpellings() { return Join(kAllocators); }
+
+const std::vector<std::string>& InputDtypes() {
+  static const std::vector<std::string> kInputDtypes = {"float32", "bfloat16", "int64", "int32",
+                                                        "bool"};
+  return kInputDtypes;
+}
+
+InputSpec ParseInputSpec(const std::string& text) {
+  auto fail = [&text](const std::string& problem) {
+    return Error(ErrorCode::kInvalidArgument, "input '" + text + "': " + problem +
+                                                  " (expected NAME:SHAPE[:DTYPE], e.g. " +
+                                                  "x:1x3x224x224:float32)");
+  };
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    size_t colon = text.find(':', start);
+    parts.push_back(text.substr(start, colon - start));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  if (parts.size() < 2 || parts.size() > 3) throw fail("wrong number of ':'-separated parts");
+  InputSpec spec;
+  spec.name = parts[0];
+  if (spec.name.empty()) throw fail("the name is empty");
+  size_t dim_start = 0;
+  while (true) {
+    size_t x = parts[1].find('x', dim_start);
+    std::string dim = parts[1].substr(dim_start, x - dim_start);
+    if (dim.empty() || dim.find_first_not_of("0123456789") != std::string::npos || dim.size() > 9 ||
+        std::stoll(dim) < 1) {
+      throw fail("shape dimension '" + dim + "' is not a positive integer");
+    }
+    spec.shape.push_back(std::stoll(dim));
+    if (x == std::string::npos) break;
+    dim_start = x + 1;
+  }
+  if (parts.size() == 3) {
+    const auto& known = InputDtypes();
+    if (std::find(known.begin(), known.end(), parts[2]) == known.end()) {
+      throw fail("dtype '" + parts[2] + "' is not one of float32, bfloat16, int64, int32, bool");
+    }
+    spec.dtype = parts[2];
+  }
+  return spec;
+}
+
+std::string FormatInputSpec(const InputSpec& spec) {
+  std::string text = spec.name + ":";
+  for (size_t i = 0; i < spec.shape.size(); ++i) {
+    text += (i ? "x" : "") + std::to_string(spec.shape[i]);
+  }
+  return text + ":" + spec.dtype;
+}
 
 }  // namespace ipt::recipes

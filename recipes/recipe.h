@@ -42,6 +42,15 @@ struct InputSpec {
   std::string dtype = "float32";
 };
 
+// The tensor dtypes an input may declare: float32, bfloat16, int64, int32, bool.
+const std::vector<std::string>& InputDtypes();
+// Parses `NAME:SHAPE:DTYPE` as users type it on the command line, e.g. `x:1x3x224x224:float32`
+// (DTYPE may be left out: float32). Throws ipt::Error(kInvalidArgument) quoting the text and
+// saying which part is wrong.
+InputSpec ParseInputSpec(const std::string& text);
+// The inverse: `x:1x3x224x224:float32`.
+std::string FormatInputSpec(const InputSpec& spec);
+
 struct WorkloadRef {
   std::string name;          // registry name ("resnet50") or "model" for a user file
   std::string model_path;    // user TorchScript file; empty for built-in workloads

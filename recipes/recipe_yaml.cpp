@@ -4,6 +4,8 @@
 // line and the key path so the user can fix the file without reading this code.
 #include "recipes/recipe_yaml.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -249,7 +251,13 @@ InputSpec ReadInput(const Reader& r, const Value& v) {
   input.name = r.NonEmptyString(m.Require("name"));
   const Value shape = m.Require("shape");
   for (const Value& dim : r.Items(shape)) input.shape.push_back(r.Int(dim, 1));
-  if (auto dtype = m.Get("dtype")) input.dtype = r.NonEmptyString(*dtype);
+  if (auto dtype = m.Get("dtype")) {
+    input.dtype = r.NonEmptyString(*dtype);
+    const auto& known = InputDtypes();
+    if (std::find(known.begin(), known.end(), input.dtype) == known.end()) {
+      r.Fail(*dtype, "'" + input.dtype + "' is not one of float32, bfloat16, int64, int32, bool");
+    }
+  }
   return input;
 }
 

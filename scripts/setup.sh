@@ -14,6 +14,7 @@ PACKAGES=(
   libspdlog-dev libhwloc-dev libsqlite3-dev sqlite3
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  python3-torch  # reference implementation for tests only (a traced model, observers)
   # runtime: allocators and a real BLAS for the stock baselines
   libjemalloc2 libopenblas0-pthread
 )

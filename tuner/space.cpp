@@ -4,49 +4,50 @@
 
 #include "base/error.h"
 #include "base/sha256.h"
+#include "tuner/space_yaml.h"
 
 namespace ipt::tuner {
+namespace {
 
-nlohmann::json SearchSpace::ToJson() const {
-  nlohmann::json dims = nlohmann::json::array();
-  for (const Dimension& d : dimensions) dims.push_back({{"name", d.name}, {"values", d.values}});
-  return {{"dimensions", dims}};
-}
+// Threads up to 256: Prune keeps the values this machine can give.
+constexpr const char* kDefaultSpace = R"(schema: ipex-tune/space/v1
+dimensions:
+  dtype: [fp32, bf16]
+  threads: [1, 2, 4, 8, 16, 32, 64, 128, 256]
+)";
 
-size_t SearchSpace::GridSize() const {
-  size_t size = 1;
-  for (const Dimension& d : dimensions) size *= d.values.size();
-  return size;
-}
-
-SearchSpace DefaultSpace(const std::string& workload, const MachineLimits& limits) {
-  SearchSpace space;
-  Dimension dtype{"dtype", {"fp32"}};
-  if (limits.has_avx512_bf16) dtype.values.push_back("bf16");
-  Dimension threads{"threads", {1}};
-  if (limits.allowed_cpus > 1) threads.values.push_back(limits.allowed_cpus);
-  space.dimensions = {dtype, threads};
-  return space;
-}
-
-std::vector<Candidate> GridCandidates(const SearchSpace& space) {
-  std::vector<Candidate> out;
-  if (space.dimensions.empty()) return out;
-  std::vector<size_t> index(space.dimensions.size(), 0);
-  while (true) {
-    Candidate c = nlohmann::json::object();
-    for (size_t d = 0; d < index.size(); ++d) {
-      c[space.dimensions[d].name] = space.dimensions[d].values[index[d]];
-    }
-    out.push_back(std::move(c));
-    size_t d = index.size();
-    while (d > 0) {
-      --d;
-      if (++index[d] < space.dimensions[d].values.size()) break;
-      index[d] = 0;
-      if (d == 0) return out;
-    }
+template <typename T>
+T Require(std::optional<T> value, const std::string& dimension, const nlohmann::json& given,
+          const std::string& known) {
+  if (!value) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("{}: {} is not one of {}", dimension, given.dump(), known));
   }
+  return *value;
+}
+
+int64_t PositiveInt(const nlohmann::json& value, const std::string& dimension) {
+  if (!value.is_number_integer() || value.get<int64_t>() < 1) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("{}: {} is not a positive integer", dimension, value.dump()));
+  }
+  return value.get<int64_t>();
+}
+
+std::string Text(const nlohmann::json& value, const std::string& dimension) {
+  if (!value.is_string()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("{}: {} is not a string", dimension, value.dump()));
+  }
+  return value.get<std::string>();
+}
+
+}  // namespace
+
+std::string DefaultSpaceYaml(const std::string& workload) { return kDefaultSpace; }
+
+SpaceDefinition DefaultSpace(const std::string& workload) {
+  return ParseSpace(DefaultSpaceYaml(workload), "<default space of " + workload + ">");
 }
 
 Candidate StockCandidate(int64_t threads) { return {{"baseline", "stock"}, {"threads", threads}}; }
@@ -59,22 +60,48 @@ std::string ConfigHash(const Candidate& candidate) { return Sha256Hex(candidate.
 
 recipes::Recipe CandidateToRecipe(const Candidate& candidate,
                                   const recipes::WorkloadRef& workload) {
-  recipes::Recipe recipe;
+  using namespace recipes;
+  Recipe recipe;
   recipe.workload = workload;
   for (const auto& [key, value] : candidate.items()) {
     if (key == "dtype") {
-      auto dtype = recipes::ParseDtype(value.get<std::string>());
-      if (!dtype) {
-        throw Error(ErrorCode::kInvalidArgument,
-                    fmt::format("dtype: unknown value {}", value.dump()));
-      }
-      recipe.precision.dtype = *dtype;
+      recipe.precision.dtype = Require(ParseDtype(Text(value, key)), key, value, DtypeSpellings());
     } else if (key == "threads") {
-      recipe.runtime.threads = value.get<int64_t>();
+      recipe.runtime.threads = PositiveInt(value, key);
+    } else if (key == "calibration") {
+      if (!recipe.precision.calibration) recipe.precision.calibration = Calibration{};
+      recipe.precision.calibration->algorithm = Text(value, key);
+    } else if (key == "calibration_samples") {
+      if (!recipe.precision.calibration) recipe.precision.calibration = Calibration{};
+      recipe.precision.calibration->samples = PositiveInt(value, key);
+    } else if (key == "streams") {
+      recipe.runtime.streams = PositiveInt(value, key);
+    } else if (key == "cores_per_stream") {
+      recipe.runtime.cores_per_stream = PositiveInt(value, key);
+    } else if (key == "binding") {
+      recipe.runtime.binding =
+          Require(ParseBinding(Text(value, key)), key, value, BindingSpellings());
+    } else if (key == "allocator") {
+      recipe.runtime.allocator =
+          Require(ParseAllocator(Text(value, key)), key, value, AllocatorSpellings());
+    } else if (key == "batch") {
+      recipe.workload.batch = PositiveInt(value, key);
+    } else if (key == "memory_format") {
+      recipe.optimize.memory_format =
+          Require(ParseMemoryFormat(Text(value, key)), key, value, MemoryFormatSpellings());
+    } else if (key == "fusions") {
+      if (!value.is_array()) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("fusions: {} is not a list of pass names", value.dump()));
+      }
+      recipe.optimize.fusions.clear();
+      for (const auto& f : value) recipe.optimize.fusions.push_back(Text(f, key));
     } else {
       throw Error(ErrorCode::kInvalidArgument, fmt::format("unknown dimension '{}'", key));
     }
   }
+  // Calibration only means something for static int8; the recipe refuses it elsewhere.
+  if (recipe.precision.dtype != Dtype::kInt8) recipe.precision.calibration.reset();
   return recipe;
 }
 

@@ -13,6 +13,9 @@
 #include "recipes/recipe_yaml.h"
 #include "tuner/fingerprint.h"
 #include "tuner/space.h"
+#include "tuner/space_yaml.h"
+#include "tuner/strategy.h"
+#include "tuner/worker_environment.h"
 
 namespace ipt::tuner {
 namespace {
@@ -100,7 +103,9 @@ std::vector<TrialSummary> Summaries(const db::Store& store, int64_t study_id) {
     TrialSummary s;
     s.number = t.number;
     s.config = Describe(nlohmann::json::parse(t.config_json));
+    s.config_json = t.config_json;
     s.status = db::ToString(t.status);
+    s.status_value = t.status;
     s.error = t.error;
     s.setup_s = t.setup_s;
     auto measurements = store.ListMeasurements(t.id);
@@ -130,6 +135,14 @@ std::vector<TrialSummary> Summaries(const db::Store& store, int64_t study_id) {
   return out;
 }
 
+// "resnet50-recipe.yaml", "model-mynet-recipe.yaml": a file name from a workload name.
+std::string RecipeFileName(std::string workload) {
+  for (char& c : workload) {
+    if (c == ':' || c == '/') c = '-';
+  }
+  return workload + "-recipe.yaml";
+}
+
 std::vector<int> FirstCpus(const platform::CpuSet& allowed, int64_t count) {
   std::vector<int> cpus;
   for (int cpu : allowed) {
@@ -151,17 +164,31 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   observer.OnMessage(fmt::format("Machine: {} ({} CPUs allowed), libtorch {}, oneDNN {} ({})",
                                  fingerprint.cpu.model_name, fingerprint.topology.allowed.size(),
                                  info.libtorch, info.onednn, info.onednn_isa));
-  observer.OnMessage(fmt::format("Building workload '{}'...", options.workload));
-  WorkloadInfo workload = worker.DescribeWorkload(options.workload);
+  observer.OnMessage(fmt::format(
+      "Building '{}' and running one batch...",
+      options.source.model_path.empty() ? options.source.workload : options.source.model_path));
+  WorkloadInfo workload = worker.DryRun(options.source, options.batch);
 
   auto allowed_cpus = static_cast<int64_t>(fingerprint.topology.allowed.size());
-  SearchSpace space =
-      DefaultSpace(options.workload, {allowed_cpus, fingerprint.cpu.HasIsa("avx512_bf16")});
-  nlohmann::json identity = {{"workload", workload.name},
-                             {"model_hash", workload.model_hash},
-                             {"batch", options.batch},
-                             {"space", space.ToJson()},
-                             {"fingerprint", fingerprint.key}};
+  SpaceDefinition declared =
+      options.space_path.empty() ? DefaultSpace(workload.name) : LoadSpace(options.space_path);
+  std::vector<PruneNote> notes;
+  SpaceDefinition space = Prune(
+      declared,
+      {allowed_cpus, fingerprint.cpu.HasIsa("avx512_bf16"), fingerprint.cpu.HasIsa("avx512_vnni")},
+      options.keep_unsupported, &notes);
+  for (const PruneNote& n : notes) {
+    observer.OnMessage(
+        fmt::format("Space: {}={} {}: {}", n.dimension,
+                    n.value.is_string() ? n.value.get<std::string>() : n.value.dump(),
+                    n.dropped ? "left out" : "kept", n.reason));
+  }
+  std::vector<Candidate> candidates = Enumerate(space, allowed_cpus);
+  std::unique_ptr<Strategy> strategy = MakeStrategy(options.strategy, candidates, options.seed);
+
+  nlohmann::json identity = {{"workload", workload.name}, {"model_hash", workload.model_hash},
+                             {"inputs", workload.inputs}, {"batch", options.batch},
+                             {"space", space.ToJson()},   {"fingerprint", fingerprint.key}};
   int64_t machine_id = store.UpsertMachine(fingerprint.key, fingerprint.key_fields.dump(),
                                            fingerprint.context.dump());
   int64_t workload_id =
@@ -169,7 +196,8 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
                            nlohmann::json{{"inputs", workload.inputs}}.dump());
   nlohmann::json settings = {{"batch", options.batch},
                              {"max_trials", options.max_trials},
-                             {"strategy", "grid"},
+                             {"strategy", options.strategy},
+                             {"seed", options.seed},
                              {"measure", options.measure.ToArgs()}};
   db::Study study = store.FindOrCreateStudy(Sha256Hex(identity.dump()), workload_id, machine_id,
                                             space.ToJson().dump(), settings.dump());
@@ -184,44 +212,48 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   workload_ref.name = workload.name;
   workload_ref.model_sha256 = workload.model_hash;
   workload_ref.batch = options.batch;
+  workload_ref.model_path = options.source.model_path;
+  for (const std::string& input : options.source.inputs) {
+    workload_ref.inputs.push_back(recipes::ParseInputSpec(input));
+  }
 
-  std::vector<Candidate> plan = {StockCandidate(allowed_cpus)};
-  for (Candidate& c : GridCandidates(space)) plan.push_back(std::move(c));
+  // A resumed study tells the strategy what it already knows, so nothing is proposed twice.
   int64_t finished_candidates = 0;
-  size_t planned = options.max_trials > 0
-                       ? std::min(plan.size(), static_cast<size_t>(options.max_trials) + 1)
-                       : plan.size();
-  observer.OnMessage(fmt::format("Study {}: {} of {} configurations (stock baseline included)",
-                                 study.id, planned, plan.size()));
-  size_t index = 0;
-  for (const Candidate& candidate : plan) {
+  for (const TrialSummary& s : Summaries(store, study.id)) {
+    Candidate config = nlohmann::json::parse(s.config_json);
+    if (IsStock(config) || !Finished(s.status_value)) continue;
+    ++finished_candidates;
+    ++result.trials_resumed;
+    strategy->Tell(config,
+                   s.status == "done" ? std::optional<double>(s.items_per_s) : std::nullopt);
+  }
+  size_t budget = options.max_trials > 0
+                      ? std::min(candidates.size(), static_cast<size_t>(options.max_trials))
+                      : candidates.size();
+  observer.OnMessage(fmt::format(
+      "Study {}: {} strategy, {} of {} configurations, {} already measured, plus the stock "
+      "baseline",
+      study.id, options.strategy, budget, candidates.size(), finished_candidates));
+
+  size_t index = static_cast<size_t>(finished_candidates);
+  // Runs one trial to its stored end. Returns false when the study was cancelled during it.
+  auto run_trial = [&](const Candidate& candidate, std::optional<double>* objective) {
     bool stock = IsStock(candidate);
-    if (!stock && options.max_trials > 0 && finished_candidates >= options.max_trials) break;
-    ++index;
     std::string hash = ConfigHash(candidate);
     std::optional<db::Trial> trial = store.FindTrial(study.id, hash);
-    if (trial && Finished(trial->status)) {
-      ++result.trials_resumed;
-      if (!stock) ++finished_candidates;
-      continue;
-    }
     if (!trial) {
       trial = store.AddTrial(study.id, candidate.dump(), hash,
                              stock ? std::optional<int64_t>(0) : std::nullopt);
     }
-    std::string recipe_yaml =
-        stock ? "" : recipes::ToYaml(CandidateToRecipe(candidate, workload_ref));
+    recipes::Recipe recipe = stock ? recipes::Recipe{} : CandidateToRecipe(candidate, workload_ref);
+    std::string recipe_yaml = stock ? "" : recipes::ToYaml(recipe);
     int64_t threads = candidate.value("threads", allowed_cpus);
     store.MarkTrialRunning(trial->id, recipe_yaml);
-    observer.OnTrialStarted(trial->number, Describe(candidate), index, planned);
+    observer.OnTrialStarted(trial->number, Describe(candidate), stock ? 0 : index, budget);
 
-    std::vector<std::string> args = {"trial",
-                                     "--workload",
-                                     workload.name,
-                                     "--batch",
-                                     std::to_string(options.batch),
-                                     "--threads",
+    std::vector<std::string> args = {"trial", "--batch", std::to_string(options.batch), "--threads",
                                      std::to_string(threads)};
+    for (const std::string& a : options.source.ToArgs()) args.push_back(a);
     for (const std::string& a : options.measure.ToArgs()) args.push_back(a);
     if (stock) {
       args.insert(args.end(), {"--baseline", "stock"});
@@ -229,34 +261,60 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       args.insert(args.end(), {"--recipe", "-"});
     }
     auto started = Clock::now();
-    WorkerReply reply = worker.Run(
-        args, recipe_yaml, FirstCpus(fingerprint.topology.allowed, threads),
-        {{"OMP_NUM_THREADS", std::to_string(threads)}},
-        std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout),
-        [&](const nlohmann::json& progress) {
-          lease.Heartbeat();
-          observer.OnTrialProgress(trial->number, progress);
-        },
-        &cancel);
+    WorkerReply reply;
+    try {
+      reply = worker.Run(
+          args, recipe_yaml, FirstCpus(fingerprint.topology.allowed, threads),
+          WorkerEnvironment(recipe.runtime, threads),
+          std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout),
+          [&](const nlohmann::json& progress) {
+            lease.Heartbeat();
+            observer.OnTrialProgress(trial->number, progress);
+          },
+          &cancel);
+    } catch (const Error& e) {
+      // The trial cannot start here (an allocator that is not installed): a stored result.
+      reply.error_code = ErrorCodeName(e.code());
+      reply.error = e.what();
+    }
     if (reply.error_code == "cancelled") {
       store.RequeueRunningTrials(study.id);
-      result.interrupted = true;
-      break;
+      return false;
     }
     double wall_s = std::chrono::duration<double>(Clock::now() - started).count();
     if (reply.ok) {
       double setup_s = reply.result.value("setup_s", wall_s);
       store.FinishTrial(trial->id, db::TrialStatus::kDone, "", setup_s,
                         MeasurementFromResult(reply.result));
+      *objective = reply.result.value("items_per_s", 0.0);
     } else {
       db::TrialStatus status =
           reply.error_code == "timed_out" ? db::TrialStatus::kTimedOut : db::TrialStatus::kFailed;
       store.FinishTrial(trial->id, status, reply.error, wall_s, std::nullopt);
+      *objective = std::nullopt;
     }
-    if (!stock) ++finished_candidates;
     for (const TrialSummary& s : Summaries(store, study.id)) {
       if (s.number == trial->number) observer.OnTrialFinished(s);
     }
+    return true;
+  };
+
+  Candidate stock = StockCandidate(allowed_cpus);
+  std::optional<db::Trial> stock_trial = store.FindTrial(study.id, ConfigHash(stock));
+  std::optional<double> objective;
+  if (!stock_trial || !Finished(stock_trial->status)) {
+    result.interrupted = !run_trial(stock, &objective);
+  }
+  while (!result.interrupted && static_cast<size_t>(finished_candidates) < budget) {
+    std::optional<Candidate> next = strategy->Propose();
+    if (!next) break;
+    ++index;
+    if (!run_trial(*next, &objective)) {
+      result.interrupted = true;
+      break;
+    }
+    strategy->Tell(*next, objective);
+    ++finished_candidates;
   }
 
   result.trials = Summaries(store, study.id);
@@ -290,7 +348,7 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   provenance.vs_stock = best->vs_stock;
   recipe.provenance = provenance;
   result.recipe_path =
-      options.export_path.empty() ? workload.name + "-recipe.yaml" : options.export_path;
+      options.export_path.empty() ? RecipeFileName(workload.name) : options.export_path;
   recipes::SaveRecipe(recipe, result.recipe_path);
   store.AddRecipe(study.id, best_row->id, recipes::ToYaml(recipe), result.recipe_path);
   return result;

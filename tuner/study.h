@@ -16,16 +16,21 @@
 
 #include <nlohmann/json.hpp>
 
+#include "db/store.h"
 #include "tuner/worker_client.h"
 
 namespace ipt::tuner {
 
 struct StudyOptions {
-  std::string workload;
+  WorkloadSource source;
   int64_t batch = 1;
   std::string db_path = "ipex-tune.db";
   std::string export_path;  // empty: "<workload>-recipe.yaml" in the working directory
   int64_t max_trials = 0;   // finished trials other than the baseline; 0 means the whole space
+  std::string space_path;   // YAML search space; empty: the workload's default
+  std::string strategy = "grid";  // grid, random, coordinate, tpe
+  uint64_t seed = 0;              // for random and tpe
+  bool keep_unsupported = false;  // keep bf16 on CPUs without avx512_bf16
   MeasureSettings measure;
   std::chrono::seconds trial_timeout{600};
   std::string worker = WorkerClient::DefaultExecutable();
@@ -34,8 +39,10 @@ struct StudyOptions {
 // One trial as a table shows it: typed, read back from the store.
 struct TrialSummary {
   int64_t number = 0;
-  std::string config;  // Describe(candidate)
-  std::string status;  // store status: done, failed, timed-out, ...
+  std::string config;       // Describe(candidate)
+  std::string config_json;  // the candidate itself
+  std::string status;       // store status: done, failed, timed_out, ...
+  db::TrialStatus status_value = db::TrialStatus::kQueued;
   std::string error;
   double items_per_s = 0;
   double median_ms = 0;
@@ -61,7 +68,7 @@ class StudyObserver {
  public:
   virtual ~StudyObserver() = default;
   virtual void OnMessage(const std::string& text) {}
-  // `index` counts from 1 over `total` trials planned in this run.
+  // `index` counts candidates from 1 over the study's `total` budget; 0 is the stock baseline.
   virtual void OnTrialStarted(int64_t number, const std::string& config, size_t index,
                               size_t total) {}
   virtual void OnTrialProgress(int64_t number, const nlohmann::json& progress) {}

@@ -19,6 +19,13 @@ std::vector<std::string> MeasureSettings::ToArgs() const {
       "--min-calls",  std::to_string(min_calls),   "--max-time-s", fmt::format("{}", max_time_s)};
 }
 
+std::vector<std::string> WorkloadSource::ToArgs() const {
+  if (model_path.empty()) return {"--workload", workload};
+  std::vector<std::string> args = {"--model", model_path};
+  for (const std::string& input : inputs) args.insert(args.end(), {"--input", input});
+  return args;
+}
+
 MeasureSettings MeasureSettings::ForBudget(double seconds) {
   MeasureSettings s;
   s.min_time_s = seconds;
@@ -115,6 +122,7 @@ nlohmann::json WorkerClient::Ask(const std::vector<std::string>& args,
                                                               : ErrorCode::kWorkerFailed;
     throw Error(code, reply.error);
   }
+  if (type == "result" && !reply.result.is_null()) answers.push_back(reply.result);
   if (answers.empty()) {
     throw Error(ErrorCode::kWorkerFailed,
                 fmt::format("'{}' gave no '{}' answer", executable_, type));
@@ -128,9 +136,11 @@ WorkerInfo WorkerClient::Info() const {
           j.value("aten_cpu_capability", "")};
 }
 
-WorkloadInfo WorkerClient::DescribeWorkload(const std::string& name) const {
-  nlohmann::json j = Ask({"workloads", name}, "workload");
-  return {j.value("name", ""), j.value("model_hash", ""), j.value("flops_per_item", 0.0),
+WorkloadInfo WorkerClient::DryRun(const WorkloadSource& source, int64_t batch) const {
+  std::vector<std::string> args = {"dry-run", "--batch", std::to_string(batch)};
+  for (const std::string& a : source.ToArgs()) args.push_back(a);
+  nlohmann::json j = Ask(args, "result");
+  return {j.value("workload", ""), j.value("model_hash", ""), j.value("flops_per_item", 0.0),
           j.value("inputs", nlohmann::json::array())};
 }
 

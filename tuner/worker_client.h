@@ -22,11 +22,21 @@ struct WorkerInfo {
   std::string aten_cpu_capability;
 };
 
+// Which model a worker builds: a registered workload, or a user's TorchScript file with its
+// declared inputs (NAME:SHAPE[:DTYPE]).
+struct WorkloadSource {
+  std::string workload;
+  std::string model_path;
+  std::vector<std::string> inputs;
+  // The worker arguments that select it: --workload W, or --model F --input I...
+  std::vector<std::string> ToArgs() const;
+};
+
 struct WorkloadInfo {
-  std::string name;
+  std::string name;  // "resnet50", or "model:<file stem>"
   std::string model_hash;
-  double flops_per_item = 0;
-  nlohmann::json inputs;
+  double flops_per_item = 0;  // 0 when unknown (user models)
+  nlohmann::json inputs;      // ["input:1x3x224x224:float32", ...]
 };
 
 // Measurement settings passed to the worker (see core/measure.h for their meaning).
@@ -64,7 +74,9 @@ class WorkerClient {
 
   // Throws ipt::Error (kWorkerFailed, or the worker's own code) when the worker cannot answer.
   WorkerInfo Info() const;
-  WorkloadInfo DescribeWorkload(const std::string& name) const;
+  // Builds the model and runs one batch in a worker: a missing file, a bad archive, an unknown
+  // workload or a wrong input shape is an ipt::Error here, before any trial.
+  WorkloadInfo DryRun(const WorkloadSource& source, int64_t batch) const;
 
   // Runs one worker mode to completion; progress lines go to `on_progress`.
   WorkerReply Run(const std::vector<std::string>& args, const std::string& stdin_text,

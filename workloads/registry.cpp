@@ -6,6 +6,8 @@
 
 #include "base/error.h"
 #include "base/sha256.h"
+#include "workloads/bert.h"
+#include "workloads/dlrm.h"
 #include "workloads/resnet50.h"
 #include "workloads/workload.h"
 
@@ -16,15 +18,25 @@ using Factory = std::function<std::unique_ptr<Workload>(const WorkloadOptions&)>
 
 const std::map<std::string, Factory>& Factories() {
   static const std::map<std::string, Factory> kFactories = {
+      {"bert-base", [](const WorkloadOptions& o) { return MakeBert(BertConfig{}, o); }},
+      {"bert-large", [](const WorkloadOptions& o) { return MakeBert(BertLargeConfig(), o); }},
+      {"dlrm", [](const WorkloadOptions& o) { return MakeDlrm(DlrmConfig{}, o); }},
       {"resnet50", MakeResNet50},
   };
   return kFactories;
 }
 
+// Other names users know a workload by; each maps to a registered name.
+const std::map<std::string, std::string>& Aliases() {
+  static const std::map<std::string, std::string> kAliases = {{"bert", "bert-base"}};
+  return kAliases;
+}
+
 }  // namespace
 
 std::unique_ptr<Workload> MakeWorkload(const std::string& name, const WorkloadOptions& options) {
-  auto it = Factories().find(name);
+  auto alias = Aliases().find(name);
+  auto it = Factories().find(alias == Aliases().end() ? name : alias->second);
   if (it == Factories().end()) {
     throw Error(ErrorCode::kNotFound, fmt::format("unknown workload '{}' (known: {})", name,
                                                   fmt::join(WorkloadNames(), ", ")));

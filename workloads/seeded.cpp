@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "base/sha256.h"
 
@@ -40,12 +41,29 @@ torch::Tensor TruncatedNormal(at::IntArrayRef shape, double mean, double stddev,
                               std::string_view name) {
   auto generator = SeededGenerator(seed, name);
   at::Tensor t = at::empty(shape, at::kFloat).normal_(0.0, 1.0, generator);
-  // About 4.6% of the values fall outside; each round redraws them, so a few rounds suffice.
-  for (at::Tensor outside = t.abs() > 2.0; outside.any().item<bool>(); outside = t.abs() > 2.0) {
-    int64_t count = outside.sum().item<int64_t>();
-    t.masked_scatter_(outside, at::empty({count}, at::kFloat).normal_(0.0, 1.0, generator));
+  float* data = t.data_ptr<float>();
+  std::vector<int64_t> outside;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (std::abs(data[i]) > 2.0f) outside.push_back(i);
+  }
+  // About 4.6% of the values fall outside and each round redraws them all: a few rounds.
+  while (!outside.empty()) {
+    at::Tensor redraw =
+        at::empty({static_cast<int64_t>(outside.size())}, at::kFloat).normal_(0.0, 1.0, generator);
+    const float* value = redraw.data_ptr<float>();
+    std::vector<int64_t> still_outside;
+    for (size_t k = 0; k < outside.size(); ++k) {
+      data[outside[k]] = value[k];
+      if (std::abs(value[k]) > 2.0f) still_outside.push_back(outside[k]);
+    }
+    outside.swap(still_outside);
   }
   return t.mul_(stddev).add_(mean);
+}
+
+double CoarseRound(double value, double scale) {
+  double step = std::exp2(std::floor(std::log2(scale / 64)));
+  return std::round(value / step) * step;
 }
 
 }  // namespace ipt::workloads

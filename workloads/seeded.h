@@ -24,4 +24,11 @@ torch::Tensor Normal(at::IntArrayRef shape, double mean, double stddev, uint64_t
 torch::Tensor TruncatedNormal(at::IntArrayRef shape, double mean, double stddev, uint64_t seed,
                               std::string_view name);
 
+// `value` rounded to a multiple of the largest power of two at most `scale` / 64, where `scale`
+// is the spread of the quantity. Weights calibrated from a forward pass go through it: another
+// thread count or ISA sums in another order and moves the result by about 1e-6 of its spread,
+// far below the step, so the weights and the model hash come out the same in every process
+// unless a value lies within that distance of a rounding boundary (odds of about 1e-4).
+double CoarseRound(double value, double scale);
+
 }  // namespace ipt::workloads

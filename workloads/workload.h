@@ -39,6 +39,7 @@ class Workload {
   virtual std::vector<recipes::InputSpec> DescribeInputs(int64_t batch) const = 0;
 };
 
+// `name` is a registered name or an alias of one ("bert" for "bert-base").
 // Throws ipt::Error(kNotFound) naming the known workloads when `name` is not one of them.
 std::unique_ptr<Workload> MakeWorkload(const std::string& name, const WorkloadOptions& options);
 // Registered names, aliases excluded, in a stable order.

@@ -230,6 +230,79 @@ TEST_F(HeadlessTest, KilledStudyResumesWithoutLosingOrRepeatingTrials) {
   EXPECT_EQ(Trials(db).size(), after.size());
 }
 
+TEST_F(HeadlessTest, CtrlCStopsCleanlyAndSaysHowToResume) {
+  std::string db = File("c.db");
+  pid_t tuner = Start(StudyArgs(db, File("c.yaml")));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  bool interrupted = false;
+  while (!interrupted && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (Slurp(File("bg-err.txt")).find("measure") != std::string::npos) {
+      ASSERT_EQ(kill(tuner, SIGINT), 0);
+      interrupted = true;
+    }
+  }
+  int status = 0;
+  waitpid(tuner, &status, 0);
+  ASSERT_TRUE(interrupted);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_NE(Slurp(File("bg-err.txt")).find("Run the same command again"), std::string::npos)
+      << Slurp(File("bg-err.txt"));
+  EXPECT_TRUE(MarkedProcesses().empty());
+  for (const db::Trial& t : Trials(db)) {
+    EXPECT_NE(t.status, db::TrialStatus::kRunning) << "trial " << t.number;
+    EXPECT_NE(t.status, db::TrialStatus::kFailed) << "an interrupted trial is not a failure";
+  }
+}
+
+// A model traced by another program (Debian's python3-torch), tuned and benched by file.
+TEST_F(HeadlessTest, UserTorchScriptModelIsTunedAndBadModelsFailBeforeAnyTrial) {
+  std::string script = std::string(IPT_SOURCE_DIR) + "/tests/app/make_traced_model.py";
+  std::string model = File("small.pt");
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + Quote(script) + " " + Quote(model)).c_str()), 0)
+      << "python3-torch is needed to write the test model";
+  std::vector<std::string> args = {"--model",     model,  "--input",    "image:1x3x16x16:float32",
+                                   "--headless",  "--db", File("m.db"), "--export",
+                                   File("m.yaml")};
+  args.insert(args.end(), kQuick.begin(), kQuick.end());
+  CommandResult r = Tune(args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  recipes::Recipe recipe = recipes::LoadRecipe(File("m.yaml"));
+  EXPECT_EQ(recipe.workload.name, "model:small");
+  EXPECT_EQ(recipe.workload.model_path, model);
+  ASSERT_EQ(recipe.workload.inputs.size(), 1u);
+  EXPECT_EQ(recipe.workload.inputs[0].shape, (std::vector<int64_t>{1, 3, 16, 16}));
+  for (const db::Trial& t : Trials(File("m.db"))) EXPECT_EQ(t.status, db::TrialStatus::kDone);
+
+  CommandResult b = Tune({"bench", "--model", model, "--input", "image:4x3x16x16", "--recipe",
+                          File("m.yaml"), "--batch", "4", "--json", "--measure-time", "0.3"});
+  ASSERT_EQ(b.status, 0) << b.err;
+  nlohmann::json j = nlohmann::json::parse(b.out);
+  EXPECT_EQ(j["batch"], 4);
+  EXPECT_LE(j["results"][0]["accuracy"]["relative_l2"].get<double>(), 1e-4);
+
+  auto expect_early_failure = [&](std::vector<std::string> bad, const std::string& fragment) {
+    bad.insert(bad.end(), {"--headless", "--db", File("bad.db")});
+    CommandResult e = Tune(bad);
+    EXPECT_NE(e.status, 0);
+    EXPECT_NE(e.err.find(fragment), std::string::npos) << e.err;
+    EXPECT_EQ(e.err.find("starting"), std::string::npos) << "a trial started:\n" << e.err;
+  };
+  expect_early_failure({"--model", File("nope.pt"), "--input", "image:1x3x16x16"},
+                       "does not exist");
+  std::ofstream(File("text.pt")) << "not a model";
+  expect_early_failure({"--model", File("text.pt"), "--input", "image:1x3x16x16"},
+                       "is not a TorchScript archive");
+  expect_early_failure({"--model", model, "--input", "image:1x3x16x16", "--input", "y:1x2"},
+                       "forward takes 1 input(s) (image), 2 declared");
+  expect_early_failure({"--model", model, "--input", "picture:1x3x16x16"},
+                       "input 1 is 'image' in forward, declared as 'picture'");
+  expect_early_failure({"--model", model, "--input", "image:1x5x16x16"},
+                       "fails with the declared inputs");
+  expect_early_failure({"--model", model, "--input", "image:1x3x0x16"}, "dimension '0'");
+}
+
 // One line on stderr naming the problem, and a non-zero exit.
 void ExpectOneLineError(const CommandResult& r, const std::string& fragment) {
   EXPECT_NE(r.status, 0);

@@ -750,3 +750,50 @@ INSTANTIATE_TEST_SUITE_P(
 
 }  // namespace
 }  // namespace ipt::recipes
+
+namespace ipt::recipes {
+namespace {
+
+TEST(InputSpecTest, ParsesWhatUsersType) {
+  InputSpec s = ParseInputSpec("x:1x3x224x224:float32");
+  EXPECT_EQ(s.name, "x");
+  EXPECT_EQ(s.shape, (std::vector<int64_t>{1, 3, 224, 224}));
+  EXPECT_EQ(s.dtype, "float32");
+  EXPECT_EQ(ParseInputSpec("ids:8x128:int64").dtype, "int64");
+  EXPECT_EQ(ParseInputSpec("y:4").dtype, "float32");
+  EXPECT_EQ(FormatInputSpec(ParseInputSpec("ids:8x128:int64")), "ids:8x128:int64");
+}
+
+TEST(InputSpecTest, RejectsMalformedSpecsSayingWhichPart) {
+  auto message = [](const std::string& text) {
+    try {
+      ParseInputSpec(text);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("x").find("wrong number"), std::string::npos);
+  EXPECT_NE(message(":1x3").find("name is empty"), std::string::npos);
+  EXPECT_NE(message("x:1x0x3").find("dimension '0'"), std::string::npos);
+  EXPECT_NE(message("x:1xx3").find("dimension ''"), std::string::npos);
+  EXPECT_NE(message("x:1x3:float16").find("dtype 'float16'"), std::string::npos);
+  EXPECT_NE(message("x:1:float32:extra").find("wrong number"), std::string::npos);
+}
+
+TEST(InputSpecTest, RecipeInputDtypeIsValidated) {
+  try {
+    ParseRecipe(
+        "schema: ipex-tune/recipe/v1\nworkload:\n  name: model\n  inputs:\n"
+        "    - {name: x, shape: [1, 3], dtype: half}\n",
+        "r.yaml");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("r.yaml:5"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'half'"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ipt::recipes

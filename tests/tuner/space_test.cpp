@@ -1,0 +1,85 @@
+#include "tuner/space.h"
+
+#include <gtest/gtest.h>
+
+#include "base/error.h"
+
+namespace ipt::tuner {
+namespace {
+
+TEST(SpaceTest, EveryDimensionMapsOntoTheRecipe) {
+  recipes::WorkloadRef w;
+  w.name = "resnet50";
+  Candidate c = {{"dtype", "int8"},
+                 {"threads", 2},
+                 {"calibration", "histogram"},
+                 {"calibration_samples", 64},
+                 {"streams", 2},
+                 {"cores_per_stream", 1},
+                 {"binding", "scatter"},
+                 {"allocator", "jemalloc"},
+                 {"batch", 16},
+                 {"memory_format", "channels_last"},
+                 {"fusions", {"conv_add_relu"}}};
+  recipes::Recipe r = CandidateToRecipe(c, w);
+  EXPECT_EQ(r.precision.dtype, recipes::Dtype::kInt8);
+  EXPECT_EQ(r.runtime.threads, 2);
+  ASSERT_TRUE(r.precision.calibration.has_value());
+  EXPECT_EQ(r.precision.calibration->algorithm, "histogram");
+  EXPECT_EQ(r.precision.calibration->samples, 64);
+  EXPECT_EQ(r.runtime.streams, 2);
+  EXPECT_EQ(r.runtime.cores_per_stream, 1);
+  EXPECT_EQ(r.runtime.binding, recipes::Binding::kScatter);
+  EXPECT_EQ(r.runtime.allocator, recipes::Allocator::kJemalloc);
+  EXPECT_EQ(r.workload.batch, 16);
+  EXPECT_EQ(r.workload.name, "resnet50");
+  EXPECT_EQ(r.optimize.memory_format, recipes::MemoryFormat::kChannelsLast);
+  EXPECT_EQ(r.optimize.fusions, std::vector<std::string>{"conv_add_relu"});
+}
+
+TEST(SpaceTest, AbsentDimensionsKeepDefaultsAndCalibrationOnlyForInt8) {
+  recipes::Recipe r = CandidateToRecipe({{"dtype", "bf16"}, {"calibration", "minmax"}}, {});
+  EXPECT_EQ(r.precision.dtype, recipes::Dtype::kBf16);
+  EXPECT_FALSE(r.precision.calibration.has_value());
+  EXPECT_EQ(r.runtime.threads, recipes::Runtime{}.threads);
+}
+
+TEST(SpaceTest, BadValuesAreErrorsNamingTheDimension) {
+  for (const Candidate& bad : {Candidate{{"dtype", "fp16"}}, Candidate{{"threads", 0}},
+                               Candidate{{"binding", 3}}, Candidate{{"colour", "red"}}}) {
+    try {
+      CandidateToRecipe(bad, {});
+      ADD_FAILURE() << bad.dump();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(bad.items().begin().key()), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+TEST(SpaceTest, ConfigHashIgnoresKeyOrderAndStockIsRecognised) {
+  Candidate a = {{"dtype", "fp32"}, {"threads", 2}};
+  Candidate b = nlohmann::json::parse(R"({"threads": 2, "dtype": "fp32"})");
+  EXPECT_EQ(ConfigHash(a), ConfigHash(b));
+  EXPECT_NE(ConfigHash(a), ConfigHash({{"dtype", "fp32"}, {"threads", 1}}));
+  EXPECT_TRUE(IsStock(StockCandidate(2)));
+  EXPECT_FALSE(IsStock(a));
+  EXPECT_EQ(Describe(a), "dtype=fp32 threads=2");
+}
+
+TEST(SpaceTest, DefaultSpaceParsesAndPrunesToTheMachine) {
+  SpaceDefinition space = DefaultSpace("resnet50");
+  std::vector<PruneNote> notes;
+  SpaceDefinition pruned = Prune(space, {2, false, false}, false, &notes);
+  auto candidates = Enumerate(pruned, 2);
+  // fp32 x {1, 2}: bf16 dropped without avx512_bf16, threads above 2 dropped.
+  EXPECT_EQ(candidates.size(), 2u);
+  bool bf16_note = false;
+  for (const PruneNote& n : notes) bf16_note |= n.value == "bf16";
+  EXPECT_TRUE(bf16_note);
+  EXPECT_EQ(Enumerate(Prune(space, {4, true, true}, false, nullptr), 4).size(), 6u);
+}
+
+}  // namespace
+}  // namespace ipt::tuner
