@@ -7,10 +7,12 @@
 // 2 (bad request) or 3 (failure while running).
 #include <fmt/format.h>
 #include <torch/script.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <iterator>
@@ -296,6 +298,25 @@ void RunDry(const CommonOptions& o) {
         {"build_s", session.build_s()}});
 }
 
+// Fault injection for the tuner's tests, which must see real workers crash and hang:
+// IPT_FAULT=crash@threads=N or hang@threads=N makes a recipe trial with N threads do so once
+// measuring would start. Unset in production; the baseline is never affected.
+void InjectFault(const recipes::Recipe& recipe) {
+  const char* fault = std::getenv("IPT_FAULT");
+  if (fault == nullptr) return;
+  std::string spec = fault;
+  std::string target = "@threads=" + std::to_string(recipe.runtime.threads);
+  if (spec.size() < target.size() ||
+      spec.compare(spec.size() - target.size(), target.size(), target) != 0) {
+    return;
+  }
+  std::string mode = spec.substr(0, spec.size() - target.size());
+  if (mode == "crash") std::raise(SIGSEGV);
+  if (mode == "hang") {
+    while (true) pause();
+  }
+}
+
 void RunTrial(const CommonOptions& o, const std::string& recipe_path, const std::string& baseline) {
   auto start = Clock::now();
   Session session(o);
@@ -303,11 +324,15 @@ void RunTrial(const CommonOptions& o, const std::string& recipe_path, const std:
   std::vector<Prepared> prepared;
   prepared.push_back(session.Prepare(baseline.empty() ? "recipe" : baseline, recipe));
   double setup_s = SecondsSince(start);
+  if (baseline.empty()) InjectFault(recipe);
   std::vector<core::MeasureResult> results = session.Measure(prepared);
   Json result = CandidateJson(prepared[0], results[0]);
   result["type"] = "result";
   result["schema_version"] = kSchemaVersion;
   result["workload"] = session.workload().name();
+  // Read back, not assumed: the OpenMP team size and the CPUs this process was bound to.
+  result["threads"] = at::get_num_threads();
+  result["cpus"] = platform::LinuxSystemSource().Affinity().ToString();
   result["model_hash"] = workloads::ModelHash(session.module());
   result["build_s"] = session.build_s();
   result["setup_s"] = setup_s;
@@ -360,8 +385,8 @@ int Main(int argc, char** argv) {
   auto* bench = app.add_subcommand("bench", "Measure recipes and a baseline interleaved");
   AddCommonOptions(bench, common);
   bench->add_option("--recipe", recipe_paths, "Recipe YAML files")->required();
-  baseline = "stock";
-  bench->add_option("--baseline", baseline, "Baseline to compare against");
+  std::string bench_baseline = "stock";
+  bench->add_option("--baseline", bench_baseline, "Baseline to compare against");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -377,7 +402,7 @@ int Main(int argc, char** argv) {
       }
       RunTrial(common, recipe_path, baseline);
     }
-    if (*bench) RunBench(common, recipe_paths, baseline);
+    if (*bench) RunBench(common, recipe_paths, bench_baseline);
   } catch (const Error& e) {
     Emit({{"type", "error"}, {"code", ErrorCodeName(e.code())}, {"message", e.what()}});
     return e.code() == ErrorCode::kInvalidArgument || e.code() == ErrorCode::kNotFound ? 2 : 3;

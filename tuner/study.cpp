@@ -282,6 +282,12 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       return false;
     }
     double wall_s = std::chrono::duration<double>(Clock::now() - started).count();
+    std::string expected = stock ? "stock" : "recipe";
+    if (reply.ok && reply.result.value("name", "") != expected) {
+      reply.ok = false;
+      reply.error = fmt::format("the worker measured '{}' instead of the {}",
+                                reply.result.value("name", ""), expected);
+    }
     if (reply.ok) {
       double setup_s = reply.result.value("setup_s", wall_s);
       store.FinishTrial(trial->id, db::TrialStatus::kDone, "", setup_s,

@@ -76,10 +76,10 @@ class ZipfSampler {
 // bag holds 1 to 3 ids, or none with probability 1/32; ids are Zipf(1.05) ranks spread over the
 // table by a fixed permutation, since hashed ids put the popular rows anywhere.
 //
-// Random weights leave the predictions on a narrow band at an arbitrary height. BuildModel
-// therefore scales and shifts the last layer so that, over a calibration batch (512 samples of
-// their own seed, never among MakeInputs' batches), the logit before the sigmoid has median 0
-// and standard deviation 1: predictions spread over (0, 1) around 0.5.
+// Random weights put the logit at an arbitrary height and spread, so the predictions may all sit
+// near one value. BuildModel therefore scales and shifts the last layer so that, over a calibration
+// batch (512 samples of their own seed, never among MakeInputs' batches), the logit before the
+// sigmoid has median 0 and standard deviation 1: predictions spread over (0, 1) around 0.5.
 //
 // Throws ipt::Error(kInvalidArgument) for an inconsistent config.
 std::unique_ptr<Workload> MakeDlrm(const DlrmConfig& config, const WorkloadOptions& options);

@@ -54,8 +54,8 @@ class HeadlessTest : public ::testing::Test {
   std::string File(const std::string& name) const { return dir_ + "/" + name; }
 
   // Runs ipex-tune to completion through the shell, capturing stdout and stderr.
-  CommandResult Tune(std::vector<std::string> args) const {
-    std::string cmd = "IPT_TEST_MARKER=" + marker_ + " " + Quote(kTune);
+  CommandResult Tune(std::vector<std::string> args, const std::string& env = "") const {
+    std::string cmd = env + " IPT_TEST_MARKER=" + marker_ + " " + Quote(kTune);
     for (const std::string& a : args) cmd += " " + Quote(a);
     cmd += " >" + Quote(File("out.txt")) + " 2>" + Quote(File("err.txt"));
     CommandResult r;
@@ -134,7 +134,14 @@ TEST_F(HeadlessTest, StudyStoresEveryTrialAndExportsARecipeThatBenchAccepts) {
     EXPECT_GT(m[0].items_per_s, 0);
     EXPECT_GE(m[0].samples, 5);
     EXPECT_NE(m[0].applied_json.find("optimize_for_inference"), std::string::npos);
+    // What ran is what the trial asked for: its thread count, read back from the worker.
+    nlohmann::json config = nlohmann::json::parse(t.config_json);
+    EXPECT_EQ(m[0].threads, config.value("threads", int64_t{0})) << t.config_json;
   }
+  bool one_thread_trial = false;
+  for (const db::Trial& t : trials)
+    one_thread_trial |= t.config_json.find("\"threads\":1") != std::string::npos;
+  EXPECT_TRUE(one_thread_trial) << "the default space has a 1-thread candidate";
   EXPECT_EQ(store.ListRecipes(store.ListStudies()[0].id).size(), 1u);
 
   recipes::Recipe recipe = recipes::LoadRecipe(File("r.yaml"));
@@ -228,6 +235,37 @@ TEST_F(HeadlessTest, KilledStudyResumesWithoutLosingOrRepeatingTrials) {
   ASSERT_EQ(third.status, 0) << third.err;
   EXPECT_EQ(third.err.find("starting"), std::string::npos) << third.err;
   EXPECT_EQ(Trials(db).size(), after.size());
+}
+
+// A worker that crashes and one that hangs are stored with their reason; the study goes on.
+TEST_F(HeadlessTest, CrashingAndHangingTrialsAreStoredResultsAndTheStudyFinishes) {
+  for (std::string fault : {"crash", "hang"}) {
+    SCOPED_TRACE(fault);
+    std::string db = File(fault + ".db");
+    std::vector<std::string> args = StudyArgs(db, File(fault + ".yaml"));
+    args.insert(args.end(), {"--trial-timeout", "10"});
+    CommandResult r = Tune(args, "IPT_FAULT=" + fault + "@threads=1");
+    ASSERT_EQ(r.status, 0) << r.err;
+    bool saw_fault = false;
+    for (const db::Trial& t : Trials(db)) {
+      nlohmann::json config = nlohmann::json::parse(t.config_json);
+      if (config.value("threads", 0) == 1 && !config.contains("baseline")) {
+        saw_fault = true;
+        if (fault == "crash") {
+          EXPECT_EQ(t.status, db::TrialStatus::kFailed);
+          EXPECT_NE(t.error.find("signal 11"), std::string::npos) << t.error;
+        } else {
+          EXPECT_EQ(t.status, db::TrialStatus::kTimedOut);
+          EXPECT_NE(t.error.find("timed out"), std::string::npos) << t.error;
+        }
+      } else {
+        EXPECT_EQ(t.status, db::TrialStatus::kDone) << t.error;
+      }
+    }
+    EXPECT_TRUE(saw_fault);
+    EXPECT_TRUE(fs::exists(File(fault + ".yaml")));
+    EXPECT_TRUE(MarkedProcesses().empty());
+  }
 }
 
 TEST_F(HeadlessTest, CtrlCStopsCleanlyAndSaysHowToResume) {

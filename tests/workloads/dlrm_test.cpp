@@ -260,7 +260,7 @@ TEST(DlrmTest, MlperfTablesHaveTheirPublishedSizes) {
 
 TEST(DlrmTest, FitTableRowsScalesTheBigTablesAndKeepsTheSmallOnes) {
   const std::vector<int64_t>& rows = MlperfTableRows();
-  const int64_t row_bytes = 128 * 4;
+  const int64_t row_bytes = int64_t{128} * 4;
   EXPECT_EQ(FitTableRows(rows, 128, Sum(rows) * row_bytes), rows);
 
   const int64_t budget = int64_t{12} << 30;
@@ -305,7 +305,7 @@ TEST(DlrmTest, MlperfSizeFitsTheTablesIntoMemory) {
   torch::jit::Module m = MakeDlrm(config, {})->BuildModel();
   int64_t table_bytes = 0;
   for (const auto& p : m.named_parameters()) {
-    if (p.name.rfind("emb_l_", 0) == 0) table_bytes += p.value.nbytes();
+    if (p.name.rfind("emb_l_", 0) == 0) table_bytes += static_cast<int64_t>(p.value.nbytes());
   }
   EXPECT_LE(table_bytes, static_cast<int64_t>(0.002 * double(available_kib) * 1024));
   EXPECT_GT(table_bytes, static_cast<int64_t>(0.001 * double(available_kib) * 1024));
