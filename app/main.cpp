@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", tune.study.seed, "Seed of the random and tpe strategies")
       ->capture_default_str();
+  app.add_option("--finalists", tune.study.finalists,
+                 "Leading candidates re-measured against stock at the end (0: none)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_flag("--keep-unsupported", tune.study.keep_unsupported,
                "Keep dtypes this CPU only emulates (bf16 without avx512_bf16)");
   app.add_option("--batch", tune.study.batch, "Batch size")

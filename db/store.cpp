@@ -586,6 +586,33 @@ void Store::MarkTrialRunning(int64_t trial_id, const std::string& recipe_yaml) {
   transaction.Commit();
 }
 
+namespace {
+
+void InsertMeasurement(Connection& c, int64_t trial_id, const Measurement& m) {
+  Statement s(c,
+              "INSERT INTO measurements (trial_id, scenario, batch, threads, items_per_s, "
+              "median_ms, p90_ms, p99_ms, mean_ms, stddev_ms, cv, samples, noisy, "
+              "accuracy_json, applied_json, raw_json) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  s.BindInt64(1, trial_id).BindText(2, m.scenario).BindInt64(3, m.batch);
+  s.BindInt64(4, m.threads).BindDouble(5, m.items_per_s).BindDouble(6, m.median_ms);
+  s.BindDouble(7, m.p90_ms).BindDouble(8, m.p99_ms).BindDouble(9, m.mean_ms);
+  s.BindDouble(10, m.stddev_ms).BindDouble(11, m.cv).BindInt64(12, m.samples);
+  s.BindInt64(13, m.noisy ? 1 : 0).BindText(14, m.accuracy_json);
+  s.BindText(15, m.applied_json).BindText(16, m.raw_json);
+  s.Run();
+}
+
+}  // namespace
+
+void Store::AddMeasurement(int64_t trial_id, const Measurement& measurement) {
+  impl_->RequireWritable("AddMeasurement");
+  Connection& c = impl_->connection;
+  Transaction transaction(c, Transaction::Kind::kImmediate);
+  InsertMeasurement(c, trial_id, measurement);
+  transaction.Commit();
+}
+
 void Store::FinishTrial(int64_t trial_id, TrialStatus status, const std::string& error,
                         double setup_s, const std::optional<Measurement>& measurement) {
   impl_->RequireWritable("FinishTrial");
@@ -607,21 +634,7 @@ void Store::FinishTrial(int64_t trial_id, TrialStatus status, const std::string&
                   "no trial " + std::to_string(trial_id) + " in " + Quoted(c.path()));
     }
   }
-  if (measurement) {
-    const Measurement& m = *measurement;
-    Statement s(c,
-                "INSERT INTO measurements (trial_id, scenario, batch, threads, items_per_s, "
-                "median_ms, p90_ms, p99_ms, mean_ms, stddev_ms, cv, samples, noisy, "
-                "accuracy_json, applied_json, raw_json) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    s.BindInt64(1, trial_id).BindText(2, m.scenario).BindInt64(3, m.batch);
-    s.BindInt64(4, m.threads).BindDouble(5, m.items_per_s).BindDouble(6, m.median_ms);
-    s.BindDouble(7, m.p90_ms).BindDouble(8, m.p99_ms).BindDouble(9, m.mean_ms);
-    s.BindDouble(10, m.stddev_ms).BindDouble(11, m.cv).BindInt64(12, m.samples);
-    s.BindInt64(13, m.noisy ? 1 : 0).BindText(14, m.accuracy_json);
-    s.BindText(15, m.applied_json).BindText(16, m.raw_json);
-    s.Run();
-  }
+  if (measurement) InsertMeasurement(c, trial_id, *measurement);
   transaction.Commit();
 }
 

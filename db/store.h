@@ -161,6 +161,8 @@ class Store {
   void FinishTrial(int64_t trial_id, TrialStatus status, const std::string& error, double setup_s,
                    const std::optional<Measurement>& measurement);
   // Throws kNotFound unless `trial_id` is a trial of `study_id`.
+  // A further measurement of a trial (the final interleaved comparison, scenario "final").
+  void AddMeasurement(int64_t trial_id, const Measurement& measurement);
   int64_t AddRecipe(int64_t study_id, int64_t trial_id, const std::string& yaml,
                     const std::string& path);
 

@@ -3,11 +3,14 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 
 #include "base/error.h"
 #include "base/sha256.h"
+#include "base/stats.h"
 #include "core/platform/system_source.h"
 #include "db/store.h"
 #include "recipes/recipe_yaml.h"
@@ -110,7 +113,8 @@ std::vector<TrialSummary> Summaries(const db::Store& store, int64_t study_id) {
     s.setup_s = t.setup_s;
     auto measurements = store.ListMeasurements(t.id);
     if (!measurements.empty()) {
-      const db::Measurement& m = measurements.back();
+      // The search's own measurement; a final comparison adds others after it.
+      const db::Measurement& m = measurements.front();
       s.items_per_s = m.items_per_s;
       s.median_ms = m.median_ms;
       s.p90_ms = m.p90_ms;
@@ -150,6 +154,125 @@ std::vector<int> FirstCpus(const platform::CpuSet& allowed, int64_t count) {
     cpus.push_back(cpu);
   }
   return cpus;
+}
+
+// A candidate's complexity, for breaking ties: a recipe that changes less from libtorch's own
+// defaults is easier to trust and to deploy, and fewer threads leave cores for other work.
+std::pair<int, int64_t> Complexity(const Candidate& c) {
+  int changes = 0;
+  std::string dtype = c.value("dtype", "fp32");
+  changes += dtype == "fp32" ? 0 : dtype == "bf16" ? 1 : 2;
+  if (c.contains("fusions")) changes += static_cast<int>(c["fusions"].size());
+  if (c.value("allocator", "default") != "default") ++changes;
+  if (c.value("memory_format", "auto") != "auto") ++changes;
+  changes += static_cast<int>(c.value("streams", int64_t{1}) - 1);
+  return {changes, c.value("threads", int64_t{0})};
+}
+
+std::vector<double> BlockRates(const nlohmann::json& candidate, int64_t batch) {
+  std::vector<double> rates;
+  for (const auto& b : candidate.value("blocks", nlohmann::json::array())) {
+    double seconds = b.value("seconds", 0.0);
+    if (seconds > 0)
+      rates.push_back(static_cast<double>(b.value("calls", int64_t{0}) * batch) / seconds);
+  }
+  return rates;
+}
+
+struct FinalComparison {
+  int64_t winner = 0;
+  std::vector<std::pair<int64_t, db::Measurement>> measurements;  // by trial number, stock 0
+  std::vector<std::string> report;
+  stats::BootstrapInterval vs_stock;
+  stats::BootstrapInterval items_per_s;
+};
+
+constexpr double kSignificance = 0.05;
+constexpr int kBootstrapResamples = 2000;
+
+// Re-measures the finalists and stock interleaved in one worker, over more blocks than the
+// search used, and picks the winner: the fastest, unless a simpler finalist is not
+// significantly slower (Mann-Whitney U over block throughputs), in which case the simpler wins.
+// Returns nullopt when the comparison could not run (cancelled, or the worker failed).
+std::optional<FinalComparison> CompareFinalists(
+    const StudyOptions& options, const WorkerClient& worker, const platform::CpuSet& allowed,
+    const recipes::WorkloadRef& workload_ref, const std::vector<const TrialSummary*>& finalists,
+    StudyObserver& observer, const std::atomic<bool>& cancel) {
+  char dir_template[] = "/tmp/ipex-tune-final-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) return std::nullopt;
+  std::string dir = dir_template;
+  std::vector<std::string> args = {"bench", "--batch", std::to_string(options.batch), "--baseline",
+                                   "stock"};
+  for (const std::string& a : options.source.ToArgs()) args.push_back(a);
+  MeasureSettings final_settings = options.measure;
+  final_settings.min_blocks = std::max<int64_t>(final_settings.min_blocks, 9);
+  for (const std::string& a : final_settings.ToArgs()) args.push_back(a);
+  std::vector<Candidate> configs;
+  for (const TrialSummary* f : finalists) {
+    configs.push_back(nlohmann::json::parse(f->config_json));
+    std::string path = fmt::format("{}/trial-{}.yaml", dir, f->number);
+    recipes::SaveRecipe(CandidateToRecipe(configs.back(), workload_ref), path);
+    args.insert(args.end(), {"--recipe", path});
+  }
+  std::vector<int> cpus(allowed.begin(), allowed.end());
+  WorkerReply reply = worker.Run(
+      args, "", cpus, {{"OMP_NUM_THREADS", std::to_string(cpus.size())}},
+      std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) *
+          static_cast<int64_t>(finalists.size() + 1),
+      [&](const nlohmann::json& progress) { observer.OnTrialProgress(-1, progress); }, &cancel);
+  std::filesystem::remove_all(dir);
+  if (!reply.ok) {
+    if (reply.error_code != "cancelled") {
+      observer.OnMessage("Final comparison failed: " + reply.error +
+                         "; the winner is the search's fastest");
+    }
+    return std::nullopt;
+  }
+  const nlohmann::json& candidates = reply.result.at("candidates");
+  FinalComparison out;
+  std::vector<double> stock_rates = BlockRates(candidates.at(0), options.batch);
+  db::Measurement stock_measurement = MeasurementFromResult(candidates.at(0));
+  stock_measurement.scenario = "final";
+  out.measurements.emplace_back(0, stock_measurement);
+  std::vector<std::vector<double>> rates;
+  for (size_t i = 0; i < finalists.size(); ++i) {
+    rates.push_back(BlockRates(candidates.at(i + 1), options.batch));
+    db::Measurement m = MeasurementFromResult(candidates.at(i + 1));
+    m.scenario = "final";
+    out.measurements.emplace_back(finalists[i]->number, m);
+  }
+  size_t fastest = 0;
+  for (size_t i = 1; i < finalists.size(); ++i) {
+    if (stats::Median(rates[i]) > stats::Median(rates[fastest])) fastest = i;
+  }
+  size_t chosen = fastest;
+  for (size_t i = 0; i < finalists.size(); ++i) {
+    if (i == fastest) continue;
+    double p = stats::MannWhitneyU(rates[fastest], rates[i]).p_value;
+    out.report.push_back(fmt::format("  trial {} vs trial {}: {:.3f}x, p = {:.3f} ({})",
+                                     finalists[fastest]->number, finalists[i]->number,
+                                     stats::Median(rates[fastest]) / stats::Median(rates[i]), p,
+                                     p < kSignificance ? "significant" : "a tie"));
+    if (p >= kSignificance && Complexity(configs[i]) < Complexity(configs[chosen])) chosen = i;
+  }
+  out.winner = finalists[chosen]->number;
+  out.vs_stock = stats::BootstrapRatioOfMedians(rates[chosen], stock_rates, 0.95,
+                                                kBootstrapResamples, /*seed=*/1);
+  out.items_per_s =
+      stats::BootstrapRatioOfMedians(rates[chosen], {1.0}, 0.95, kBootstrapResamples, 2);
+  double p_stock = stats::MannWhitneyU(rates[chosen], stock_rates).p_value;
+  out.report.insert(
+      out.report.begin(),
+      fmt::format("Winner: trial {} ({}), {:.3f}x stock [95% CI {:.3f}-{:.3f}], p = {:.3f}: {}",
+                  out.winner, finalists[chosen]->config, out.vs_stock.estimate, out.vs_stock.low,
+                  out.vs_stock.high, p_stock,
+                  p_stock < kSignificance ? "significantly different from stock"
+                                          : "not significantly different from stock"));
+  if (chosen != fastest) {
+    out.report.push_back(
+        fmt::format("  trial {} ties with the fastest and is simpler: it wins", out.winner));
+  }
+  return out;
 }
 
 }  // namespace
@@ -324,15 +447,52 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   }
 
   result.trials = Summaries(store, study.id);
-  const TrialSummary* best = nullptr;
+  std::vector<const TrialSummary*> ranked;
+  const TrialSummary* stock_summary = nullptr;
   for (const TrialSummary& s : result.trials) {
-    if (s.number == 0 || s.status != "done") continue;
-    if (best == nullptr || s.items_per_s > best->items_per_s) best = &s;
+    if (s.status != "done") continue;
+    if (IsStock(nlohmann::json::parse(s.config_json))) {
+      stock_summary = &s;
+    } else {
+      ranked.push_back(&s);
+    }
   }
-  if (best == nullptr) return result;
-  result.best_trial = best->number;
+  if (ranked.empty()) return result;
+  std::sort(ranked.begin(), ranked.end(), [](const TrialSummary* x, const TrialSummary* y) {
+    return x->items_per_s > y->items_per_s;
+  });
+  result.best_trial = ranked.front()->number;
   if (result.interrupted) return result;
 
+  std::optional<FinalComparison> final_comparison;
+  if (stock_summary != nullptr && options.finalists > 0) {
+    ranked.resize(std::min(ranked.size(), static_cast<size_t>(options.finalists)));
+    observer.OnMessage(fmt::format(
+        "Final comparison: the {} leading candidate(s) and stock, re-measured interleaved",
+        ranked.size()));
+    final_comparison = CompareFinalists(options, worker, fingerprint.topology.allowed, workload_ref,
+                                        ranked, observer, cancel);
+    if (!final_comparison && cancel.load()) {
+      result.interrupted = true;
+      return result;
+    }
+    if (final_comparison) {
+      std::vector<db::Trial> rows = store.ListTrials(study.id);
+      for (const auto& [number, measurement] : final_comparison->measurements) {
+        for (const db::Trial& t : rows) {
+          if (t.number == number) store.AddMeasurement(t.id, measurement);
+        }
+      }
+      result.best_trial = final_comparison->winner;
+      result.final_report = final_comparison->report;
+      for (const std::string& line : final_comparison->report) observer.OnMessage(line);
+    }
+  }
+
+  const TrialSummary* best = nullptr;
+  for (const TrialSummary& s : result.trials) {
+    if (s.number == *result.best_trial) best = &s;
+  }
   std::optional<db::Trial> best_row;
   for (const db::Trial& t : store.ListTrials(study.id)) {
     if (t.number == best->number) best_row = t;
@@ -352,6 +512,17 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   provenance.measured.median_ms = best->median_ms;
   provenance.measured.p90_ms = best->p90_ms;
   provenance.vs_stock = best->vs_stock;
+  if (final_comparison) {
+    provenance.vs_stock = final_comparison->vs_stock.estimate;
+    provenance.measured.items_per_s = final_comparison->items_per_s.estimate;
+    for (const auto& [number, m] : final_comparison->measurements) {
+      if (number != final_comparison->winner) continue;
+      provenance.measured.median_ms = m.median_ms;
+      provenance.measured.p90_ms = m.p90_ms;
+    }
+    provenance.measured.ci95_items_per_s =
+        std::make_pair(final_comparison->items_per_s.low, final_comparison->items_per_s.high);
+  }
   recipe.provenance = provenance;
   result.recipe_path =
       options.export_path.empty() ? RecipeFileName(workload.name) : options.export_path;

@@ -31,6 +31,8 @@ struct StudyOptions {
   std::string strategy = "grid";  // grid, random, coordinate, tpe
   uint64_t seed = 0;              // for random and tpe
   bool keep_unsupported = false;  // keep bf16 on CPUs without avx512_bf16
+  // Leading candidates re-measured interleaved with stock at the end; 0 skips the comparison.
+  int64_t finalists = 3;
   MeasureSettings measure;
   std::chrono::seconds trial_timeout{600};
   std::string worker = WorkerClient::DefaultExecutable();
@@ -62,6 +64,9 @@ struct StudyResult {
   std::vector<TrialSummary> trials;
   std::optional<int64_t> best_trial;  // number of the winner
   std::string recipe_path;            // empty when nothing was exported
+  // The final interleaved comparison: the winner against stock with its interval, and which
+  // differences between finalists are significant.
+  std::vector<std::string> final_report;
 };
 
 class StudyObserver {
@@ -71,6 +76,7 @@ class StudyObserver {
   // `index` counts candidates from 1 over the study's `total` budget; 0 is the stock baseline.
   virtual void OnTrialStarted(int64_t number, const std::string& config, size_t index,
                               size_t total) {}
+  // `number` is -1 during the final comparison, which measures several trials at once.
   virtual void OnTrialProgress(int64_t number, const nlohmann::json& progress) {}
   virtual void OnTrialFinished(const TrialSummary& trial) {}
 };

@@ -127,10 +127,19 @@ TEST_F(HeadlessTest, StudyStoresEveryTrialAndExportsARecipeThatBenchAccepts) {
   ASSERT_GE(trials.size(), 2u);
   EXPECT_EQ(trials[0].number, 0);
   EXPECT_NE(trials[0].config_json.find("stock"), std::string::npos);
+  int final_measurements = 0;
   for (const db::Trial& t : trials) {
     EXPECT_EQ(t.status, db::TrialStatus::kDone) << t.error;
     auto m = store.ListMeasurements(t.id);
-    ASSERT_EQ(m.size(), 1u);
+    ASSERT_GE(m.size(), 1u);
+    ASSERT_LE(m.size(), 2u);
+    EXPECT_EQ(m[0].scenario, "latency");
+    if (m.size() == 2) {
+      EXPECT_EQ(m[1].scenario, "final");
+      // The final comparison measures over at least 9 blocks, for the statistical test.
+      EXPECT_GE(nlohmann::json::parse(m[1].raw_json)["blocks"].size(), 9u);
+      ++final_measurements;
+    }
     EXPECT_GT(m[0].items_per_s, 0);
     EXPECT_GE(m[0].samples, 5);
     EXPECT_NE(m[0].applied_json.find("optimize_for_inference"), std::string::npos);
@@ -143,11 +152,19 @@ TEST_F(HeadlessTest, StudyStoresEveryTrialAndExportsARecipeThatBenchAccepts) {
     one_thread_trial |= t.config_json.find("\"threads\":1") != std::string::npos;
   EXPECT_TRUE(one_thread_trial) << "the default space has a 1-thread candidate";
   EXPECT_EQ(store.ListRecipes(store.ListStudies()[0].id).size(), 1u);
+  // Stock and the finalists (every candidate here: the space has two) were re-measured.
+  EXPECT_EQ(final_measurements, static_cast<int>(trials.size()));
+  EXPECT_NE(r.err.find("Winner: trial"), std::string::npos) << r.err;
 
   recipes::Recipe recipe = recipes::LoadRecipe(File("r.yaml"));
   EXPECT_EQ(recipe.workload.name, "resnet50");
   ASSERT_TRUE(recipe.provenance.has_value());
   EXPECT_GT(recipe.provenance->measured.items_per_s, 0);
+  ASSERT_TRUE(recipe.provenance->measured.ci95_items_per_s.has_value());
+  EXPECT_LE(recipe.provenance->measured.ci95_items_per_s->first,
+            recipe.provenance->measured.items_per_s);
+  EXPECT_GE(recipe.provenance->measured.ci95_items_per_s->second,
+            recipe.provenance->measured.items_per_s);
   EXPECT_FALSE(recipe.machine.fingerprint.empty());
 
   std::vector<std::string> bench = {"bench",    "--workload",   "resnet50",

@@ -595,3 +595,36 @@ TEST_F(StoreTest, ReadersNeverFailWhileAWriterWorks) {
 
 }  // namespace
 }  // namespace ipt::db
+
+namespace ipt::db {
+namespace {
+
+TEST(StoreMeasurementTest, FinalMeasurementsAddToAFinishedTrial) {
+  testing_util::ScratchDir dir;
+  Store store = Store::Open(dir.File("m.db"), OpenMode::kReadWrite);
+  int64_t machine = store.UpsertMachine("fp", "{}", "{}");
+  int64_t workload = store.UpsertWorkload("resnet50", "h", 8e9, "{}");
+  Study study = store.FindOrCreateStudy("k", workload, machine, "{}", "{}");
+  Trial trial = store.AddTrial(study.id, R"({"dtype":"fp32"})", "hash");
+  Measurement search;
+  search.scenario = "latency";
+  search.items_per_s = 10;
+  store.FinishTrial(trial.id, TrialStatus::kDone, "", 1.0, search);
+  Measurement final_measurement;
+  final_measurement.scenario = "final";
+  final_measurement.items_per_s = 11;
+  final_measurement.raw_json = R"({"blocks":[]})";
+  store.AddMeasurement(trial.id, final_measurement);
+  auto measurements = store.ListMeasurements(trial.id);
+  ASSERT_EQ(measurements.size(), 2u);
+  EXPECT_EQ(measurements[0].scenario, "latency");
+  EXPECT_EQ(measurements[1].scenario, "final");
+  EXPECT_EQ(measurements[1].items_per_s, 11);
+  EXPECT_EQ(measurements[1].raw_json, R"({"blocks":[]})");
+  Store reader = Store::Open(dir.File("m.db"), OpenMode::kReadOnly);
+  testing_util::ExpectError([&] { reader.AddMeasurement(trial.id, final_measurement); },
+                            ErrorCode::kInvalidArgument, "AddMeasurement");
+}
+
+}  // namespace
+}  // namespace ipt::db
