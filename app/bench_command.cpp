@@ -29,16 +29,6 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
   // Read every recipe here first: a malformed one fails in milliseconds, before any worker.
   std::vector<recipes::Recipe> recipes;
   for (const std::string& path : options.recipes) recipes.push_back(recipes::LoadRecipe(path));
-  for (size_t i = 0; i < recipes.size(); ++i) {
-    const std::string& tuned_for = recipes[i].workload.name;
-    bool same = options.source.model_path.empty()
-                    ? tuned_for == options.source.workload
-                    : recipes[i].workload.model_path == options.source.model_path;
-    if (!same) {
-      std::fprintf(stderr, "ipex-tune: warning: %s was tuned for workload '%s'\n",
-                   options.recipes[i].c_str(), tuned_for.c_str());
-    }
-  }
   int64_t batch = options.batch > 0 ? options.batch : recipes.front().workload.batch;
 
   platform::CpuSet allowed = platform::CurrentAffinity();
@@ -82,11 +72,23 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
     return reply.error_code == "invalid_argument" || reply.error_code == "not_found" ? 2 : 1;
   }
 
+  // Compared with the worker's own name of the workload, so aliases (bert) match.
+  std::string workload = reply.result.value("workload", "");
+  for (size_t i = 0; i < recipes.size(); ++i) {
+    const recipes::WorkloadRef& tuned_for = recipes[i].workload;
+    bool same = options.source.model_path.empty()
+                    ? tuned_for.name == workload
+                    : tuned_for.model_path == options.source.model_path;
+    if (!same) {
+      std::fprintf(stderr, "ipex-tune: warning: %s was tuned for workload '%s', not '%s'\n",
+                   options.recipes[i].c_str(), tuned_for.name.c_str(), workload.c_str());
+    }
+  }
   const nlohmann::json& candidates = reply.result.at("candidates");
   const nlohmann::json& base = candidates.at(0);
   double base_rate = base.value("items_per_s", 0.0);
   nlohmann::json out = {{"schema_version", kBenchJsonSchemaVersion},
-                        {"workload", reply.result.value("workload", "")},
+                        {"workload", workload},
                         {"model_hash", reply.result.value("model_hash", "")},
                         {"batch", batch},
                         {"threads", threads},
