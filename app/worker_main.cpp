@@ -76,8 +76,10 @@ Json MeasurementJson(const core::MeasureResult& r) {
 // Agreement of a candidate's output with the fp32 reference: what a reader needs to trust that
 // a faster model still computes the same function.
 Json CompareOutputs(const at::Tensor& reference, const at::Tensor& candidate) {
-  at::Tensor ref = reference.to(at::kFloat).flatten(1);
-  at::Tensor got = candidate.to(at::kFloat).flatten(1);
+  // Rows are items of the batch, whatever the output's rank (a regression model gives [batch]).
+  int64_t rows = reference.dim() == 0 ? 1 : reference.size(0);
+  at::Tensor ref = reference.to(at::kFloat).reshape({rows, -1});
+  at::Tensor got = candidate.to(at::kFloat).reshape({rows, -1});
   double cosine = at::cosine_similarity(ref.flatten(), got.flatten(), 0).item<double>();
   double rel_l2 = ((ref - got).norm() / ref.norm().clamp_min(1e-12)).item<double>();
   double max_abs = (ref - got).abs().max().item<double>();
@@ -172,6 +174,19 @@ class Session {
     Emit({{"type", "progress"}, {"phase", "optimize"}, {"candidate", name}});
     auto start = Clock::now();
     core::OptimizedModel model = core::Optimize(module_, recipe);
+    // The runtime section beyond threads comes with the multi-stream runtime; until then the
+    // report says what was not applied.
+    const recipes::Runtime& rt = recipe.runtime;
+    if (rt.streams > 1 || rt.cores_per_stream > 0) {
+      model.AddFallback({"runtime.streams",
+                         "multi-stream execution is not in this build yet: ran "
+                         "one stream on all the trial's threads"});
+    }
+    if (rt.binding == recipes::Binding::kScatter) {
+      model.AddFallback({"runtime.binding",
+                         "scatter binding is not applied yet: the trial ran "
+                         "on the first CPUs of the allowed set"});
+    }
     double optimize_s = SecondsSince(start);
     std::vector<torch::jit::IValue> inputs = workload_->MakeInputs(batch, 0);
     start = Clock::now();
@@ -320,6 +335,10 @@ void InjectFault(const recipes::Recipe& recipe) {
 void RunTrial(const CommonOptions& o, const std::string& recipe_path, const std::string& baseline) {
   auto start = Clock::now();
   Session session(o);
+  if (!baseline.empty() && baseline != "stock") {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("unknown baseline '{}' (known: stock)", baseline));
+  }
   recipes::Recipe recipe = baseline.empty() ? ReadRecipe(recipe_path) : core::StockRecipe();
   std::vector<Prepared> prepared;
   prepared.push_back(session.Prepare(baseline.empty() ? "recipe" : baseline, recipe));

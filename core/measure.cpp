@@ -54,12 +54,14 @@ std::vector<MeasureResult> MeasureInterleaved(const std::vector<Candidate>& cand
   std::vector<MeasureResult> results(candidates.size());
   std::vector<double> measured_s(candidates.size(), 0.0);
   for (size_t i = 0; i < candidates.size(); ++i) results[i].items_per_call = items_per_call[i];
-  auto satisfied = [&](size_t i) {
+  auto met_minimums = [&](size_t i) {
     const MeasureResult& r = results[i];
-    if (measured_s[i] >= options.max_total_s) return true;
     return static_cast<int64_t>(r.blocks.size()) >= options.min_blocks &&
            measured_s[i] >= options.min_total_s &&
            static_cast<int64_t>(r.latencies_ms.size()) >= options.min_calls;
+  };
+  auto satisfied = [&](size_t i) {
+    return measured_s[i] >= options.max_total_s || met_minimums(i);
   };
   auto all_satisfied = [&] {
     for (size_t i = 0; i < candidates.size(); ++i) {
@@ -73,10 +75,7 @@ std::vector<MeasureResult> MeasureInterleaved(const std::vector<Candidate>& cand
     // them see the same machine conditions and end with comparable block counts.
     for (size_t i = 0; i < candidates.size(); ++i) {
       MeasureResult& r = results[i];
-      if (measured_s[i] >= options.max_total_s) {
-        r.hit_time_ceiling = true;
-        continue;
-      }
+      if (measured_s[i] >= options.max_total_s) continue;
       Block block;
       auto block_start = Clock::now();
       do {
@@ -93,6 +92,7 @@ std::vector<MeasureResult> MeasureInterleaved(const std::vector<Candidate>& cand
       if (progress) progress(i, r.blocks.size(), elapsed);
     }
   }
+  for (size_t i = 0; i < candidates.size(); ++i) results[i].hit_time_ceiling = !met_minimums(i);
   return results;
 }
 

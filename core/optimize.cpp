@@ -157,6 +157,16 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
           {"optimize_for_inference", m.get_method("forward").graph()->toString() != before});
     }
   }
+  // Accepted but not applied yet: said, never silently dropped.
+  if (opt.memory_format != recipes::MemoryFormat::kAuto) {
+    applied.fallbacks.push_back(
+        {"optimize.memory_format",
+         fmt::format("{} is not applied by this core yet", recipes::ToString(opt.memory_format))});
+  }
+  if (opt.fold_linear_bn && opt.freeze) {
+    applied.fallbacks.push_back(
+        {"optimize.fold_linear_bn", "linear+batch_norm folding is not in this core yet"});
+  }
   applied.op_counts = CountOps(m.get_method("forward").graph());
   return OptimizedModel(std::move(m), dtype, std::move(applied));
 }
@@ -165,6 +175,7 @@ recipes::Recipe StockRecipe() {
   // torch.jit.freeze folds conv+bn by default (optimize_numerics), then optimize_for_inference.
   recipes::Recipe recipe;
   recipe.optimize.weight_prepack = false;
+  recipe.optimize.fold_linear_bn = false;
   return recipe;
 }
 

@@ -41,6 +41,8 @@ class OptimizedModel {
   torch::jit::IValue Run(const std::vector<torch::jit::IValue>& inputs);
 
   const Applied& applied() const { return applied_; }
+  // For callers that apply part of a recipe themselves (the runtime) and could not.
+  void AddFallback(Fallback fallback) { applied_.fallbacks.push_back(std::move(fallback)); }
   torch::jit::Module& module() { return module_; }
 
  private:

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 
 #include "base/error.h"
 #include "base/sha256.h"
@@ -197,7 +198,8 @@ constexpr int kBootstrapResamples = 2000;
 std::optional<FinalComparison> CompareFinalists(
     const StudyOptions& options, const WorkerClient& worker, const platform::CpuSet& allowed,
     const recipes::WorkloadRef& workload_ref, const std::vector<const TrialSummary*>& finalists,
-    StudyObserver& observer, const std::atomic<bool>& cancel) {
+    StudyObserver& observer, const std::function<void()>& heartbeat,
+    const std::atomic<bool>& cancel) {
   char dir_template[] = "/tmp/ipex-tune-final-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) return std::nullopt;
   std::string dir = dir_template;
@@ -219,7 +221,11 @@ std::optional<FinalComparison> CompareFinalists(
       args, "", cpus, {{"OMP_NUM_THREADS", std::to_string(cpus.size())}},
       std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) *
           static_cast<int64_t>(finalists.size() + 1),
-      [&](const nlohmann::json& progress) { observer.OnTrialProgress(-1, progress); }, &cancel);
+      [&](const nlohmann::json& progress) {
+        heartbeat();
+        observer.OnTrialProgress(-1, progress);
+      },
+      &cancel);
   std::filesystem::remove_all(dir);
   if (!reply.ok) {
     if (reply.error_code != "cancelled") {
@@ -371,10 +377,11 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     recipes::Recipe recipe = stock ? recipes::Recipe{} : CandidateToRecipe(candidate, workload_ref);
     std::string recipe_yaml = stock ? "" : recipes::ToYaml(recipe);
     int64_t threads = candidate.value("threads", allowed_cpus);
+    int64_t batch = candidate.value("batch", options.batch);
     store.MarkTrialRunning(trial->id, recipe_yaml);
     observer.OnTrialStarted(trial->number, Describe(candidate), stock ? 0 : index, budget);
 
-    std::vector<std::string> args = {"trial", "--batch", std::to_string(options.batch), "--threads",
+    std::vector<std::string> args = {"trial", "--batch", std::to_string(batch), "--threads",
                                      std::to_string(threads)};
     for (const std::string& a : options.source.ToArgs()) args.push_back(a);
     for (const std::string& a : options.measure.ToArgs()) args.push_back(a);
@@ -396,6 +403,8 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
           },
           &cancel);
     } catch (const Error& e) {
+      // Losing the lease ends the study: another tuner owns it now.
+      if (e.code() == ErrorCode::kBusy) throw;
       // The trial cannot start here (an allocator that is not installed): a stored result.
       reply.error_code = ErrorCodeName(e.code());
       reply.error = e.what();
@@ -405,6 +414,7 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       return false;
     }
     double wall_s = std::chrono::duration<double>(Clock::now() - started).count();
+    if (!reply.ok && reply.error.empty()) reply.error = "the worker exited without a result";
     std::string expected = stock ? "stock" : "recipe";
     if (reply.ok && reply.result.value("name", "") != expected) {
       reply.ok = false;
@@ -465,13 +475,31 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   if (result.interrupted) return result;
 
   std::optional<FinalComparison> final_comparison;
-  if (stock_summary != nullptr && options.finalists > 0) {
+  // The final comparison runs every finalist in one process: only candidates that need no
+  // process environment of their own (allocator, variables) and share the study's batch can
+  // be compared there fairly.
+  auto comparable_in_one_process = [&](const TrialSummary* t) {
+    recipes::Recipe r = CandidateToRecipe(nlohmann::json::parse(t->config_json), workload_ref);
+    return r.runtime.allocator == recipes::Allocator::kDefault && r.runtime.env.empty() &&
+           r.workload.batch == options.batch;
+  };
+  if (stock_summary != nullptr && options.finalists > 0 &&
+      !comparable_in_one_process(ranked.front())) {
+    observer.OnMessage(
+        "Final comparison skipped: the fastest candidate needs a process environment or batch of "
+        "its own; its search measurement stands");
+  } else if (stock_summary != nullptr && options.finalists > 0) {
+    ranked.erase(
+        std::remove_if(ranked.begin(), ranked.end(),
+                       [&](const TrialSummary* t) { return !comparable_in_one_process(t); }),
+        ranked.end());
     ranked.resize(std::min(ranked.size(), static_cast<size_t>(options.finalists)));
     observer.OnMessage(fmt::format(
         "Final comparison: the {} leading candidate(s) and stock, re-measured interleaved",
         ranked.size()));
-    final_comparison = CompareFinalists(options, worker, fingerprint.topology.allowed, workload_ref,
-                                        ranked, observer, cancel);
+    final_comparison = CompareFinalists(
+        options, worker, fingerprint.topology.allowed, workload_ref, ranked, observer,
+        [&lease] { lease.Heartbeat(); }, cancel);
     if (!final_comparison && cancel.load()) {
       result.interrupted = true;
       return result;

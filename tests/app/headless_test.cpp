@@ -260,7 +260,8 @@ TEST_F(HeadlessTest, CrashingAndHangingTrialsAreStoredResultsAndTheStudyFinishes
     SCOPED_TRACE(fault);
     std::string db = File(fault + ".db");
     std::vector<std::string> args = StudyArgs(db, File(fault + ".yaml"));
-    args.insert(args.end(), {"--trial-timeout", "10"});
+    // Long enough for a healthy trial on a loaded machine; the hanging one waits it out.
+    if (fault == "hang") args.insert(args.end(), {"--trial-timeout", "25"});
     CommandResult r = Tune(args, "IPT_FAULT=" + fault + "@threads=1");
     ASSERT_EQ(r.status, 0) << r.err;
     bool saw_fault = false;

@@ -64,3 +64,27 @@ TEST(MeasureTest, SlowerCandidateHasLowerThroughput) {
 
 }  // namespace
 }  // namespace ipt::core
+
+namespace ipt::core {
+namespace {
+
+TEST(MeasureTest, ReportsTheTimeCeilingWhenTheMinimumsWereNotMet) {
+  MeasureOptions o;
+  o.warmup_s = 0;
+  o.warmup_calls = 0;
+  o.block_s = 0.01;
+  o.min_blocks = 1000;
+  o.max_total_s = 0.05;
+  auto r = MeasureInterleaved({[] { std::this_thread::sleep_for(std::chrono::milliseconds(2)); }},
+                              {1}, o);
+  EXPECT_TRUE(r[0].hit_time_ceiling);
+  o.min_blocks = 2;
+  o.min_total_s = 0;
+  o.min_calls = 1;
+  o.max_total_s = 10;
+  r = MeasureInterleaved({[] {}}, {1}, o);
+  EXPECT_FALSE(r[0].hit_time_ceiling);
+}
+
+}  // namespace
+}  // namespace ipt::core

@@ -87,6 +87,19 @@ TEST_F(OptimizeResNetTest, Bf16RunsInBf16AndAgreesWithFp32) {
   EXPECT_GE(Cosine(*reference_, out), 0.99);
 }
 
+TEST_F(OptimizeResNetTest, KnobsNotAppliedAreReportedAsFallbacks) {
+  recipes::Recipe recipe;
+  recipe.optimize.optimize_for_inference = false;
+  recipe.optimize.memory_format = recipes::MemoryFormat::kChannelsLast;
+  OptimizedModel model = Optimize(*module_, recipe);
+  bool memory_format = false;
+  for (const Fallback& f : model.applied().fallbacks)
+    memory_format |= f.what == "optimize.memory_format";
+  EXPECT_TRUE(memory_format);
+  // Stock asks only for what libtorch does, so nothing of it falls back.
+  EXPECT_TRUE(Optimize(*module_, StockRecipe()).applied().fallbacks.empty());
+}
+
 TEST_F(OptimizeResNetTest, UnknownFusionIsAnErrorNamingTheKey) {
   recipes::Recipe recipe;
   recipe.optimize.fusions = {"conv_relu_magic"};
