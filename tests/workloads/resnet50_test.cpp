@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+#include <string>
+
 #include "base/error.h"
 #include "workloads/workload.h"
 
@@ -69,6 +73,73 @@ TEST(RegistryTest, UnknownWorkloadNamesTheKnownOnes) {
     EXPECT_EQ(e.code(), ErrorCode::kNotFound);
     EXPECT_NE(std::string(e.what()).find("resnet50"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace ipt::workloads
+
+namespace ipt::workloads {
+namespace {
+
+// torchvision's ResNet-50 written again with plain aten calls over the built module's
+// parameters: an independent check that the generated TorchScript wires every block right
+// (strides on the 3x3, downsample on the first block of each layer, residual adds).
+at::Tensor IndependentResNet50(const torch::jit::Module& m, at::Tensor x) {
+  std::map<std::string, at::Tensor> p;
+  for (const auto& t : m.named_parameters()) p[t.name] = t.value;
+  for (const auto& t : m.named_buffers()) p[t.name] = t.value;
+  auto bn = [&](const at::Tensor& y, const std::string& name) {
+    return at::batch_norm(y, p[name + "_weight"], p[name + "_bias"], p[name + "_running_mean"],
+                          p[name + "_running_var"], false, 0.1, 1e-5, false);
+  };
+  auto conv = [&](const at::Tensor& y, const std::string& name, int64_t stride, int64_t pad) {
+    return at::conv2d(y, p[name + "_weight"], {}, stride, pad);
+  };
+  x = at::relu(bn(conv(x, "conv1", 2, 3), "bn1"));
+  x = at::max_pool2d(x, 3, 2, 1);
+  const int64_t blocks[] = {3, 4, 6, 3};
+  for (int layer = 1; layer <= 4; ++layer) {
+    for (int64_t b = 0; b < blocks[layer - 1]; ++b) {
+      std::string n = "layer" + std::to_string(layer) + "_" + std::to_string(b) + "_";
+      int64_t stride = layer > 1 && b == 0 ? 2 : 1;
+      at::Tensor out = at::relu(bn(conv(x, n + "conv1", 1, 0), n + "bn1"));
+      out = at::relu(bn(conv(out, n + "conv2", stride, 1), n + "bn2"));
+      out = bn(conv(out, n + "conv3", 1, 0), n + "bn3");
+      at::Tensor identity =
+          b == 0 ? bn(conv(x, n + "downsample_0", stride, 0), n + "downsample_1") : x;
+      x = at::relu(out + identity);
+    }
+  }
+  x = at::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
+  return at::linear(x, p["fc_weight"], p["fc_bias"]);
+}
+
+TEST(ResNet50Test, MatchesAnIndependentAtenComposition) {
+  auto w = MakeWorkload("resnet50", {});
+  torch::jit::Module m = w->BuildModel();
+  torch::NoGradGuard no_grad;
+  at::Tensor x = w->MakeInputs(2, 0)[0].toTensor();
+  at::Tensor expected = IndependentResNet50(m, x);
+  at::Tensor got = m.forward({x}).toTensor();
+  EXPECT_LE(((got - expected).norm() / expected.norm()).item<double>(), 1e-6);
+}
+
+}  // namespace
+}  // namespace ipt::workloads
+
+namespace ipt::workloads {
+namespace {
+
+TEST(ResNet50Test, PredictionsSpreadOverManyClasses) {
+  auto w = MakeWorkload("resnet50", {});
+  torch::jit::Module m = w->BuildModel();
+  torch::NoGradGuard no_grad;
+  std::set<int64_t> classes;
+  for (int64_t i = 0; i < 8; ++i) {
+    at::Tensor top1 = m.forward(w->MakeInputs(16, i)).toTensor().argmax(1);
+    for (int64_t j = 0; j < top1.size(0); ++j) classes.insert(top1[j].item<int64_t>());
+  }
+  EXPECT_GE(classes.size(), 100u) << "a constant classifier would make accuracy gates free";
 }
 
 }  // namespace
