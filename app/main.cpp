@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "app/bench_command.h"
+#include "app/export_command.h"
 #include "app/headless.h"
 #include "base/error.h"
 #include "tuner/strategy.h"
@@ -107,6 +108,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_flag("--json", bench.json, "Machine output (schema: docs/bench-json.md)");
 
+  ipt::app::ExportOptions export_options;
+  CLI::App* export_cmd =
+      app.add_subcommand("export", "Write a study's trials and measurements as CSV or JSON");
+  export_cmd->add_option("--db", export_options.db_path, "SQLite store")->capture_default_str();
+  export_cmd->add_option("--study", export_options.study, "Study id (default: the newest)");
+  export_cmd->add_option("--format", export_options.format, "csv or json")
+      ->check(CLI::IsMember({"csv", "json"}))
+      ->capture_default_str();
+  export_cmd->add_option("--output", export_options.output, "File to write (default: stdout)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -117,6 +128,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   try {
+    if (*export_cmd) return ipt::app::RunExport(export_options);
     if (*bench_cmd) {
       if (bench.source.workload.empty() && bench.source.model_path.empty()) {
         std::fprintf(stderr, "ipex-tune: bench needs --workload or --model\n");

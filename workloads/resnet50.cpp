@@ -5,7 +5,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <array>
 #include <cmath>
 #include <string>
@@ -17,8 +16,6 @@ namespace {
 
 constexpr int64_t kImageSize = 224;
 constexpr int64_t kClasses = 1000;
-// Enough images for stable per-channel statistics at the last layers (7x7 maps).
-constexpr int64_t kCalibrationImages = 16;
 constexpr std::array<float, 3> kImageNetMean = {0.485f, 0.456f, 0.406f};
 constexpr std::array<float, 3> kImageNetStd = {0.229f, 0.224f, 0.225f};
 
@@ -26,10 +23,7 @@ constexpr std::array<float, 3> kImageNetStd = {0.229f, 0.224f, 0.225f};
 // parameter it names (unless `module` is null, which only counts FLOPs) and counts FLOPs.
 class Builder {
  public:
-  // `calibrating`: batch_norm in training mode with momentum 1, so that one forward pass sets
-  // every running statistic to the statistics of its batch.
-  Builder(torch::jit::Module* module, uint64_t seed, bool calibrating = false)
-      : module_(module), seed_(seed), calibrating_(calibrating) {}
+  Builder(torch::jit::Module* module, uint64_t seed) : module_(module), seed_(seed) {}
 
   // conv2d (no bias) followed by batch_norm, reading a feature map of side `in_side`.
   void ConvBn(const std::string& out, const std::string& in, const std::string& conv,
@@ -41,8 +35,8 @@ class Builder {
                      out, in, conv, stride, stride, padding, padding));
     Line(
         fmt::format("{0} = torch.batch_norm({0}, self.{1}_weight, self.{1}_bias, "
-                    "self.{1}_running_mean, self.{1}_running_var, {2}, 1e-05, True)",
-                    out, bn, calibrating_ ? "True, 1.0" : "False, 0.1"));
+                    "self.{1}_running_mean, self.{1}_running_var, False, 0.1, 1e-05, True)",
+                    out, bn));
     if (module_ == nullptr) return;
     Param(conv + "_weight", KaimingNormalFanOut({out_ch, in_ch, kernel, kernel}, seed_, conv));
     // Non-trivial statistics, so that folding batch_norm into the conv really changes weights.
@@ -78,7 +72,6 @@ class Builder {
 
   torch::jit::Module* module_;
   uint64_t seed_;
-  bool calibrating_;
   std::string source_;
   double flops_ = 0;
 };
@@ -136,50 +129,16 @@ class ResNet50 : public Workload {
     BuildResNet50(b);
     module.define("def forward(self, input):\n" + b.source());
     module.eval();
-    Calibrate(module);
     return module;
   }
 
-  // Random weights with arbitrary BatchNorm statistics give a network whose activations drift
-  // until one class wins every input, which would make any accuracy gate pass for free. So the
-  // statistics are set from a calibration batch (as if the network had been trained on such
-  // images) and the classifier bias centred on it; a test checks that predictions then spread
-  // over many classes. Calibrated values are coarsely rounded so the weights, and the model
-  // hash, are the same whatever thread count or ISA computed them.
-  void Calibrate(torch::jit::Module& module) const {
-    torch::NoGradGuard no_grad;
-    torch::jit::Module calibration("ResNet50Calibration");
-    for (const auto& p : module.named_parameters()) {
-      calibration.register_parameter(p.name, p.value, /*is_buffer=*/false);
-    }
-    for (const auto& b : module.named_buffers()) calibration.register_buffer(b.name, b.value);
-    Builder source(nullptr, options_.seed, /*calibrating=*/true);
-    BuildResNet50(source);
-    calibration.define("def forward(self, input):\n" + source.source());
-    std::vector<torch::jit::IValue> images = Images(kCalibrationImages, "calibration");
-    calibration.forward(images);
-    for (const auto& b : module.named_buffers()) {
-      at::Tensor t = b.value;
-      double step = std::exp2(std::floor(std::log2(t.abs().max().item<double>() / 1024 + 1e-30)));
-      t.copy_((t / step).round() * step);
-    }
-    at::Tensor logits = module.forward(images).toTensor();
-    at::Tensor bias = module.attr("fc_bias").toTensor();
-    double step = std::exp2(std::floor(std::log2(logits.std().item<double>() / 64)));
-    bias.sub_((logits.mean(0) / step).round() * step);
-  }
-
-  std::vector<torch::jit::IValue> Images(int64_t batch, const std::string& set) const {
-    auto generator = SeededGenerator(options_.seed ^ 0x5eed, set);
+  std::vector<torch::jit::IValue> MakeInputs(int64_t batch, int64_t index) const override {
+    auto generator = SeededGenerator(options_.seed ^ 0x5eed, "images/" + std::to_string(index));
     auto pixels =
         at::empty({batch, 3, kImageSize, kImageSize}, at::kFloat).uniform_(0, 1, generator);
     auto mean = torch::tensor(std::vector<float>(kImageNetMean.begin(), kImageNetMean.end()));
     auto std = torch::tensor(std::vector<float>(kImageNetStd.begin(), kImageNetStd.end()));
     return {(pixels - mean.view({1, 3, 1, 1})) / std.view({1, 3, 1, 1})};
-  }
-
-  std::vector<torch::jit::IValue> MakeInputs(int64_t batch, int64_t index) const override {
-    return Images(batch, "images/" + std::to_string(index));
   }
 
   double FlopsPerItem() const override {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -385,6 +386,64 @@ TEST_F(HeadlessTest, BadInputGivesAOneLineErrorAndNonZeroExit) {
   CommandResult gui = Tune({"--workload", "resnet50"});
   EXPECT_NE(gui.status, 0);
   EXPECT_NE(gui.err.find("--headless"), std::string::npos) << gui.err;
+}
+
+}  // namespace
+}  // namespace ipt
+
+namespace ipt {
+namespace {
+
+TEST_F(HeadlessTest, ExportWritesEveryTrialAndMeasurementAsCsvAndJson) {
+  {
+    db::Store store = db::Store::Open(File("e.db"), db::OpenMode::kReadWrite);
+    int64_t machine = store.UpsertMachine("fp", R"({"cpu":"test"})", "{}");
+    int64_t workload = store.UpsertWorkload("resnet50", "hash", 8e9, "{}");
+    db::Study study =
+        store.FindOrCreateStudy("key", workload, machine, R"({"dimensions":[]})", "{}");
+    db::Trial stock = store.AddTrial(study.id, R"({"baseline":"stock","threads":2})", "h0", 0);
+    db::Measurement m;
+    m.scenario = "latency";
+    m.batch = 1;
+    m.threads = 2;
+    m.items_per_s = 12.5;
+    m.accuracy_json = R"({"cosine":1.0})";
+    m.applied_json = R"({"dtype":"fp32"})";
+    store.FinishTrial(stock.id, db::TrialStatus::kDone, "", 1.5, m);
+    db::Trial crashed = store.AddTrial(study.id, R"({"dtype":"fp32","threads":1})", "h1");
+    store.FinishTrial(crashed.id, db::TrialStatus::kFailed, "worker killed by signal 11, \"oops\"",
+                      2.0, std::nullopt);
+  }
+  CommandResult csv = Tune({"export", "--db", File("e.db")});
+  ASSERT_EQ(csv.status, 0) << csv.err;
+  std::vector<std::string> lines;
+  std::istringstream in(csv.out);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u) << csv.out;
+  EXPECT_EQ(lines[0].rfind("study,workload,trial,config,status", 0), 0u);
+  EXPECT_NE(lines[1].find(",done,,latency,1,2,12.5,"), std::string::npos) << lines[1];
+  // The error has a comma and quotes: quoted CSV, quotes doubled.
+  EXPECT_NE(lines[2].find(R"("worker killed by signal 11, ""oops""")"), std::string::npos)
+      << lines[2];
+
+  CommandResult json =
+      Tune({"export", "--db", File("e.db"), "--format", "json", "--output", File("e.json")});
+  ASSERT_EQ(json.status, 0) << json.err;
+  nlohmann::json doc = nlohmann::json::parse(Slurp(File("e.json")));
+  EXPECT_EQ(doc["schema_version"], 1);
+  EXPECT_EQ(doc["workload"], "resnet50");
+  EXPECT_EQ(doc["machine"]["cpu"], "test");
+  ASSERT_EQ(doc["trials"].size(), 2u);
+  EXPECT_EQ(doc["trials"][0]["measurements"][0]["items_per_s"], 12.5);
+  EXPECT_EQ(doc["trials"][0]["measurements"][0]["applied"]["dtype"], "fp32");
+  EXPECT_EQ(doc["trials"][1]["status"], "failed");
+
+  CommandResult missing = Tune({"export", "--db", File("e.db"), "--study", "7"});
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.err.find("no study 7"), std::string::npos) << missing.err;
+  CommandResult no_db = Tune({"export", "--db", File("none.db")});
+  EXPECT_NE(no_db.status, 0);
+  EXPECT_NE(no_db.err.find("none.db"), std::string::npos) << no_db.err;
 }
 
 }  // namespace
