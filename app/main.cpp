@@ -68,6 +68,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", tune.study.seed, "Seed of the random and tpe strategies")
       ->capture_default_str();
+  app.add_option("--time-limit", tune.study.time_limit_s,
+                 "Seconds this run may search before the final comparison (0: no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--finalists", tune.study.finalists,
                  "Leading candidates re-measured against stock at the end (0: none)")
       ->check(CLI::NonNegativeNumber)

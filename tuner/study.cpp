@@ -285,6 +285,7 @@ std::optional<FinalComparison> CompareFinalists(
 
 StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
                      const std::atomic<bool>& cancel) {
+  auto run_started = Clock::now();
   db::Store store = db::Store::Open(options.db_path, db::OpenMode::kReadWrite);
   WorkerClient worker(options.worker);
   WorkerInfo info = worker.Info();
@@ -443,8 +444,19 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   std::optional<double> objective;
   if (!stock_trial || !Finished(stock_trial->status)) {
     result.interrupted = !run_trial(stock, &objective);
+  } else {
+    ++result.trials_resumed;
   }
+  size_t ran_this_run = 0;
   while (!result.interrupted && static_cast<size_t>(finished_candidates) < budget) {
+    double elapsed_s = std::chrono::duration<double>(Clock::now() - run_started).count();
+    if (options.time_limit_s > 0 && elapsed_s >= options.time_limit_s) {
+      observer.OnMessage(fmt::format(
+          "Time limit of {:.0f} s reached after {} trial(s) in this run; run the same command "
+          "again to continue the search",
+          options.time_limit_s, ran_this_run));
+      break;
+    }
     std::optional<Candidate> next = strategy->Propose();
     if (!next) break;
     ++index;
@@ -454,6 +466,7 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     }
     strategy->Tell(*next, objective);
     ++finished_candidates;
+    ++ran_this_run;
   }
 
   result.trials = Summaries(store, study.id);

@@ -33,6 +33,9 @@ struct StudyOptions {
   bool keep_unsupported = false;  // keep bf16 on CPUs without avx512_bf16
   // Leading candidates re-measured interleaved with stock at the end; 0 skips the comparison.
   int64_t finalists = 3;
+  // Wall-time budget of this run in seconds, counted from its start (0: none). Checked between
+  // trials: a trial that started runs to its end, and the final comparison still runs.
+  double time_limit_s = 0;
   MeasureSettings measure;
   std::chrono::seconds trial_timeout{600};
   std::string worker = WorkerClient::DefaultExecutable();

@@ -287,6 +287,21 @@ TEST_F(HeadlessTest, CrashingAndHangingTrialsAreStoredResultsAndTheStudyFinishes
   }
 }
 
+TEST_F(HeadlessTest, TimeLimitStopsTheSearchAndTheNextRunContinuesIt) {
+  std::vector<std::string> args = StudyArgs(File("t.db"), File("t.yaml"));
+  args.insert(args.end(), {"--time-limit", "0.001", "--finalists", "0"});
+  CommandResult first = Tune(args);
+  ASSERT_EQ(first.status, 1) << "only the baseline ran, so no recipe:\n" << first.err;
+  EXPECT_NE(first.err.find("Time limit of 0 s reached after 0 trial(s)"), std::string::npos)
+      << first.err;
+  EXPECT_EQ(Trials(File("t.db")).size(), 1u);  // the stock baseline
+  args.erase(args.end() - 4, args.end() - 2);  // drop the time limit
+  CommandResult second = Tune(args);
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_EQ(Trials(File("t.db")).size(), 3u);
+  EXPECT_NE(second.out.find("came from an earlier run"), std::string::npos) << second.out;
+}
+
 TEST_F(HeadlessTest, CtrlCStopsCleanlyAndSaysHowToResume) {
   std::string db = File("c.db");
   pid_t tuner = Start(StudyArgs(db, File("c.yaml")));
