@@ -352,7 +352,6 @@ void RunTrial(const CommonOptions& o, const std::string& recipe_path, const std:
   // Read back, not assumed: the OpenMP team size and the CPUs this process was bound to.
   result["threads"] = at::get_num_threads();
   result["cpus"] = platform::LinuxSystemSource().Affinity().ToString();
-  result["model_hash"] = workloads::ModelHash(session.module());
   result["build_s"] = session.build_s();
   result["setup_s"] = setup_s;
   Emit(result);

@@ -16,16 +16,6 @@ dimensions:
   threads: [1, 2, 4, 8, 16, 32, 64, 128, 256]
 )";
 
-template <typename T>
-T Require(std::optional<T> value, const std::string& dimension, const nlohmann::json& given,
-          const std::string& known) {
-  if (!value) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("{}: {} is not one of {}", dimension, given.dump(), known));
-  }
-  return *value;
-}
-
 int64_t PositiveInt(const nlohmann::json& value, const std::string& dimension) {
   if (!value.is_number_integer() || value.get<int64_t>() < 1) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -40,6 +30,18 @@ std::string Text(const nlohmann::json& value, const std::string& dimension) {
                 fmt::format("{}: {} is not a string", dimension, value.dump()));
   }
   return value.get<std::string>();
+}
+
+// The enum a dimension's string value spells, or an error listing the spellings it could be.
+template <typename E>
+E EnumValue(const nlohmann::json& value, const std::string& dimension,
+            std::optional<E> (*parse)(const std::string&), const std::string& spellings) {
+  std::optional<E> parsed = parse(Text(value, dimension));
+  if (!parsed) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("{}: {} is not one of {}", dimension, value.dump(), spellings));
+  }
+  return *parsed;
 }
 
 }  // namespace
@@ -63,32 +65,32 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate,
   using namespace recipes;
   Recipe recipe;
   recipe.workload = workload;
+  auto calibration = [&recipe]() -> Calibration& {
+    if (!recipe.precision.calibration) recipe.precision.calibration = Calibration{};
+    return *recipe.precision.calibration;
+  };
   for (const auto& [key, value] : candidate.items()) {
     if (key == "dtype") {
-      recipe.precision.dtype = Require(ParseDtype(Text(value, key)), key, value, DtypeSpellings());
+      recipe.precision.dtype = EnumValue(value, key, ParseDtype, DtypeSpellings());
     } else if (key == "threads") {
       recipe.runtime.threads = PositiveInt(value, key);
     } else if (key == "calibration") {
-      if (!recipe.precision.calibration) recipe.precision.calibration = Calibration{};
-      recipe.precision.calibration->algorithm = Text(value, key);
+      calibration().algorithm = Text(value, key);
     } else if (key == "calibration_samples") {
-      if (!recipe.precision.calibration) recipe.precision.calibration = Calibration{};
-      recipe.precision.calibration->samples = PositiveInt(value, key);
+      calibration().samples = PositiveInt(value, key);
     } else if (key == "streams") {
       recipe.runtime.streams = PositiveInt(value, key);
     } else if (key == "cores_per_stream") {
       recipe.runtime.cores_per_stream = PositiveInt(value, key);
     } else if (key == "binding") {
-      recipe.runtime.binding =
-          Require(ParseBinding(Text(value, key)), key, value, BindingSpellings());
+      recipe.runtime.binding = EnumValue(value, key, ParseBinding, BindingSpellings());
     } else if (key == "allocator") {
-      recipe.runtime.allocator =
-          Require(ParseAllocator(Text(value, key)), key, value, AllocatorSpellings());
+      recipe.runtime.allocator = EnumValue(value, key, ParseAllocator, AllocatorSpellings());
     } else if (key == "batch") {
       recipe.workload.batch = PositiveInt(value, key);
     } else if (key == "memory_format") {
       recipe.optimize.memory_format =
-          Require(ParseMemoryFormat(Text(value, key)), key, value, MemoryFormatSpellings());
+          EnumValue(value, key, ParseMemoryFormat, MemoryFormatSpellings());
     } else if (key == "fusions") {
       if (!value.is_array()) {
         throw Error(ErrorCode::kInvalidArgument,
