@@ -95,6 +95,8 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
                         {"baseline", Figures(base)},
                         {"results", nlohmann::json::array()}};
   out["baseline"]["name"] = options.baseline;
+  out["baseline"]["path"] = base.value("path", "");
+  out["baseline"]["paths"] = base.value("paths", nlohmann::json::array());
   for (size_t i = 1; i < candidates.size(); ++i) {
     nlohmann::json r = Figures(candidates[i]);
     r["recipe"] = options.recipes[i - 1];
@@ -114,7 +116,8 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
                 r["items_per_s"].get<double>(), r["median_ms"].get<double>(),
                 r["p90_ms"].get<double>(), r["cv"].get<double>() * 100, speedup);
   };
-  row(options.baseline + " (baseline)", out["baseline"], 1.0);
+  row(fmt::format("{} ({})", options.baseline, out["baseline"]["path"].get<std::string>()),
+      out["baseline"], 1.0);
   for (const auto& r : out["results"])
     row(r["recipe"].get<std::string>(), r, r["speedup"].get<double>());
   return 0;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -20,6 +21,12 @@ std::string CsvField(const std::string& text) {
   std::string quoted = "\"";
   for (char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
   return quoted + "\"";
+}
+
+// A figure that was not measured (NaN) is an empty CSV field and a JSON null.
+std::string CsvFigure(double value) { return std::isnan(value) ? "" : fmt::format("{}", value); }
+nlohmann::json JsonFigure(double value) {
+  return std::isnan(value) ? nlohmann::json() : nlohmann::json(value);
 }
 
 }  // namespace
@@ -48,18 +55,19 @@ int RunExport(const ExportOptions& options) {
   std::ostringstream out;
   if (options.format == "csv") {
     out << "study,workload,trial,config,status,error,scenario,batch,threads,items_per_s,median_ms,"
-           "p90_ms,p99_ms,cv,samples,noisy\n";
+           "p90_ms,p99_ms,cv,samples,noisy,infeasible,load_before,load_after\n";
     for (const db::Trial& t : store.ListTrials(study->id)) {
       std::string prefix =
           fmt::format("{},{},{},{},{},{}", study->id, CsvField(workload_name), t.number,
                       CsvField(t.config_json), db::ToString(t.status), CsvField(t.error));
       std::vector<db::Measurement> measurements = store.ListMeasurements(t.id);
-      if (measurements.empty()) out << prefix << ",,,,,,,,,,\n";
+      if (measurements.empty()) out << prefix << ",,,,,,,,,,," << CsvField(t.infeasible) << ",,\n";
       for (const db::Measurement& m : measurements) {
         out << prefix
-            << fmt::format(",{},{},{},{},{},{},{},{},{},{}\n", m.scenario, m.batch, m.threads,
-                           m.items_per_s, m.median_ms, m.p90_ms, m.p99_ms, m.cv, m.samples,
-                           m.noisy ? 1 : 0);
+            << fmt::format(",{},{},{},{},{},{},{},{},{},{},{},{},{}\n", m.scenario, m.batch,
+                           m.threads, m.items_per_s, m.median_ms, m.p90_ms, m.p99_ms, m.cv,
+                           m.samples, m.noisy ? 1 : 0, CsvField(t.infeasible),
+                           CsvFigure(m.load_before), CsvFigure(m.load_after));
       }
     }
   } else if (options.format == "json") {
@@ -67,6 +75,9 @@ int RunExport(const ExportOptions& options) {
     for (const db::Trial& t : store.ListTrials(study->id)) {
       nlohmann::json measurements = nlohmann::json::array();
       for (const db::Measurement& m : store.ListMeasurements(t.id)) {
+        nlohmann::json raw = nlohmann::json::parse(m.raw_json, nullptr, false);
+        nlohmann::json noise =
+            raw.is_object() ? raw.value("noise", nlohmann::json::array()) : nlohmann::json::array();
         measurements.push_back(
             {{"scenario", m.scenario},
              {"batch", m.batch},
@@ -78,6 +89,9 @@ int RunExport(const ExportOptions& options) {
              {"cv", m.cv},
              {"samples", m.samples},
              {"noisy", m.noisy},
+             {"noise", noise},
+             {"load_before", JsonFigure(m.load_before)},
+             {"load_after", JsonFigure(m.load_after)},
              {"accuracy", nlohmann::json::parse(m.accuracy_json, nullptr, false)},
              {"applied", nlohmann::json::parse(m.applied_json, nullptr, false)}});
       }
@@ -85,6 +99,7 @@ int RunExport(const ExportOptions& options) {
                         {"config", nlohmann::json::parse(t.config_json, nullptr, false)},
                         {"status", db::ToString(t.status)},
                         {"error", t.error},
+                        {"infeasible", t.infeasible},
                         {"setup_s", t.setup_s},
                         {"measurements", measurements}});
     }
@@ -97,6 +112,14 @@ int RunExport(const ExportOptions& options) {
         {"machine", machine ? nlohmann::json::parse(machine->fingerprint_json, nullptr, false)
                             : nlohmann::json()},
         {"space", nlohmann::json::parse(study->space_json, nullptr, false)},
+        {"goal",
+         {{"objective", study->goal.objective},
+          {"mode", study->goal.mode},
+          {"latency_bound_ms", study->goal.latency_bound_ms
+                                   ? nlohmann::json(*study->goal.latency_bound_ms)
+                                   : nlohmann::json()},
+          {"min_speedup",
+           study->goal.min_speedup ? nlohmann::json(*study->goal.min_speedup) : nlohmann::json()}}},
         {"trials", trials}};
     out << document.dump(2) << '\n';
   } else {

@@ -5,6 +5,8 @@
 
 #include <cstdio>
 
+#include "recipes/recipe.h"
+
 namespace ipt::app {
 namespace {
 
@@ -34,8 +36,10 @@ class TerminalObserver : public tuner::StudyObserver {
 
   void OnTrialFinished(const tuner::TrialSummary& t) override {
     if (t.status == "done") {
-      Line(fmt::format("{}: {:.2f} items/s, median {:.2f} ms{}", prefix_, t.items_per_s,
-                       t.median_ms, t.noisy ? " (noisy)" : ""));
+      Line(fmt::format("{}: {:.2f} items/s, median {:.2f} ms, p99 {:.2f} ms{}{}", prefix_,
+                       t.items_per_s, t.median_ms, t.p99_ms,
+                       t.noisy ? " (noisy: " + t.noise + ")" : "",
+                       t.infeasible.empty() ? "" : "; infeasible: " + t.infeasible));
     } else {
       Line(fmt::format("{}: {}: {}", prefix_, t.status, t.error));
     }
@@ -60,21 +64,28 @@ class TerminalObserver : public tuner::StudyObserver {
   std::string prefix_;
 };
 
+// The results, trials in the order they ran. `vs stock` is the ratio on the study's objective
+// (above 1 better); `*` marks the winner, and notes say why a trial is infeasible or noisy.
 void PrintTable(const tuner::StudyResult& result) {
-  std::printf("\n%-6s %-28s %-9s %12s %10s %10s %7s %9s\n", "trial", "configuration", "status",
-              "items/s", "median ms", "p90 ms", "cv %", "vs stock");
+  std::printf("\nObjective: %s\n", result.goal.Describe().c_str());
+  std::printf("%-6s %-28s %-9s %12s %10s %10s %10s %7s %9s\n", "trial", "configuration", "status",
+              "items/s", "median ms", "p90 ms", "p99 ms", "cv %", "vs stock");
   for (const tuner::TrialSummary& t : result.trials) {
-    std::string best = result.best_trial && *result.best_trial == t.number ? " *" : "";
+    std::string notes = result.best_trial && *result.best_trial == t.number ? " *" : "";
+    if (!t.infeasible.empty()) notes += "  infeasible: " + t.infeasible;
+    if (t.noisy) notes += "  noisy: " + t.noise;
     if (t.status == "done") {
-      std::printf("%-6lld %-28s %-9s %12.2f %10.2f %10.2f %7.1f %9s%s\n",
+      std::printf("%-6lld %-28s %-9s %12.2f %10.2f %10.2f %10.2f %7.1f %9s%s\n",
                   static_cast<long long>(t.number), t.config.c_str(), t.status.c_str(),
-                  t.items_per_s, t.median_ms, t.p90_ms, t.cv * 100,
-                  t.vs_stock ? fmt::format("{:.2f}x", *t.vs_stock).c_str() : "-", best.c_str());
+                  t.items_per_s, t.median_ms, t.p90_ms, t.p99_ms, t.cv * 100,
+                  t.vs_stock ? fmt::format("{:.2f}x", *t.vs_stock).c_str() : "-", notes.c_str());
     } else {
       std::printf("%-6lld %-28s %-9s %s\n", static_cast<long long>(t.number), t.config.c_str(),
                   t.status.c_str(), t.error.c_str());
     }
   }
+  if (!result.target_report.empty()) std::printf("\n");
+  for (const std::string& line : result.target_report) std::printf("%s\n", line.c_str());
 }
 
 }  // namespace
@@ -97,11 +108,18 @@ int RunHeadless(HeadlessOptions options, const std::atomic<bool>& cancel) {
                 static_cast<long long>(result.trials_resumed));
   }
   if (result.recipe_path.empty()) {
-    std::fprintf(stderr, "No candidate finished: no recipe written.\n");
+    std::fprintf(stderr, result.target_report.empty()
+                             ? "No candidate finished: no recipe written.\n"
+                             : "No candidate meets the latency bound: no recipe written.\n");
     return 1;
   }
-  std::printf("\nBest: trial %lld. Recipe written to %s\n",
-              static_cast<long long>(*result.best_trial), result.recipe_path.c_str());
+  std::printf("\nBest: trial %lld (objective: %s). Recipe written to %s\n",
+              static_cast<long long>(*result.best_trial), recipes::ToString(result.goal.objective),
+              result.recipe_path.c_str());
+  if (!result.targets_met) {
+    std::fprintf(stderr, "Targets not met: the recipe is the best found, below --min-speedup.\n");
+    return 3;
+  }
   return 0;
 }
 

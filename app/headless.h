@@ -13,8 +13,9 @@ struct HeadlessOptions {
   tuner::StudyOptions study;
 };
 
-// Returns the process exit status: 0 when a recipe was exported, 1 when no trial succeeded,
-// 130 when interrupted.
+// Returns the process exit status: 0 when a recipe was exported and meets every target, 3 when
+// it was exported but misses --min-speedup, 1 when no candidate finished within the latency
+// bound (or at all), 130 when interrupted.
 int RunHeadless(HeadlessOptions options, const std::atomic<bool>& cancel);
 
 }  // namespace ipt::app

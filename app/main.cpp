@@ -6,14 +6,18 @@
 #include <CLI/CLI.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "app/bench_command.h"
 #include "app/export_command.h"
 #include "app/headless.h"
 #include "base/error.h"
+#include "recipes/recipe.h"
+#include "tuner/objective.h"
 #include "tuner/strategy.h"
 
 namespace {
@@ -24,6 +28,27 @@ std::atomic<bool> g_cancel{false};
 void OnSignal(int signal) {
   g_cancel.store(true);
   std::signal(signal, SIG_DFL);
+}
+
+// What is wrong with an option's value, or "" when nothing is; CLI11 prefixes the option name.
+using Problem = std::string (*)(const std::string& text);
+
+CLI::Validator Check(std::string description, Problem problem) {
+  return CLI::Validator([problem](std::string& text) { return problem(text); },
+                        std::move(description));
+}
+
+// A number > 0 that is finite: "0", "-1", "nan" and "inf" are refused with what was given.
+std::string NotPositive(const std::string& text) {
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  const bool ok = end != text.c_str() && *end == '\0' && std::isfinite(value) && value > 0;
+  return ok ? "" : "expected a positive number, got '" + text + "'";
+}
+
+std::string NotAnObjective(const std::string& text) {
+  if (ipt::recipes::ParseObjective(text)) return "";
+  return "'" + text + "' is not one of " + ipt::recipes::ObjectiveSpellings();
 }
 
 int ExitCodeFor(ipt::ErrorCode code) {
@@ -68,6 +93,27 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", tune.study.seed, "Seed of the random and tpe strategies")
       ->capture_default_str();
+  std::string objective = "throughput";
+  app.add_option("--objective", objective,
+                 "What the search and the final comparison optimise: throughput (items/s), or "
+                 "p50, p90, p99 (that percentile of call latency in ms, lower is better)")
+      ->check(Check("{" + ipt::recipes::ObjectiveSpellings() + "}", NotAnObjective))
+      ->capture_default_str();
+  double latency_bound_ms = 0;
+  auto* latency_bound =
+      app.add_option("--latency-bound", latency_bound_ms,
+                     "Hard bound in ms on the objective percentile (p99 with throughput): a "
+                     "trial over it is stored as infeasible and never wins")
+          ->check(Check("POSITIVE", NotPositive));
+  double min_speedup = 0;
+  auto* min_speedup_opt =
+      app.add_option("--min-speedup", min_speedup,
+                     "Target ratio to stock on the objective (e.g. 1.5); exit status 3 when the "
+                     "exported winner misses it")
+          ->check(Check("POSITIVE", NotPositive));
+  app.add_flag("--stop-when-met", tune.study.goal.stop_when_met,
+               "Stop at the first trial that meets every target (--latency-bound, "
+               "--min-speedup) instead of using the whole budget");
   app.add_option("--time-limit", tune.study.time_limit_s,
                  "Seconds this run may search before the final comparison (0: no limit)")
       ->check(CLI::NonNegativeNumber)
@@ -101,7 +147,10 @@ int main(int argc, char** argv) {
                    "An input of --model: NAME:SHAPE[:DTYPE] (repeatable)")
       ->needs(bench_model);
   bench_cmd->add_option("--recipe", bench.recipes, "Recipe YAML (repeatable)")->required();
-  bench_cmd->add_option("--baseline", bench.baseline, "Baseline: stock")->capture_default_str();
+  bench_cmd
+      ->add_option("--baseline", bench.baseline,
+                   "Baseline: stock (libtorch's fastest fp32 path) or stock-bf16")
+      ->capture_default_str();
   bench_cmd->add_option("--batch", bench.batch, "Batch size (overrides the recipes')")
       ->check(CLI::PositiveNumber);
   bench_cmd->add_option("--threads", bench.threads, "CPUs given to the run (default: all allowed)")
@@ -125,7 +174,18 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "ipex-tune: error: %s (see --help)\n", e.what());
+    return 2;
+  }
+  tune.study.goal.objective = *ipt::recipes::ParseObjective(objective);
+  if (latency_bound->count() > 0) tune.study.goal.latency_bound_ms = latency_bound_ms;
+  if (min_speedup_opt->count() > 0) tune.study.goal.min_speedup = min_speedup;
+  if (tune.study.goal.stop_when_met && !tune.study.goal.HasTargets()) {
+    std::fprintf(stderr,
+                 "ipex-tune: error: --stop-when-met needs a target: --latency-bound MS and/or "
+                 "--min-speedup X\n");
+    return 2;
   }
   tune.study.measure = ipt::tuner::MeasureSettings::ForBudget(tune_measure_s);
   bench.measure = ipt::tuner::MeasureSettings::ForBudget(bench_measure_s);

@@ -2,24 +2,38 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/frozen_conv_add_relu_fusion.h>
 #include <torch/csrc/jit/passes/frozen_conv_folding.h>
 #include <torch/csrc/jit/passes/frozen_linear_transpose.h>
 #include <torch/csrc/jit/passes/remove_dropout.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 
 #include "base/error.h"
+#include "core/passes/fold_linear.h"
+#include "core/passes/fuse_dlrm.h"
+#include "core/passes/fuse_transformer.h"
+#include "core/passes/lower_onednn.h"
 
 namespace ipt::core {
 namespace {
 
 using GraphPass = std::function<bool(std::shared_ptr<torch::jit::Graph>&)>;
 
-// The fusions a recipe can name. libtorch's own frozen-graph passes for now; the core's oneDNN
-// fusions join this table as they land.
-const std::map<std::string, GraphPass>& FusionTable() {
+// The core's own fusions: the transformer ones, then those done while lowering onto oneDNN.
+const std::vector<std::string>& CoreFusions() {
+  static const std::vector<std::string> kNames = {
+      "qkv_merge",    "attention", "add_layernorm",  "interaction", "merge_embedding_bags",
+      "conv_eltwise", "conv_add",  "linear_eltwise", "linear_add"};
+  return kNames;
+}
+
+// libtorch's own frozen-graph rewrites, which a recipe may still ask for; they run after the
+// lowering, on whatever aten ops it left.
+const std::map<std::string, GraphPass>& LibtorchFusionTable() {
   static const std::map<std::string, GraphPass> kTable = {
       {"conv_add_relu",
        [](std::shared_ptr<torch::jit::Graph>& g) {
@@ -31,6 +45,10 @@ const std::map<std::string, GraphPass>& FusionTable() {
        [](std::shared_ptr<torch::jit::Graph>& g) { return torch::jit::FrozenLinearTranspose(g); }},
   };
   return kTable;
+}
+
+bool Has(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
 }
 
 std::map<std::string, int64_t> CountOps(const std::shared_ptr<torch::jit::Graph>& graph) {
@@ -81,6 +99,19 @@ torch::jit::IValue CastFloating(const torch::jit::IValue& value, at::ScalarType 
   return value;
 }
 
+// Module::to(dtype) would cast integer buffers too (BERT's position ids): only floating-point
+// parameters and buffers change dtype.
+void CastFloatingTensors(torch::jit::Module& module, at::ScalarType dtype) {
+  for (torch::jit::Module sub : module.modules()) {
+    for (const auto& attribute : sub.named_attributes(/*recurse=*/false)) {
+      if (!attribute.value.isTensor()) continue;
+      const at::Tensor& tensor = attribute.value.toTensor();
+      if (tensor.is_floating_point() && tensor.scalar_type() != dtype)
+        sub.setattr(attribute.name, tensor.to(dtype));
+    }
+  }
+}
+
 }  // namespace
 
 nlohmann::json Applied::ToJson() const {
@@ -90,10 +121,12 @@ nlohmann::json Applied::ToJson() const {
   nlohmann::json fallbacks_json = nlohmann::json::array();
   for (const Fallback& f : fallbacks)
     fallbacks_json.push_back({{"what", f.what}, {"reason", f.reason}});
-  return {{"dtype", dtype},
-          {"passes", passes_json},
-          {"op_counts", op_counts},
-          {"fallbacks", fallbacks_json}};
+  nlohmann::json not_fused_json = nlohmann::json::array();
+  for (const passes::NotFused& n : fusions.not_fused)
+    not_fused_json.push_back({{"pattern", n.pattern}, {"where", n.where}, {"reason", n.reason}});
+  return {{"dtype", dtype},           {"passes", passes_json},
+          {"fusions", fusions.fused}, {"not_fused", not_fused_json},
+          {"op_counts", op_counts},   {"fallbacks", fallbacks_json}};
 }
 
 OptimizedModel::OptimizedModel(torch::jit::Module module, at::ScalarType compute_dtype,
@@ -110,22 +143,23 @@ torch::jit::IValue OptimizedModel::Run(const std::vector<torch::jit::IValue>& in
 }
 
 std::vector<std::string> KnownFusions() {
-  std::vector<std::string> names;
-  for (const auto& [name, pass] : FusionTable()) names.push_back(name);
+  std::vector<std::string> names = CoreFusions();
+  for (const auto& [name, pass] : LibtorchFusionTable()) names.push_back(name);
   return names;
 }
 
 OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe& recipe) {
   const recipes::Optimize& opt = recipe.optimize;
   for (const std::string& fusion : opt.fusions) {
-    if (FusionTable().count(fusion) == 0) {
+    if (!Has(KnownFusions(), fusion)) {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("optimize.fusions: unknown fusion '{}' (this core has: {})", fusion,
                               fmt::join(KnownFusions(), ", ")));
     }
   }
   at::ScalarType dtype = ComputeDtype(recipe.precision.dtype);
-  if (!opt.freeze && (!opt.fusions.empty() || opt.optimize_for_inference || opt.fold_conv_bn)) {
+  if (!opt.freeze && (!opt.fusions.empty() || opt.optimize_for_inference || opt.fold_conv_bn ||
+                      opt.weight_prepack)) {
     throw Error(ErrorCode::kInvalidArgument,
                 "optimize.freeze: false, but the passes asked for need a frozen graph");
   }
@@ -134,7 +168,7 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
   applied.dtype = recipes::ToString(recipe.precision.dtype);
   torch::jit::Module m = module.clone();
   m.eval();
-  if (dtype != at::kFloat) m.to(dtype);
+  if (dtype != at::kFloat) CastFloatingTensors(m, dtype);
   if (opt.freeze) {
     // Numerics are folded below under the recipe's control, not by freeze behind its back.
     m = torch::jit::freeze(m, c10::nullopt, /*optimize_numerics=*/false);
@@ -147,8 +181,54 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
       changed |= torch::jit::FoldFrozenConvMulOrDiv(graph);
       applied.passes.push_back({"fold_conv_bn", changed});
     }
+    if (opt.fold_linear_bn) {
+      bool changed = passes::FoldLinearBatchNorm(graph);
+      changed |= passes::FoldLinearArithmetic(graph);
+      applied.passes.push_back({"fold_linear_bn", changed});
+    }
+    torch::jit::ConstantPropagation(graph);
+    // Before the lowering: they match aten ops it would replace (the merged linear is lowered
+    // with the rest; the add of an add+layer_norm is not taken as a linear's sum).
+    if (Has(opt.fusions, "qkv_merge")) {
+      passes::FusionReport merged = passes::MergeSiblingLinears(graph);
+      applied.passes.push_back({"qkv_merge", merged.changed()});
+      applied.fusions.Merge(merged);
+    }
+    if (Has(opt.fusions, "attention")) {
+      passes::FusionReport attention = passes::FuseAttention(graph);
+      applied.passes.push_back({"attention", attention.changed()});
+      applied.fusions.Merge(attention);
+    }
+    if (Has(opt.fusions, "add_layernorm")) {
+      passes::FusionReport add_norm = passes::FuseAddLayerNorm(graph);
+      applied.passes.push_back({"add_layernorm", add_norm.changed()});
+      applied.fusions.Merge(add_norm);
+    }
+    if (Has(opt.fusions, "interaction")) {
+      passes::FusionReport interaction = passes::FuseInteraction(graph);
+      applied.passes.push_back({"interaction", interaction.changed()});
+      applied.fusions.Merge(interaction);
+    }
+    if (Has(opt.fusions, "merge_embedding_bags")) {
+      passes::FusionReport bags = passes::MergeEmbeddingBags(graph);
+      applied.passes.push_back({"merge_embedding_bags", bags.changed()});
+      applied.fusions.Merge(bags);
+    }
+    if (opt.weight_prepack) {
+      passes::LoweringOptions lowering;
+      lowering.conv_eltwise = Has(opt.fusions, "conv_eltwise");
+      lowering.conv_add = Has(opt.fusions, "conv_add");
+      lowering.linear_eltwise = Has(opt.fusions, "linear_eltwise");
+      lowering.linear_add = Has(opt.fusions, "linear_add");
+      lowering.channels_last = opt.memory_format != recipes::MemoryFormat::kContiguous;
+      passes::FusionReport lowered = passes::LowerToOneDnn(graph, lowering);
+      applied.passes.push_back({"weight_prepack", lowered.changed()});
+      applied.fusions.Merge(lowered);
+    }
     for (const std::string& fusion : opt.fusions) {
-      applied.passes.push_back({fusion, FusionTable().at(fusion)(graph)});
+      auto pass = LibtorchFusionTable().find(fusion);
+      if (pass != LibtorchFusionTable().end())
+        applied.passes.push_back({fusion, pass->second(graph)});
     }
     if (opt.optimize_for_inference) {
       auto before = graph->toString();
@@ -157,15 +237,16 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
           {"optimize_for_inference", m.get_method("forward").graph()->toString() != before});
     }
   }
-  // Accepted but not applied yet: said, never silently dropped.
-  if (opt.memory_format != recipes::MemoryFormat::kAuto) {
+  for (const std::string& fusion : {"conv_eltwise", "conv_add", "linear_eltwise", "linear_add"}) {
+    if (Has(opt.fusions, fusion) && !opt.weight_prepack)
+      applied.fallbacks.push_back(
+          {"optimize.fusions: " + fusion,
+           "fuses into prepacked oneDNN ops, and optimize.weight_prepack is false"});
+  }
+  if (!opt.weight_prepack && opt.memory_format == recipes::MemoryFormat::kChannelsLast) {
     applied.fallbacks.push_back(
         {"optimize.memory_format",
-         fmt::format("{} is not applied by this core yet", recipes::ToString(opt.memory_format))});
-  }
-  if (opt.fold_linear_bn && opt.freeze) {
-    applied.fallbacks.push_back(
-        {"optimize.fold_linear_bn", "linear+batch_norm folding is not in this core yet"});
+         "channels_last is applied by the oneDNN convolutions, which need weight_prepack"});
   }
   applied.op_counts = CountOps(m.get_method("forward").graph());
   return OptimizedModel(std::move(m), dtype, std::move(applied));
@@ -176,6 +257,7 @@ recipes::Recipe StockRecipe() {
   recipes::Recipe recipe;
   recipe.optimize.weight_prepack = false;
   recipe.optimize.fold_linear_bn = false;
+  recipe.optimize.fusions.clear();
   return recipe;
 }
 

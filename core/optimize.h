@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/passes/report.h"
 #include "recipes/recipe.h"
 
 namespace ipt::core {
@@ -28,6 +29,7 @@ struct Applied {
   std::string dtype;
   std::vector<PassResult> passes;            // in the order they ran
   std::map<std::string, int64_t> op_counts;  // node kinds of the final forward graph
+  passes::FusionReport fusions;              // fused patterns and candidates left alone
   std::vector<Fallback> fallbacks;
   nlohmann::json ToJson() const;
 };

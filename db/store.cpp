@@ -109,6 +109,17 @@ CREATE INDEX recipes_by_study ON recipes (study_id);
 CREATE INDEX recipes_by_trial ON recipes (trial_id);
 PRAGMA application_id = 1230001235;
 )sql",
+    // 2: what a study optimises and the targets of its latest run; trials that finished but miss
+    // a target; the machine's load average around each measurement.
+    R"sql(
+ALTER TABLE studies ADD COLUMN objective TEXT NOT NULL DEFAULT 'throughput';
+ALTER TABLE studies ADD COLUMN mode TEXT NOT NULL DEFAULT 'optimise';
+ALTER TABLE studies ADD COLUMN latency_bound_ms REAL;
+ALTER TABLE studies ADD COLUMN min_speedup REAL;
+ALTER TABLE trials ADD COLUMN infeasible TEXT;
+ALTER TABLE measurements ADD COLUMN load_before REAL;
+ALTER TABLE measurements ADD COLUMN load_after REAL;
+)sql",
 };
 
 constexpr int kLatestSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -148,7 +159,29 @@ bool IsDeadLocalProcess(const std::string& owner) {
 
 constexpr const char* kStudyColumns =
     "id, key, workload_id, machine_id, space_json, settings_json, created_at, lease_owner, "
-    "lease_heartbeat";
+    "lease_heartbeat, objective, mode, latency_bound_ms, min_speedup";
+
+std::optional<double> GetOptional(const Statement& s, int column) {
+  if (s.IsNull(column)) return std::nullopt;
+  return s.GetDouble(column);
+}
+
+void BindOptional(Statement& s, int index, const std::optional<double>& value) {
+  if (value) {
+    s.BindDouble(index, *value);
+  } else {
+    s.BindNull(index);
+  }
+}
+
+// An empty text is stored as NULL: "none", as for a trial's infeasible reason.
+void BindTextOrNull(Statement& s, int index, const std::string& text) {
+  if (text.empty()) {
+    s.BindNull(index);
+  } else {
+    s.BindText(index, text);
+  }
+}
 
 Study ReadStudy(const Statement& s) {
   Study study;
@@ -161,12 +194,16 @@ Study ReadStudy(const Statement& s) {
   study.created_at = s.GetDouble(6);
   study.lease_owner = s.GetText(7);
   study.lease_heartbeat = s.GetDouble(8);
+  study.goal.objective = s.GetText(9);
+  study.goal.mode = s.GetText(10);
+  study.goal.latency_bound_ms = GetOptional(s, 11);
+  study.goal.min_speedup = GetOptional(s, 12);
   return study;
 }
 
 constexpr const char* kTrialColumns =
     "id, study_id, number, config_json, config_hash, status, error, started_at, finished_at, "
-    "setup_s, recipe_yaml";
+    "setup_s, recipe_yaml, infeasible";
 
 Trial ReadTrial(const Statement& s, const std::string& path) {
   Trial trial;
@@ -188,6 +225,7 @@ Trial ReadTrial(const Statement& s, const std::string& path) {
   trial.finished_at = s.GetDouble(8);
   trial.setup_s = s.GetDouble(9);
   trial.recipe_yaml = s.GetText(10);
+  trial.infeasible = s.GetText(11);
   return trial;
 }
 
@@ -592,14 +630,15 @@ void InsertMeasurement(Connection& c, int64_t trial_id, const Measurement& m) {
   Statement s(c,
               "INSERT INTO measurements (trial_id, scenario, batch, threads, items_per_s, "
               "median_ms, p90_ms, p99_ms, mean_ms, stddev_ms, cv, samples, noisy, "
-              "accuracy_json, applied_json, raw_json) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+              "accuracy_json, applied_json, raw_json, load_before, load_after) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   s.BindInt64(1, trial_id).BindText(2, m.scenario).BindInt64(3, m.batch);
   s.BindInt64(4, m.threads).BindDouble(5, m.items_per_s).BindDouble(6, m.median_ms);
   s.BindDouble(7, m.p90_ms).BindDouble(8, m.p99_ms).BindDouble(9, m.mean_ms);
   s.BindDouble(10, m.stddev_ms).BindDouble(11, m.cv).BindInt64(12, m.samples);
   s.BindInt64(13, m.noisy ? 1 : 0).BindText(14, m.accuracy_json);
   s.BindText(15, m.applied_json).BindText(16, m.raw_json);
+  s.BindDouble(17, m.load_before).BindDouble(18, m.load_after);
   s.Run();
 }
 
@@ -614,20 +653,28 @@ void Store::AddMeasurement(int64_t trial_id, const Measurement& measurement) {
 }
 
 void Store::FinishTrial(int64_t trial_id, TrialStatus status, const std::string& error,
-                        double setup_s, const std::optional<Measurement>& measurement) {
+                        double setup_s, const std::optional<Measurement>& measurement,
+                        const std::string& infeasible) {
   impl_->RequireWritable("FinishTrial");
   if (!IsFinal(status)) {
     throw Error(ErrorCode::kInvalidArgument,
                 std::string("FinishTrial: status '") + ToString(status) + "' is not final");
   }
+  if (!infeasible.empty() && status != TrialStatus::kDone) {
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string("FinishTrial: only a done trial can be infeasible, not a ") +
+                    ToString(status) + " one");
+  }
   Connection& c = impl_->connection;
   Transaction transaction(c, Transaction::Kind::kImmediate);
   {
     Statement s(c,
-                "UPDATE trials SET status = ?, error = ?, finished_at = ?, setup_s = ? "
-                "WHERE id = ?");
+                "UPDATE trials SET status = ?, error = ?, finished_at = ?, setup_s = ?, "
+                "infeasible = ? WHERE id = ?");
     s.BindText(1, ToString(status)).BindText(2, error).BindDouble(3, Now());
-    s.BindDouble(4, setup_s).BindInt64(5, trial_id);
+    s.BindDouble(4, setup_s);
+    BindTextOrNull(s, 5, infeasible);
+    s.BindInt64(6, trial_id);
     s.Run();
     if (c.Changes() == 0) {
       throw Error(ErrorCode::kNotFound,
@@ -635,6 +682,49 @@ void Store::FinishTrial(int64_t trial_id, TrialStatus status, const std::string&
     }
   }
   if (measurement) InsertMeasurement(c, trial_id, *measurement);
+  transaction.Commit();
+}
+
+void Store::SetTrialInfeasible(int64_t trial_id, const std::string& reason) {
+  impl_->RequireWritable("SetTrialInfeasible");
+  Connection& c = impl_->connection;
+  Transaction transaction(c, Transaction::Kind::kImmediate);
+  {
+    Statement s(c, "SELECT status FROM trials WHERE id = ?");
+    s.BindInt64(1, trial_id);
+    if (!s.Step()) {
+      throw Error(ErrorCode::kNotFound,
+                  "no trial " + std::to_string(trial_id) + " in " + Quoted(c.path()));
+    }
+    if (!reason.empty() && s.GetText(0) != ToString(TrialStatus::kDone)) {
+      throw Error(ErrorCode::kInvalidArgument, "SetTrialInfeasible: trial " +
+                                                   std::to_string(trial_id) + " is " +
+                                                   s.GetText(0) + ", not done");
+    }
+  }
+  Statement s(c, "UPDATE trials SET infeasible = ? WHERE id = ?");
+  BindTextOrNull(s, 1, reason);
+  s.BindInt64(2, trial_id);
+  s.Run();
+  transaction.Commit();
+}
+
+void Store::SetStudyGoal(int64_t study_id, const StudyGoal& goal) {
+  impl_->RequireWritable("SetStudyGoal");
+  Connection& c = impl_->connection;
+  Transaction transaction(c, Transaction::Kind::kImmediate);
+  Statement s(c,
+              "UPDATE studies SET objective = ?, mode = ?, latency_bound_ms = ?, min_speedup = ? "
+              "WHERE id = ?");
+  s.BindText(1, goal.objective).BindText(2, goal.mode);
+  BindOptional(s, 3, goal.latency_bound_ms);
+  BindOptional(s, 4, goal.min_speedup);
+  s.BindInt64(5, study_id);
+  s.Run();
+  if (c.Changes() == 0) {
+    throw Error(ErrorCode::kNotFound,
+                "no study " + std::to_string(study_id) + " in " + Quoted(c.path()));
+  }
   transaction.Commit();
 }
 
@@ -744,7 +834,8 @@ std::vector<Measurement> Store::ListMeasurements(int64_t trial_id) const {
   Statement s(impl_->connection,
               "SELECT id, trial_id, scenario, batch, threads, items_per_s, median_ms, p90_ms, "
               "p99_ms, mean_ms, stddev_ms, cv, samples, noisy, accuracy_json, applied_json, "
-              "raw_json FROM measurements WHERE trial_id = ? ORDER BY id");
+              "raw_json, load_before, load_after FROM measurements WHERE trial_id = ? "
+              "ORDER BY id");
   s.BindInt64(1, trial_id);
   std::vector<Measurement> measurements;
   while (s.Step()) {
@@ -766,6 +857,8 @@ std::vector<Measurement> Store::ListMeasurements(int64_t trial_id) const {
     m.accuracy_json = s.GetText(14);
     m.applied_json = s.GetText(15);
     m.raw_json = s.GetText(16);
+    m.load_before = GetFigure(s, 17);
+    m.load_after = GetFigure(s, 18);
     measurements.push_back(std::move(m));
   }
   return measurements;

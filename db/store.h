@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,16 @@ struct Workload {
   std::string info_json;
 };
 
+// What a study optimises and the targets it must meet, as its latest run asked. The tuner owns
+// the vocabulary; the store keeps the spellings it is given.
+struct StudyGoal {
+  std::string objective = "throughput";  // throughput, p50, p90, p99
+  // optimise: use the whole budget; satisfice: stop at the first trial that meets the targets.
+  std::string mode = "optimise";
+  std::optional<double> latency_bound_ms;
+  std::optional<double> min_speedup;  // on the objective, against the stock baseline
+};
+
 struct Study {
   int64_t id = 0;
   std::string key;  // identifies (workload, model hash, inputs, space, fingerprint key)
@@ -53,6 +64,7 @@ struct Study {
   double created_at = 0;      // Unix seconds
   std::string lease_owner;    // empty when nobody holds the study
   double lease_heartbeat = 0;
+  StudyGoal goal;  // of the latest run (SetStudyGoal); a new study has the defaults
 };
 
 struct Trial {
@@ -67,6 +79,8 @@ struct Trial {
   double finished_at = 0;
   double setup_s = 0;       // process start, model build and optimise, apart from measuring
   std::string recipe_yaml;  // the recipe the worker ran
+  // A done trial that misses a hard target (the latency bound): why. Empty for every other.
+  std::string infeasible;
 };
 
 struct Measurement {
@@ -88,6 +102,10 @@ struct Measurement {
   std::string accuracy_json;
   std::string applied_json;  // what the core really did
   std::string raw_json;      // per-block figures and latency samples
+  // The machine's 1-minute load average when the measurement's worker started and ended; NaN
+  // (NULL in the file) when it was not read.
+  double load_before = std::numeric_limits<double>::quiet_NaN();
+  double load_after = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct RecipeRow {
@@ -158,8 +176,17 @@ class Store {
   // Records the end of a trial and, when given, its measurement, in one transaction. `status`
   // must be a final one (done, failed, pruned, timed-out), else kInvalidArgument. The
   // measurement's id and trial_id are ignored: it is stored under `trial_id`.
+  // `infeasible`, when not empty, marks a done trial that misses a hard target, with the reason
+  // (kInvalidArgument for another status).
   void FinishTrial(int64_t trial_id, TrialStatus status, const std::string& error, double setup_s,
-                   const std::optional<Measurement>& measurement);
+                   const std::optional<Measurement>& measurement,
+                   const std::string& infeasible = "");
+  // Marks a done trial infeasible with `reason`, or feasible again with an empty reason: a
+  // resumed study judges its trials by the targets of the run that resumes it. kNotFound for an
+  // unknown trial, kInvalidArgument for a reason on a trial that is not done.
+  void SetTrialInfeasible(int64_t trial_id, const std::string& reason);
+  // Records the goal of the run that tuned the study now. kNotFound for an unknown study.
+  void SetStudyGoal(int64_t study_id, const StudyGoal& goal);
   // Throws kNotFound unless `trial_id` is a trial of `study_id`.
   // A further measurement of a trial (the final interleaved comparison, scenario "final").
   void AddMeasurement(int64_t trial_id, const Measurement& measurement);

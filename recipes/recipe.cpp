@@ -37,6 +37,12 @@ constexpr Spelling<Allocator> kAllocators[] = {
     {Allocator::kJemalloc, "jemalloc"},
     {Allocator::kTcmalloc, "tcmalloc"},
 };
+constexpr Spelling<Objective> kObjectives[] = {
+    {Objective::kThroughput, "throughput"},
+    {Objective::kP50, "p50"},
+    {Objective::kP90, "p90"},
+    {Objective::kP99, "p99"},
+};
 
 template <typename E, std::size_t N>
 const char* Find(const Spelling<E> (&table)[N], E v) {
@@ -71,6 +77,7 @@ const char* ToString(Dtype v) { return Find(kDtypes, v); }
 const char* ToString(MemoryFormat v) { return Find(kMemoryFormats, v); }
 const char* ToString(Binding v) { return Find(kBindings, v); }
 const char* ToString(Allocator v) { return Find(kAllocators, v); }
+const char* ToString(Objective v) { return Find(kObjectives, v); }
 
 std::optional<Dtype> ParseDtype(const std::string& s) { return Find(kDtypes, s); }
 std::optional<MemoryFormat> ParseMemoryFormat(const std::string& s) {
@@ -78,11 +85,13 @@ std::optional<MemoryFormat> ParseMemoryFormat(const std::string& s) {
 }
 std::optional<Binding> ParseBinding(const std::string& s) { return Find(kBindings, s); }
 std::optional<Allocator> ParseAllocator(const std::string& s) { return Find(kAllocators, s); }
+std::optional<Objective> ParseObjective(const std::string& s) { return Find(kObjectives, s); }
 
 std::string DtypeSpellings() { return Join(kDtypes); }
 std::string MemoryFormatSpellings() { return Join(kMemoryFormats); }
 std::string BindingSpellings() { return Join(kBindings); }
 std::string AllocatorSpellings() { return Join(kAllocators); }
+std::string ObjectiveSpellings() { return Join(kObjectives); }
 
 const std::vector<std::string>& InputDtypes() {
   static const std::vector<std::string> kInputDtypes = {"float32", "bfloat16", "int64", "int32",

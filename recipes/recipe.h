@@ -17,23 +17,28 @@ enum class Dtype { kFp32, kBf16, kInt8, kInt8Dynamic };
 enum class MemoryFormat { kAuto, kContiguous, kChannelsLast };
 enum class Binding { kNone, kCompact, kScatter };
 enum class Allocator { kDefault, kJemalloc, kTcmalloc };
+// What a study optimised: items/s, or a percentile of call latency.
+enum class Objective { kThroughput, kP50, kP90, kP99 };
 
 // Stable spellings used in YAML, JSON and the store ("fp32", "bf16", "int8", "int8-dynamic"...).
 const char* ToString(Dtype v);
 const char* ToString(MemoryFormat v);
 const char* ToString(Binding v);
 const char* ToString(Allocator v);
+const char* ToString(Objective v);
 // REQUIRES: nothing. Returns nullopt for an unknown spelling.
 std::optional<Dtype> ParseDtype(const std::string& s);
 std::optional<MemoryFormat> ParseMemoryFormat(const std::string& s);
 std::optional<Binding> ParseBinding(const std::string& s);
 std::optional<Allocator> ParseAllocator(const std::string& s);
+std::optional<Objective> ParseObjective(const std::string& s);
 // Every spelling of an enum in declaration order, comma-separated ("fp32, bf16, int8,
 // int8-dynamic"), for error messages and --help text.
 std::string DtypeSpellings();
 std::string MemoryFormatSpellings();
 std::string BindingSpellings();
 std::string AllocatorSpellings();
+std::string ObjectiveSpellings();
 
 // One model input as the user declares it: `x:1x3x224x224:float32`. Dimension 0 is the batch.
 struct InputSpec {
@@ -74,8 +79,11 @@ struct Optimize {
   bool fold_conv_bn = true;
   bool fold_linear_bn = true;
   // Names of the core's fusion passes to run, in the core's own order. Validated by the core,
-  // which knows its passes; the recipe only checks that they are strings.
-  std::vector<std::string> fusions;
+  // which knows its passes; the recipe only checks that they are strings. Default: every fusion
+  // the core does while lowering onto oneDNN.
+  std::vector<std::string> fusions = {
+      "qkv_merge",    "attention", "add_layernorm",  "interaction", "merge_embedding_bags",
+      "conv_eltwise", "conv_add",  "linear_eltwise", "linear_add"};
   bool weight_prepack = true;
   MemoryFormat memory_format = MemoryFormat::kAuto;
 };
@@ -104,7 +112,11 @@ struct Measured {
   double items_per_s = 0;
   double median_ms = 0;
   double p90_ms = 0;
+  std::optional<double> p99_ms;
   std::optional<std::pair<double, double>> ci95_items_per_s;
+  // With a latency objective: the 95% interval of the objective percentile, as the final
+  // comparison measured it (median over blocks of each block's percentile).
+  std::optional<std::pair<double, double>> ci95_latency_ms;
 };
 
 struct Provenance {
@@ -112,8 +124,15 @@ struct Provenance {
   int64_t trial = 0;
   std::string created;  // ISO 8601 UTC
   std::string ipex_tune_version;
+  // What the study optimised; absent in recipes written before objectives existed (throughput).
+  std::optional<Objective> objective;
+  // The latency bound every candidate had to meet (on the objective percentile, or p99 with the
+  // throughput objective); absent when the study had none.
+  std::optional<double> latency_bound_ms;
   Measured measured;
-  std::optional<double> vs_stock;  // items/s ratio to the study's stock baseline
+  // The ratio to the study's stock baseline on the objective: items/s over stock's, or stock's
+  // latency percentile over this one's. Above 1 is better either way.
+  std::optional<double> vs_stock;
 };
 
 struct Recipe {

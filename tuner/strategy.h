@@ -6,7 +6,8 @@
 // - Propose never returns a candidate it proposed before or was told about (identity is
 //   ConfigHash), and returns nullopt once it has nothing left to propose: the list is exhausted,
 //   or, for coordinate descent, the search has converged.
-// - The objective is higher-is-better (items/s, or minus a latency); nullopt is a failed trial.
+// - The objective is higher-is-better (items/s, or minus a latency: objective.h's Score); nullopt
+//   is a failed trial, or one over the study's latency bound.
 // - Tell accepts candidates proposed earlier and results resumed from the store, which a resumed
 //   study tells before its first Propose; candidates not in the list (the stock baseline, trials
 //   of an earlier space) are ignored. Telling a candidate again replaces its result.

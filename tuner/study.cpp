@@ -8,6 +8,8 @@
 #include <ctime>
 #include <filesystem>
 #include <functional>
+#include <limits>
+#include <map>
 
 #include "base/error.h"
 #include "base/sha256.h"
@@ -16,6 +18,7 @@
 #include "db/store.h"
 #include "recipes/recipe_yaml.h"
 #include "tuner/fingerprint.h"
+#include "tuner/load_noise.h"
 #include "tuner/space.h"
 #include "tuner/space_yaml.h"
 #include "tuner/strategy.h"
@@ -100,9 +103,28 @@ db::Measurement MeasurementFromResult(const nlohmann::json& r) {
   return m;
 }
 
-std::vector<TrialSummary> Summaries(const db::Store& store, int64_t study_id) {
+// Records the load average around the worker that measured `m`, and flags `m` noisy when the
+// monitor saw other load then; the reasons go to raw_json's "noise" for the report.
+void RecordNoise(db::Measurement& m, std::optional<double> load_before,
+                 std::optional<double> load_after, const std::optional<std::string>& other_load) {
+  constexpr double kNotRead = std::numeric_limits<double>::quiet_NaN();
+  m.load_before = load_before.value_or(kNotRead);
+  m.load_after = load_after.value_or(kNotRead);
+  nlohmann::json reasons = nlohmann::json::array();
+  if (m.noisy) reasons.push_back(fmt::format("block CV {:.1f}%", m.cv * 100));
+  if (other_load) {
+    m.noisy = true;
+    reasons.push_back(*other_load);
+  }
+  nlohmann::json raw = nlohmann::json::parse(m.raw_json);
+  raw["noise"] = reasons;
+  m.raw_json = raw.dump();
+}
+
+// Every trial of the study, with its ratio to stock on `objective`.
+std::vector<TrialSummary> Summaries(const db::Store& store, int64_t study_id, Objective objective) {
   std::vector<TrialSummary> out;
-  std::optional<double> stock;
+  std::optional<Figures> stock;
   for (const db::Trial& t : store.ListTrials(study_id)) {
     TrialSummary s;
     s.number = t.number;
@@ -111,6 +133,7 @@ std::vector<TrialSummary> Summaries(const db::Store& store, int64_t study_id) {
     s.status = db::ToString(t.status);
     s.status_value = t.status;
     s.error = t.error;
+    s.infeasible = t.infeasible;
     s.setup_s = t.setup_s;
     auto measurements = store.ListMeasurements(t.id);
     if (!measurements.empty()) {
@@ -119,6 +142,7 @@ std::vector<TrialSummary> Summaries(const db::Store& store, int64_t study_id) {
       s.items_per_s = m.items_per_s;
       s.median_ms = m.median_ms;
       s.p90_ms = m.p90_ms;
+      s.p99_ms = m.p99_ms;
       s.cv = m.cv;
       s.noisy = m.noisy;
       s.accuracy = nlohmann::json::parse(m.accuracy_json, nullptr, false);
@@ -127,14 +151,17 @@ std::vector<TrialSummary> Summaries(const db::Store& store, int64_t study_id) {
         for (const auto& b : raw.value("blocks", nlohmann::json::array())) {
           s.measure_s += b.value("seconds", 0.0);
         }
+        for (const auto& reason : raw.value("noise", nlohmann::json::array())) {
+          s.noise += (s.noise.empty() ? "" : "; ") + reason.get<std::string>();
+        }
       }
-      if (IsStock(nlohmann::json::parse(t.config_json))) stock = m.items_per_s;
+      if (IsStock(nlohmann::json::parse(t.config_json)) && s.done()) stock = s.figures();
     }
     out.push_back(std::move(s));
   }
-  if (stock && *stock > 0) {
+  if (stock) {
     for (TrialSummary& s : out) {
-      if (s.status == "done") s.vs_stock = s.items_per_s / *stock;
+      if (s.done()) s.vs_stock = Speedup(objective, s.figures(), *stock);
     }
   }
   return out;
@@ -170,36 +197,74 @@ std::pair<int, int64_t> Complexity(const Candidate& c) {
   return {changes, c.value("threads", int64_t{0})};
 }
 
-std::vector<double> BlockRates(const nlohmann::json& candidate, int64_t batch) {
-  std::vector<double> rates;
-  for (const auto& b : candidate.value("blocks", nlohmann::json::array())) {
-    double seconds = b.value("seconds", 0.0);
-    if (seconds > 0)
-      rates.push_back(static_cast<double>(b.value("calls", int64_t{0}) * batch) / seconds);
-  }
-  return rates;
-}
-
 struct FinalComparison {
   int64_t winner = 0;
   std::vector<std::pair<int64_t, db::Measurement>> measurements;  // by trial number, stock 0
   std::vector<std::string> report;
-  stats::BootstrapInterval vs_stock;
+  stats::BootstrapInterval vs_stock;  // on the objective, above 1 better
   stats::BootstrapInterval items_per_s;
+  // The objective percentile (median over blocks of each block's), with a latency objective.
+  std::optional<stats::BootstrapInterval> latency_ms;
 };
 
 constexpr double kSignificance = 0.05;
 constexpr int kBootstrapResamples = 2000;
 
+// Reads the 1-minute load average around the study's workers and says which measurements saw
+// other load (load_noise.h).
+class LoadWatch {
+ public:
+  LoadWatch(const platform::SystemSource& source, Clock::time_point epoch)
+      : source_(source), epoch_(epoch) {}
+  void Started(int64_t threads) {
+    before_ = Load();
+    started_s_ = Now();
+    monitor_.WorkerStarted(started_s_, threads);
+  }
+  // Call when the worker ended; then before(), after() and other_load() describe its run.
+  void Ended() {
+    after_ = Load();
+    ended_s_ = Now();
+    monitor_.WorkerEnded(ended_s_);
+  }
+  std::optional<double> before() const { return before_; }
+  std::optional<double> after() const { return after_; }
+  std::optional<std::string> other_load() const {
+    return monitor_.OtherLoad(before_, started_s_, after_, ended_s_);
+  }
+
+ private:
+  double Now() const { return std::chrono::duration<double>(Clock::now() - epoch_).count(); }
+  std::optional<double> Load() const {
+    std::optional<platform::LoadAverage> load = source_.ReadLoadAverage();
+    if (!load) return std::nullopt;
+    return load->one_min;
+  }
+  const platform::SystemSource& source_;
+  Clock::time_point epoch_;
+  LoadMonitor monitor_;
+  std::optional<double> before_;
+  std::optional<double> after_;
+  double started_s_ = 0;
+  double ended_s_ = 0;
+};
+
+// How much better `a` is than `b` on the objective: above 1 when a is better.
+double Ratio(Objective objective, double a, double b) {
+  return IsLatency(objective) ? b / a : a / b;
+}
+
 // Re-measures the finalists and stock interleaved in one worker, over more blocks than the
-// search used, and picks the winner: the fastest, unless a simpler finalist is not
-// significantly slower (Mann-Whitney U over block throughputs), in which case the simpler wins.
+// search used, and picks the winner: the best on the objective (median over blocks of the
+// block throughputs, or of the block percentiles), unless a simpler finalist is not
+// significantly worse (Mann-Whitney U over those block values), in which case the simpler wins.
 // Returns nullopt when the comparison could not run (cancelled, or the worker failed).
 std::optional<FinalComparison> CompareFinalists(
     const StudyOptions& options, const WorkerClient& worker, const platform::CpuSet& allowed,
     const recipes::WorkloadRef& workload_ref, const std::vector<const TrialSummary*>& finalists,
-    StudyObserver& observer, const std::function<void()>& heartbeat,
+    StudyObserver& observer, LoadWatch& load, const std::function<void()>& heartbeat,
     const std::atomic<bool>& cancel) {
+  const Objective objective = options.goal.objective;
   char dir_template[] = "/tmp/ipex-tune-final-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) return std::nullopt;
   std::string dir = dir_template;
@@ -217,6 +282,7 @@ std::optional<FinalComparison> CompareFinalists(
     args.insert(args.end(), {"--recipe", path});
   }
   std::vector<int> cpus(allowed.begin(), allowed.end());
+  load.Started(static_cast<int64_t>(cpus.size()));
   WorkerReply reply = worker.Run(
       args, "", cpus, {{"OMP_NUM_THREADS", std::to_string(cpus.size())}},
       std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) *
@@ -226,6 +292,7 @@ std::optional<FinalComparison> CompareFinalists(
         observer.OnTrialProgress(-1, progress);
       },
       &cancel);
+  load.Ended();
   std::filesystem::remove_all(dir);
   if (!reply.ok) {
     if (reply.error_code != "cancelled") {
@@ -236,47 +303,73 @@ std::optional<FinalComparison> CompareFinalists(
   }
   const nlohmann::json& candidates = reply.result.at("candidates");
   FinalComparison out;
-  std::vector<double> stock_rates = BlockRates(candidates.at(0), options.batch);
-  db::Measurement stock_measurement = MeasurementFromResult(candidates.at(0));
-  stock_measurement.scenario = "final";
-  out.measurements.emplace_back(0, stock_measurement);
+  std::optional<std::string> other_load = load.other_load();
+  auto final_measurement = [&](const nlohmann::json& candidate) {
+    db::Measurement m = MeasurementFromResult(candidate);
+    m.scenario = "final";
+    RecordNoise(m, load.before(), load.after(), other_load);
+    return m;
+  };
+  // Per block: items/s, or the objective percentile in ms.
+  std::vector<double> stock_values = BlockValues(objective, candidates.at(0), options.batch);
+  out.measurements.emplace_back(0, final_measurement(candidates.at(0)));
+  std::vector<std::vector<double>> values;
   std::vector<std::vector<double>> rates;
   for (size_t i = 0; i < finalists.size(); ++i) {
-    rates.push_back(BlockRates(candidates.at(i + 1), options.batch));
-    db::Measurement m = MeasurementFromResult(candidates.at(i + 1));
-    m.scenario = "final";
-    out.measurements.emplace_back(finalists[i]->number, m);
+    values.push_back(BlockValues(objective, candidates.at(i + 1), options.batch));
+    rates.push_back(BlockValues(Objective::kThroughput, candidates.at(i + 1), options.batch));
+    out.measurements.emplace_back(finalists[i]->number, final_measurement(candidates.at(i + 1)));
   }
-  size_t fastest = 0;
+  for (size_t i = 0; i <= finalists.size(); ++i) {
+    const std::vector<double>& v = i == 0 ? stock_values : values[i - 1];
+    if (v.empty() || (i > 0 && rates[i - 1].empty())) {
+      observer.OnMessage(
+          "Final comparison failed: a candidate has no timed blocks; the winner is "
+          "the search's best");
+      return std::nullopt;
+    }
+  }
+  const bool latency = IsLatency(objective);
+  const std::string on = latency ? fmt::format(" on {}", recipes::ToString(objective)) : "";
+  size_t best = 0;
   for (size_t i = 1; i < finalists.size(); ++i) {
-    if (stats::Median(rates[i]) > stats::Median(rates[fastest])) fastest = i;
+    if (Ratio(objective, stats::Median(values[i]), stats::Median(values[best])) > 1) best = i;
   }
-  size_t chosen = fastest;
+  size_t chosen = best;
   for (size_t i = 0; i < finalists.size(); ++i) {
-    if (i == fastest) continue;
-    double p = stats::MannWhitneyU(rates[fastest], rates[i]).p_value;
-    out.report.push_back(fmt::format("  trial {} vs trial {}: {:.3f}x, p = {:.3f} ({})",
-                                     finalists[fastest]->number, finalists[i]->number,
-                                     stats::Median(rates[fastest]) / stats::Median(rates[i]), p,
-                                     p < kSignificance ? "significant" : "a tie"));
+    if (i == best) continue;
+    double p = stats::MannWhitneyU(values[best], values[i]).p_value;
+    out.report.push_back(
+        fmt::format("  trial {} vs trial {}: {:.3f}x{}, p = {:.3f} ({})", finalists[best]->number,
+                    finalists[i]->number,
+                    Ratio(objective, stats::Median(values[best]), stats::Median(values[i])), on, p,
+                    p < kSignificance ? "significant" : "a tie"));
     if (p >= kSignificance && Complexity(configs[i]) < Complexity(configs[chosen])) chosen = i;
   }
   out.winner = finalists[chosen]->number;
-  out.vs_stock = stats::BootstrapRatioOfMedians(rates[chosen], stock_rates, 0.95,
-                                                kBootstrapResamples, /*seed=*/1);
+  // Both ratios above 1 when the winner is better: items/s over stock's, stock's ms over ours.
+  out.vs_stock = latency ? stats::BootstrapRatioOfMedians(stock_values, values[chosen], 0.95,
+                                                          kBootstrapResamples, /*seed=*/1)
+                         : stats::BootstrapRatioOfMedians(values[chosen], stock_values, 0.95,
+                                                          kBootstrapResamples, /*seed=*/1);
   out.items_per_s =
       stats::BootstrapRatioOfMedians(rates[chosen], {1.0}, 0.95, kBootstrapResamples, 2);
-  double p_stock = stats::MannWhitneyU(rates[chosen], stock_rates).p_value;
+  if (latency) {
+    out.latency_ms =
+        stats::BootstrapRatioOfMedians(values[chosen], {1.0}, 0.95, kBootstrapResamples, 3);
+  }
+  double p_stock = stats::MannWhitneyU(values[chosen], stock_values).p_value;
   out.report.insert(
       out.report.begin(),
-      fmt::format("Winner: trial {} ({}), {:.3f}x stock [95% CI {:.3f}-{:.3f}], p = {:.3f}: {}",
-                  out.winner, finalists[chosen]->config, out.vs_stock.estimate, out.vs_stock.low,
-                  out.vs_stock.high, p_stock,
+      fmt::format("Winner: trial {} ({}), {:.3f}x stock{} [95% CI {:.3f}-{:.3f}], p = {:.3f}: {}",
+                  out.winner, finalists[chosen]->config, out.vs_stock.estimate, on,
+                  out.vs_stock.low, out.vs_stock.high, p_stock,
                   p_stock < kSignificance ? "significantly different from stock"
                                           : "not significantly different from stock"));
-  if (chosen != fastest) {
+  if (other_load) out.report.push_back("  noisy: " + *other_load);
+  if (chosen != best) {
     out.report.push_back(
-        fmt::format("  trial {} ties with the fastest and is simpler: it wins", out.winner));
+        fmt::format("  trial {} ties with the best and is simpler: it wins", out.winner));
   }
   return out;
 }
@@ -286,10 +379,14 @@ std::optional<FinalComparison> CompareFinalists(
 StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
                      const std::atomic<bool>& cancel) {
   auto run_started = Clock::now();
+  const Goal& goal = options.goal;
+  goal.Validate();
+  const Objective objective = goal.objective;
   db::Store store = db::Store::Open(options.db_path, db::OpenMode::kReadWrite);
   WorkerClient worker(options.worker);
   WorkerInfo info = worker.Info();
   platform::LinuxSystemSource source;
+  LoadWatch load(source, run_started);
   Fingerprint fingerprint = MakeFingerprint(source, info);
   observer.OnMessage(fmt::format("Machine: {} ({} CPUs allowed), libtorch {}, oneDNN {} ({})",
                                  fingerprint.cpu.model_name, fingerprint.topology.allowed.size(),
@@ -332,12 +429,14 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   db::Study study = store.FindOrCreateStudy(Sha256Hex(identity.dump()), workload_id, machine_id,
                                             space.ToJson().dump(), settings.dump());
   LeaseGuard lease(store, study.id, LeaseOwner());
+  store.SetStudyGoal(study.id, goal.ToStore());
   if (int requeued = store.RequeueRunningTrials(study.id); requeued > 0) {
     observer.OnMessage(fmt::format("{} trial(s) interrupted earlier will run again", requeued));
   }
 
   StudyResult result;
   result.study_id = study.id;
+  result.goal = goal;
   recipes::WorkloadRef workload_ref;
   workload_ref.name = workload.name;
   workload_ref.model_sha256 = workload.model_hash;
@@ -347,15 +446,42 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     workload_ref.inputs.push_back(recipes::ParseInputSpec(input));
   }
 
+  // Trials stored by an earlier run are judged by this run's latency bound.
+  {
+    std::map<int64_t, int64_t> trial_ids;  // by number
+    for (const db::Trial& t : store.ListTrials(study.id)) trial_ids[t.number] = t.id;
+    for (const TrialSummary& s : Summaries(store, study.id, objective)) {
+      if (!s.done()) continue;
+      std::string infeasible = goal.Infeasible(s.figures()).value_or("");
+      if (infeasible != s.infeasible) store.SetTrialInfeasible(trial_ids.at(s.number), infeasible);
+    }
+  }
+  // What the strategies rank: the objective, higher is better; a failed or infeasible trial
+  // has none.
+  auto score = [&](const TrialSummary& s) -> std::optional<double> {
+    if (!s.done() || !s.infeasible.empty()) return std::nullopt;
+    return Score(objective, s.figures());
+  };
+  // Satisfice: a candidate that meets every target, judged on its search measurement.
+  auto meets_targets = [&](const TrialSummary& s, const std::vector<TrialSummary>& all) {
+    if (!s.done() || !s.infeasible.empty() || IsStock(nlohmann::json::parse(s.config_json))) {
+      return false;
+    }
+    std::optional<Figures> stock;
+    for (const TrialSummary& t : all) {
+      if (t.done() && IsStock(nlohmann::json::parse(t.config_json))) stock = t.figures();
+    }
+    return goal.FastEnough(s.figures(), stock);
+  };
+
   // A resumed study tells the strategy what it already knows, so nothing is proposed twice.
   int64_t finished_candidates = 0;
-  for (const TrialSummary& s : Summaries(store, study.id)) {
+  for (const TrialSummary& s : Summaries(store, study.id, objective)) {
     Candidate config = nlohmann::json::parse(s.config_json);
     if (IsStock(config) || !Finished(s.status_value)) continue;
     ++finished_candidates;
     ++result.trials_resumed;
-    strategy->Tell(config,
-                   s.status == "done" ? std::optional<double>(s.items_per_s) : std::nullopt);
+    strategy->Tell(config, score(s));
   }
   size_t budget = options.max_trials > 0
                       ? std::min(candidates.size(), static_cast<size_t>(options.max_trials))
@@ -364,10 +490,12 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       "Study {}: {} strategy, {} of {} configurations, {} already measured, plus the stock "
       "baseline",
       study.id, options.strategy, budget, candidates.size(), finished_candidates));
+  observer.OnMessage("Objective: " + goal.Describe());
 
   size_t index = static_cast<size_t>(finished_candidates);
-  // Runs one trial to its stored end. Returns false when the study was cancelled during it.
-  auto run_trial = [&](const Candidate& candidate, std::optional<double>* objective) {
+  // Runs one trial to its stored end and returns its summary, or nullopt when the study was
+  // cancelled during it.
+  auto run_trial = [&](const Candidate& candidate) -> std::optional<TrialSummary> {
     bool stock = IsStock(candidate);
     std::string hash = ConfigHash(candidate);
     std::optional<db::Trial> trial = store.FindTrial(study.id, hash);
@@ -392,6 +520,7 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       args.insert(args.end(), {"--recipe", "-"});
     }
     auto started = Clock::now();
+    load.Started(threads);
     WorkerReply reply;
     try {
       reply = worker.Run(
@@ -410,9 +539,10 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       reply.error_code = ErrorCodeName(e.code());
       reply.error = e.what();
     }
+    load.Ended();
     if (reply.error_code == "cancelled") {
       store.RequeueRunningTrials(study.id);
-      return false;
+      return std::nullopt;
     }
     double wall_s = std::chrono::duration<double>(Clock::now() - started).count();
     if (!reply.ok && reply.error.empty()) reply.error = "the worker exited without a result";
@@ -424,31 +554,45 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     }
     if (reply.ok) {
       double setup_s = reply.result.value("setup_s", wall_s);
-      store.FinishTrial(trial->id, db::TrialStatus::kDone, "", setup_s,
-                        MeasurementFromResult(reply.result));
-      *objective = reply.result.value("items_per_s", 0.0);
+      db::Measurement m = MeasurementFromResult(reply.result);
+      RecordNoise(m, load.before(), load.after(), load.other_load());
+      std::string infeasible =
+          goal.Infeasible({m.items_per_s, m.median_ms, m.p90_ms, m.p99_ms}).value_or("");
+      store.FinishTrial(trial->id, db::TrialStatus::kDone, "", setup_s, m, infeasible);
     } else {
       db::TrialStatus status =
           reply.error_code == "timed_out" ? db::TrialStatus::kTimedOut : db::TrialStatus::kFailed;
       store.FinishTrial(trial->id, status, reply.error, wall_s, std::nullopt);
-      *objective = std::nullopt;
     }
-    for (const TrialSummary& s : Summaries(store, study.id)) {
-      if (s.number == trial->number) observer.OnTrialFinished(s);
+    std::optional<TrialSummary> finished;
+    for (const TrialSummary& s : Summaries(store, study.id, objective)) {
+      if (s.number == trial->number) finished = s;
     }
-    return true;
+    observer.OnTrialFinished(*finished);
+    return finished;
   };
 
   Candidate stock = StockCandidate(allowed_cpus);
   std::optional<db::Trial> stock_trial = store.FindTrial(study.id, ConfigHash(stock));
-  std::optional<double> objective;
   if (!stock_trial || !Finished(stock_trial->status)) {
-    result.interrupted = !run_trial(stock, &objective);
+    result.interrupted = !run_trial(stock);
   } else {
     ++result.trials_resumed;
   }
+  if (goal.stop_when_met && !result.interrupted) {
+    std::vector<TrialSummary> all = Summaries(store, study.id, objective);
+    for (const TrialSummary& s : all) {
+      if (!result.met_by && meets_targets(s, all)) result.met_by = s.number;
+    }
+    if (result.met_by) {
+      observer.OnMessage(fmt::format(
+          "Trial {}, measured earlier, already meets the targets: nothing left to search",
+          *result.met_by));
+    }
+  }
   size_t ran_this_run = 0;
-  while (!result.interrupted && static_cast<size_t>(finished_candidates) < budget) {
+  while (!result.interrupted && !result.met_by &&
+         static_cast<size_t>(finished_candidates) < budget) {
     double elapsed_s = std::chrono::duration<double>(Clock::now() - run_started).count();
     if (options.time_limit_s > 0 && elapsed_s >= options.time_limit_s) {
       observer.OnMessage(fmt::format(
@@ -460,29 +604,47 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     std::optional<Candidate> next = strategy->Propose();
     if (!next) break;
     ++index;
-    if (!run_trial(*next, &objective)) {
+    std::optional<TrialSummary> finished = run_trial(*next);
+    if (!finished) {
       result.interrupted = true;
       break;
     }
-    strategy->Tell(*next, objective);
+    strategy->Tell(*next, score(*finished));
     ++finished_candidates;
     ++ran_this_run;
+    if (goal.stop_when_met && meets_targets(*finished, Summaries(store, study.id, objective))) {
+      result.met_by = finished->number;
+      observer.OnMessage(fmt::format(
+          "Trial {} meets the targets: the search stops here (stop when met)", finished->number));
+    }
   }
 
-  result.trials = Summaries(store, study.id);
+  result.trials = Summaries(store, study.id, objective);
   std::vector<const TrialSummary*> ranked;
   const TrialSummary* stock_summary = nullptr;
+  size_t infeasible = 0;
   for (const TrialSummary& s : result.trials) {
-    if (s.status != "done") continue;
+    if (!s.done()) continue;
     if (IsStock(nlohmann::json::parse(s.config_json))) {
       stock_summary = &s;
-    } else {
+    } else if (!s.infeasible.empty()) {
+      ++infeasible;
+    } else if (!result.met_by || *result.met_by == s.number) {
+      // Satisfice: the trial that met the targets is the result, whatever came before it.
       ranked.push_back(&s);
     }
   }
-  if (ranked.empty()) return result;
-  std::sort(ranked.begin(), ranked.end(), [](const TrialSummary* x, const TrialSummary* y) {
-    return x->items_per_s > y->items_per_s;
+  if (ranked.empty()) {
+    if (infeasible > 0) {
+      result.target_report.push_back(fmt::format(
+          "No candidate meets the latency bound of {:g} ms on {}: {} finished over it",
+          *goal.latency_bound_ms, recipes::ToString(goal.BoundPercentile()), infeasible));
+    }
+    for (const std::string& line : result.target_report) observer.OnMessage(line);
+    return result;
+  }
+  std::stable_sort(ranked.begin(), ranked.end(), [&](const TrialSummary* x, const TrialSummary* y) {
+    return Score(objective, x->figures()) > Score(objective, y->figures());
   });
   result.best_trial = ranked.front()->number;
   if (result.interrupted) return result;
@@ -499,7 +661,7 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   if (stock_summary != nullptr && options.finalists > 0 &&
       !comparable_in_one_process(ranked.front())) {
     observer.OnMessage(
-        "Final comparison skipped: the fastest candidate needs a process environment or batch of "
+        "Final comparison skipped: the best candidate needs a process environment or batch of "
         "its own; its search measurement stands");
   } else if (stock_summary != nullptr && options.finalists > 0) {
     ranked.erase(
@@ -511,7 +673,7 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
         "Final comparison: the {} leading candidate(s) and stock, re-measured interleaved",
         ranked.size()));
     final_comparison = CompareFinalists(
-        options, worker, fingerprint.topology.allowed, workload_ref, ranked, observer,
+        options, worker, fingerprint.topology.allowed, workload_ref, ranked, observer, load,
         [&lease] { lease.Heartbeat(); }, cancel);
     if (!final_comparison && cancel.load()) {
       result.interrupted = true;
@@ -549,10 +711,14 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   provenance.trial = best->number;
   provenance.created = UtcNow();
   provenance.ipex_tune_version = kIpexTuneVersion;
+  provenance.objective = objective;
+  provenance.latency_bound_ms = goal.latency_bound_ms;
   provenance.measured.items_per_s = best->items_per_s;
   provenance.measured.median_ms = best->median_ms;
   provenance.measured.p90_ms = best->p90_ms;
+  provenance.measured.p99_ms = best->p99_ms;
   provenance.vs_stock = best->vs_stock;
+  Figures reported = best->figures();
   if (final_comparison) {
     provenance.vs_stock = final_comparison->vs_stock.estimate;
     provenance.measured.items_per_s = final_comparison->items_per_s.estimate;
@@ -560,15 +726,64 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       if (number != final_comparison->winner) continue;
       provenance.measured.median_ms = m.median_ms;
       provenance.measured.p90_ms = m.p90_ms;
+      provenance.measured.p99_ms = m.p99_ms;
+      reported = {m.items_per_s, m.median_ms, m.p90_ms, m.p99_ms};
     }
     provenance.measured.ci95_items_per_s =
         std::make_pair(final_comparison->items_per_s.low, final_comparison->items_per_s.high);
+    if (final_comparison->latency_ms) {
+      provenance.measured.ci95_latency_ms =
+          std::make_pair(final_comparison->latency_ms->low, final_comparison->latency_ms->high);
+    }
   }
   recipe.provenance = provenance;
   result.recipe_path =
       options.export_path.empty() ? RecipeFileName(workload.name) : options.export_path;
   recipes::SaveRecipe(recipe, result.recipe_path);
   store.AddRecipe(study.id, best_row->id, recipes::ToYaml(recipe), result.recipe_path);
+
+  // The targets, as the exported winner meets them.
+  result.targets_met = true;
+  if (goal.latency_bound_ms) {
+    result.target_report.push_back(fmt::format(
+        "Latency bound {:g} ms on {}: met by trial {} in the search ({} candidate(s) over it)",
+        *goal.latency_bound_ms, recipes::ToString(goal.BoundPercentile()), best->number,
+        infeasible));
+    if (final_comparison) {
+      double final_ms = ObjectiveValue(goal.BoundPercentile(), reported);
+      if (std::optional<std::string> over = goal.Infeasible(reported)) {
+        result.target_report.push_back(
+            fmt::format("  warning: in the final comparison {}; the bound is judged on the "
+                        "search measurement",
+                        *over));
+      } else {
+        result.target_report.push_back(fmt::format("  final comparison: {} {:.2f} ms",
+                                                   recipes::ToString(goal.BoundPercentile()),
+                                                   final_ms));
+      }
+    }
+  }
+  if (goal.min_speedup) {
+    const char* where = final_comparison ? "final comparison" : "search";
+    if (!provenance.vs_stock) {
+      result.targets_met = false;
+      result.target_report.push_back(
+          fmt::format("Min speedup {:g}x: not met, stock has no measurement to compare with",
+                      *goal.min_speedup));
+    } else {
+      bool met = *provenance.vs_stock >= *goal.min_speedup;
+      result.targets_met = met;
+      result.target_report.push_back(
+          fmt::format("Min speedup {:g}x on {}: {} by trial {} ({:.3f}x stock in the {})",
+                      *goal.min_speedup, recipes::ToString(objective), met ? "met" : "NOT met",
+                      best->number, *provenance.vs_stock, where));
+    }
+  }
+  if (goal.stop_when_met && !result.met_by) {
+    result.target_report.push_back(
+        "Stop when met: no trial met every target within the budget; the best one was exported");
+  }
+  for (const std::string& line : result.target_report) observer.OnMessage(line);
   return result;
 }
 

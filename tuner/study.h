@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "db/store.h"
+#include "tuner/objective.h"
 #include "tuner/worker_client.h"
 
 namespace ipt::tuner {
@@ -30,6 +31,9 @@ struct StudyOptions {
   std::string space_path;   // YAML search space; empty: the workload's default
   std::string strategy = "grid";  // grid, random, coordinate, tpe
   uint64_t seed = 0;              // for random and tpe
+  // What to optimise and the targets to meet (objective.h). The goal is not part of the study's
+  // identity: a study resumed with another goal judges its stored trials by the new one.
+  Goal goal;
   bool keep_unsupported = false;  // keep bf16 on CPUs without avx512_bf16
   // Leading candidates re-measured interleaved with stock at the end; 0 skips the comparison.
   int64_t finalists = 3;
@@ -52,16 +56,24 @@ struct TrialSummary {
   double items_per_s = 0;
   double median_ms = 0;
   double p90_ms = 0;
+  double p99_ms = 0;
   double cv = 0;
   bool noisy = false;
+  std::string noise;       // why it is noisy: block CV, other load on the machine
+  std::string infeasible;  // a done trial that misses the latency bound: why
   double setup_s = 0;
   double measure_s = 0;
-  std::optional<double> vs_stock;  // items/s over the baseline's
+  // The ratio to the baseline on the study's objective (Speedup), above 1 when better.
+  std::optional<double> vs_stock;
   nlohmann::json accuracy;
+
+  bool done() const { return status_value == db::TrialStatus::kDone; }
+  Figures figures() const { return {items_per_s, median_ms, p90_ms, p99_ms}; }
 };
 
 struct StudyResult {
   int64_t study_id = 0;
+  Goal goal;  // what this run optimised and its targets
   bool interrupted = false;
   int64_t trials_resumed = 0;  // finished before this run and kept
   std::vector<TrialSummary> trials;
@@ -70,6 +82,14 @@ struct StudyResult {
   // The final interleaved comparison: the winner against stock with its interval, and which
   // differences between finalists are significant.
   std::vector<std::string> final_report;
+  // Satisfice mode: the first trial found to meet every target, where the search stopped.
+  std::optional<int64_t> met_by;
+  // Whether the exported winner meets every target: the latency bound (always, since an
+  // infeasible trial never wins) and min_speedup on its reported ratio to stock (the final
+  // comparison's when it ran). Without targets: true. Without a winner: false.
+  bool targets_met = false;
+  // Lines for a person about the targets: which were met, and why not.
+  std::vector<std::string> target_report;
 };
 
 class StudyObserver {

@@ -129,8 +129,10 @@ void BuildEmbeddings(Builder& b, const BertConfig& c) {
       "x = x + torch.embedding(self.embeddings_position_embeddings_weight, position_ids, -1, "
       "False, False)");
   b.LayerNorm("x", "x", "embeddings_LayerNorm", c.hidden);
-  // HuggingFace's get_extended_attention_mask: padded keys get -10000 before the softmax.
-  b.Line("extended_mask = (1.0 - attention_mask[:, None, None, :].float()) * -10000.0");
+  // HuggingFace's get_extended_attention_mask: padded keys get -10000 before the softmax, in
+  // the model's dtype so that a bf16 model stays bf16.
+  b.Line(
+      "extended_mask = ((1.0 - attention_mask[:, None, None, :].float()) * -10000.0).to(x.dtype)");
 }
 
 void BuildLayer(Builder& b, const BertConfig& c, int64_t layer) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -120,6 +121,10 @@ TEST_F(HeadlessTest, StudyStoresEveryTrialAndExportsARecipeThatBenchAccepts) {
   CommandResult r = Tune(StudyArgs(File("a.db"), File("r.yaml")));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("vs stock"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Objective: throughput (items/s, higher is better); optimise within the "
+                       "budget"),
+            std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("Recipe written to " + File("r.yaml")), std::string::npos) << r.out;
 
   db::Store store = db::Store::Open(File("a.db"), db::OpenMode::kReadOnly);
@@ -143,6 +148,11 @@ TEST_F(HeadlessTest, StudyStoresEveryTrialAndExportsARecipeThatBenchAccepts) {
     }
     EXPECT_GT(m[0].items_per_s, 0);
     EXPECT_GE(m[0].samples, 5);
+    // The load average around the worker, for the noise flag (Linux always has one).
+    EXPECT_FALSE(std::isnan(m[0].load_before));
+    EXPECT_FALSE(std::isnan(m[0].load_after));
+    EXPECT_TRUE(nlohmann::json::parse(m[0].raw_json)["noise"].is_array());
+    EXPECT_EQ(t.infeasible, "");
     EXPECT_NE(m[0].applied_json.find("optimize_for_inference"), std::string::npos);
     // What ran is what the trial asked for: its thread count, read back from the worker.
     nlohmann::json config = nlohmann::json::parse(t.config_json);
@@ -167,6 +177,12 @@ TEST_F(HeadlessTest, StudyStoresEveryTrialAndExportsARecipeThatBenchAccepts) {
   EXPECT_GE(recipe.provenance->measured.ci95_items_per_s->second,
             recipe.provenance->measured.items_per_s);
   EXPECT_FALSE(recipe.machine.fingerprint.empty());
+  EXPECT_EQ(recipe.provenance->objective, recipes::Objective::kThroughput);
+  EXPECT_FALSE(recipe.provenance->latency_bound_ms.has_value());
+  EXPECT_TRUE(recipe.provenance->measured.p99_ms.has_value());
+  const db::StudyGoal goal = store.ListStudies()[0].goal;
+  EXPECT_EQ(goal.objective, "throughput");
+  EXPECT_EQ(goal.mode, "optimise");
 
   std::vector<std::string> bench = {"bench",    "--workload",   "resnet50",
                                     "--recipe", File("r.yaml"), "--json"};
@@ -385,6 +401,136 @@ void ExpectOneLineError(const CommandResult& r, const std::string& fragment) {
   EXPECT_NE(last.find(fragment), std::string::npos) << r.err;
 }
 
+// A latency objective whose bound nothing meets: every trial is done but infeasible, with its
+// reason, none wins and no recipe is written. The same study resumed without the bound judges
+// the stored trials again and exports the best on p90, without measuring them again.
+TEST_F(HeadlessTest, TrialsOverTheLatencyBoundAreInfeasibleAndNeverWin) {
+  const std::string db = File("b.db");
+  std::vector<std::string> args = StudyArgs(db, File("b.yaml"));
+  args.insert(args.end(), {"--max-trials", "1", "--finalists", "1", "--objective", "p90"});
+  std::vector<std::string> bounded = args;
+  bounded.insert(bounded.end(), {"--latency-bound", "0.001"});
+  CommandResult r = Tune(bounded);
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.out.find("Objective: p90 latency (ms per call, lower is better); latency bound "
+                       "0.001 ms on p90"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("No candidate meets the latency bound of 0.001 ms on p90: 1 finished "
+                       "over it"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("infeasible: p90 "), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("No candidate meets the latency bound: no recipe written"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(File("b.yaml")));
+  {
+    db::Store store = db::Store::Open(db, db::OpenMode::kReadOnly);
+    const db::Study study = store.ListStudies().at(0);
+    EXPECT_EQ(study.goal.objective, "p90");
+    EXPECT_EQ(study.goal.mode, "optimise");
+    EXPECT_EQ(study.goal.latency_bound_ms, 0.001);
+    EXPECT_FALSE(study.goal.min_speedup.has_value());
+    std::vector<db::Trial> trials = store.ListTrials(study.id);
+    ASSERT_EQ(trials.size(), 2u);
+    for (const db::Trial& t : trials) {
+      EXPECT_EQ(t.status, db::TrialStatus::kDone) << t.error;
+      EXPECT_EQ(t.infeasible.rfind("p90 ", 0), 0u) << t.infeasible;
+      EXPECT_NE(t.infeasible.find("ms exceeds the latency bound of 0.001 ms"), std::string::npos)
+          << t.infeasible;
+    }
+    EXPECT_TRUE(store.ListRecipes(study.id).empty());
+  }
+
+  CommandResult again = Tune(args);
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(again.err.find("starting"), std::string::npos) << "a trial ran again:\n" << again.err;
+  EXPECT_NE(again.err.find("Winner: trial 1"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("x stock on p90"), std::string::npos) << again.err;
+  db::Store store = db::Store::Open(db, db::OpenMode::kReadOnly);
+  const db::Study study = store.ListStudies().at(0);
+  EXPECT_FALSE(study.goal.latency_bound_ms.has_value());
+  for (const db::Trial& t : store.ListTrials(study.id)) EXPECT_EQ(t.infeasible, "");
+  recipes::Recipe recipe = recipes::LoadRecipe(File("b.yaml"));
+  ASSERT_TRUE(recipe.provenance.has_value());
+  EXPECT_EQ(recipe.provenance->objective, recipes::Objective::kP90);
+  EXPECT_FALSE(recipe.provenance->latency_bound_ms.has_value());
+  ASSERT_TRUE(recipe.provenance->measured.ci95_latency_ms.has_value());
+  EXPECT_LE(recipe.provenance->measured.ci95_latency_ms->first,
+            recipe.provenance->measured.ci95_latency_ms->second);
+  EXPECT_GT(recipe.provenance->measured.ci95_latency_ms->first, 0);
+  ASSERT_TRUE(recipe.provenance->vs_stock.has_value());
+  EXPECT_GT(*recipe.provenance->vs_stock, 0);
+}
+
+// Satisfice mode stops at the first trial that meets every target; the default mode, asked for
+// a speedup nothing reaches, uses the rest of the budget and exits 3 with the best recipe.
+TEST_F(HeadlessTest, StopWhenMetStopsAtTheFirstTrialThatMeetsTheTargets) {
+  const std::string db = File("s.db");
+  std::vector<std::string> args = StudyArgs(db, File("s.yaml"));
+  args.insert(args.end(), {"--max-trials", "2", "--objective", "p50"});
+  std::vector<std::string> satisfice = args;
+  satisfice.insert(satisfice.end(), {"--latency-bound", "100000", "--stop-when-met"});
+  CommandResult r = Tune(satisfice);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("Trial 1 meets the targets: the search stops here"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.out.find("stop at the first trial that meets the targets"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("Latency bound 100000 ms on p50: met by trial 1"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("Best: trial 1 (objective: p50)"), std::string::npos) << r.out;
+  EXPECT_EQ(Trials(db).size(), 2u) << "stock and the first candidate only";
+  {
+    db::Store store = db::Store::Open(db, db::OpenMode::kReadOnly);
+    const db::StudyGoal goal = store.ListStudies().at(0).goal;
+    EXPECT_EQ(goal.mode, "satisfice");
+    EXPECT_EQ(goal.objective, "p50");
+    EXPECT_EQ(goal.latency_bound_ms, 100000);
+  }
+  recipes::Recipe recipe = recipes::LoadRecipe(File("s.yaml"));
+  ASSERT_TRUE(recipe.provenance.has_value());
+  EXPECT_EQ(recipe.provenance->trial, 1);
+  EXPECT_EQ(recipe.provenance->objective, recipes::Objective::kP50);
+  EXPECT_EQ(recipe.provenance->latency_bound_ms, 100000);
+
+  std::vector<std::string> optimise = args;
+  optimise.insert(optimise.end(), {"--min-speedup", "1000"});
+  CommandResult o = Tune(optimise);
+  EXPECT_EQ(o.status, 3) << o.err;
+  EXPECT_NE(o.out.find("Min speedup 1000x on p50: NOT met by trial"), std::string::npos) << o.out;
+  EXPECT_NE(o.err.find("Targets not met"), std::string::npos) << o.err;
+  EXPECT_TRUE(fs::exists(File("s.yaml")));
+  EXPECT_EQ(Trials(db).size(), 3u) << "the rest of the budget was used";
+  db::Store store = db::Store::Open(db, db::OpenMode::kReadOnly);
+  const db::StudyGoal goal = store.ListStudies().at(0).goal;
+  EXPECT_EQ(goal.mode, "optimise");
+  EXPECT_EQ(goal.min_speedup, 1000);
+  EXPECT_FALSE(goal.latency_bound_ms.has_value());
+}
+
+TEST_F(HeadlessTest, BadObjectiveAndTargetValuesAreOneLineErrorsBeforeAnyWork) {
+  auto tune = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"--workload", "resnet50", "--headless", "--db", File("g.db")};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Tune(args);
+  };
+  ExpectOneLineError(tune({"--objective", "p95"}),
+                     "--objective: 'p95' is not one of throughput, p50, p90, p99");
+  ExpectOneLineError(tune({"--latency-bound", "0"}),
+                     "--latency-bound: expected a positive number, got '0'");
+  ExpectOneLineError(tune({"--latency-bound=-5"}),
+                     "--latency-bound: expected a positive number, got '-5'");
+  ExpectOneLineError(tune({"--latency-bound", "nan"}), "got 'nan'");
+  ExpectOneLineError(tune({"--min-speedup", "fast"}),
+                     "--min-speedup: expected a positive number, got 'fast'");
+  ExpectOneLineError(tune({"--stop-when-met"}), "--stop-when-met needs a target");
+  ExpectOneLineError(tune({"--stop-when-met", "--objective", "p99"}),
+                     "--stop-when-met needs a target");
+  EXPECT_FALSE(fs::exists(File("g.db"))) << "nothing may start before the flags are valid";
+}
+
 TEST_F(HeadlessTest, BadInputGivesAOneLineErrorAndNonZeroExit) {
   std::ofstream(File("bad.yaml")) << "schema: ipex-tune/recipe/v1\nworkload: {name: resnet50}\n"
                                      "precision:\n  dtype: fp16\n";
@@ -424,7 +570,9 @@ TEST_F(HeadlessTest, ExportWritesEveryTrialAndMeasurementAsCsvAndJson) {
     m.items_per_s = 12.5;
     m.accuracy_json = R"({"cosine":1.0})";
     m.applied_json = R"({"dtype":"fp32"})";
-    store.FinishTrial(stock.id, db::TrialStatus::kDone, "", 1.5, m);
+    m.load_after = 0.75;  // load_before was not read
+    store.FinishTrial(stock.id, db::TrialStatus::kDone, "", 1.5, m, "p99 9.00 ms exceeds 5 ms");
+    store.SetStudyGoal(study.id, db::StudyGoal{"p99", "satisfice", 5, std::nullopt});
     db::Trial crashed = store.AddTrial(study.id, R"({"dtype":"fp32","threads":1})", "h1");
     store.FinishTrial(crashed.id, db::TrialStatus::kFailed, "worker killed by signal 11, \"oops\"",
                       2.0, std::nullopt);
@@ -437,6 +585,8 @@ TEST_F(HeadlessTest, ExportWritesEveryTrialAndMeasurementAsCsvAndJson) {
   ASSERT_EQ(lines.size(), 3u) << csv.out;
   EXPECT_EQ(lines[0].rfind("study,workload,trial,config,status", 0), 0u);
   EXPECT_NE(lines[1].find(",done,,latency,1,2,12.5,"), std::string::npos) << lines[1];
+  EXPECT_EQ(lines[0].substr(lines[0].size() - 40), ",noisy,infeasible,load_before,load_after");
+  EXPECT_EQ(lines[1].substr(lines[1].size() - 33), ",0,p99 9.00 ms exceeds 5 ms,,0.75") << lines[1];
   // The error has a comma and quotes: quoted CSV, quotes doubled.
   EXPECT_NE(lines[2].find(R"("worker killed by signal 11, ""oops""")"), std::string::npos)
       << lines[2];
@@ -452,6 +602,13 @@ TEST_F(HeadlessTest, ExportWritesEveryTrialAndMeasurementAsCsvAndJson) {
   EXPECT_EQ(doc["trials"][0]["measurements"][0]["items_per_s"], 12.5);
   EXPECT_EQ(doc["trials"][0]["measurements"][0]["applied"]["dtype"], "fp32");
   EXPECT_EQ(doc["trials"][1]["status"], "failed");
+  EXPECT_EQ(doc["trials"][0]["infeasible"], "p99 9.00 ms exceeds 5 ms");
+  EXPECT_TRUE(doc["trials"][0]["measurements"][0]["load_before"].is_null());
+  EXPECT_EQ(doc["trials"][0]["measurements"][0]["load_after"], 0.75);
+  EXPECT_EQ(doc["goal"], (nlohmann::json{{"objective", "p99"},
+                                         {"mode", "satisfice"},
+                                         {"latency_bound_ms", 5.0},
+                                         {"min_speedup", nullptr}}));
 
   CommandResult missing = Tune({"export", "--db", File("e.db"), "--study", "7"});
   EXPECT_NE(missing.status, 0);

@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <sstream>
+
 #include "base/error.h"
+#include "workloads/bert.h"
+#include "workloads/dlrm.h"
 #include "workloads/workload.h"
 
 namespace ipt::core {
@@ -62,6 +67,7 @@ TEST_F(OptimizeResNetTest, StockFp32MatchesEagerAndFoldsEveryBatchNorm) {
 TEST_F(OptimizeResNetTest, FoldingAloneRemovesBatchNormsAndKeepsNumerics) {
   recipes::Recipe recipe;
   recipe.optimize.optimize_for_inference = false;
+  recipe.optimize.weight_prepack = false;
   OptimizedModel model = Optimize(*module_, recipe);
   EXPECT_EQ(model.applied().op_counts.count("aten::batch_norm"), 0u);
   EXPECT_EQ(model.applied().op_counts.at("aten::conv2d"), 53);
@@ -71,6 +77,7 @@ TEST_F(OptimizeResNetTest, FoldingAloneRemovesBatchNormsAndKeepsNumerics) {
 TEST_F(OptimizeResNetTest, WithoutFoldingBatchNormsStay) {
   recipes::Recipe recipe;
   recipe.optimize.optimize_for_inference = false;
+  recipe.optimize.weight_prepack = false;
   recipe.optimize.fold_conv_bn = false;
   OptimizedModel model = Optimize(*module_, recipe);
   EXPECT_EQ(model.applied().op_counts.at("aten::batch_norm"), 53);
@@ -84,18 +91,70 @@ TEST_F(OptimizeResNetTest, Bf16RunsInBf16AndAgreesWithFp32) {
   at::Tensor out = model.Run(*inputs_).toTensor();
   EXPECT_EQ(out.scalar_type(), at::kFloat);  // callers always get fp32 back
   EXPECT_EQ(model.applied().dtype, "bf16");
-  EXPECT_GE(Cosine(*reference_, out), 0.99);
+  EXPECT_GE(Cosine(*reference_, out), 0.999);
+}
+
+TEST_F(OptimizeResNetTest, DefaultRecipeRunsEveryConvOnFusedOneDnnKernels) {
+  OptimizedModel model = Optimize(*module_, recipes::Recipe{});
+  const Applied& applied = model.applied();
+  EXPECT_EQ(applied.fusions.fused.at("conv+relu"), 33);
+  EXPECT_EQ(applied.fusions.fused.at("conv+add+relu"), 16);
+  EXPECT_EQ(applied.fusions.fused.at("conv"), 4);  // the downsample projections
+  EXPECT_EQ(applied.op_counts.count("aten::conv2d"), 0u);
+  EXPECT_EQ(applied.op_counts.count("aten::batch_norm"), 0u);
+  EXPECT_EQ(applied.op_counts.at("ipt::conv2d"), 37);
+  EXPECT_EQ(applied.op_counts.at("ipt::conv2d_sum"), 16);
+  EXPECT_EQ(applied.op_counts.at("ipt::linear"), 1);
+  EXPECT_LE(RelativeL2(*reference_, model.Run(*inputs_).toTensor()), 1e-4);
+  nlohmann::json json = applied.ToJson();
+  EXPECT_EQ(json["fusions"]["conv+add+relu"], 16);
+  EXPECT_TRUE(json["not_fused"].is_array());
+}
+
+TEST_F(OptimizeResNetTest, SwitchingAnySinglePassOffStaysCorrect) {
+  std::vector<std::pair<std::string, std::function<void(recipes::Optimize&)>>> switches = {
+      {"fold_conv_bn", [](recipes::Optimize& o) { o.fold_conv_bn = false; }},
+      {"weight_prepack", [](recipes::Optimize& o) { o.weight_prepack = false; }},
+      {"optimize_for_inference", [](recipes::Optimize& o) { o.optimize_for_inference = false; }},
+      {"memory_format: contiguous",
+       [](recipes::Optimize& o) { o.memory_format = recipes::MemoryFormat::kContiguous; }},
+  };
+  for (const std::string& fusion : recipes::Recipe{}.optimize.fusions) {
+    switches.push_back({fusion, [fusion](recipes::Optimize& o) {
+                          o.fusions.erase(std::find(o.fusions.begin(), o.fusions.end(), fusion));
+                        }});
+  }
+  for (const auto& [name, off] : switches) {
+    recipes::Recipe recipe;
+    off(recipe.optimize);
+    OptimizedModel model = Optimize(*module_, recipe);
+    EXPECT_LE(RelativeL2(*reference_, model.Run(*inputs_).toTensor()), 1e-4) << name << " off";
+  }
+}
+
+TEST_F(OptimizeResNetTest, SavedOptimisedModelLoadsAndGivesTheSameResults) {
+  OptimizedModel model = Optimize(*module_, recipes::Recipe{});
+  at::Tensor before = model.Run(*inputs_).toTensor();
+  std::stringstream stream;
+  model.module().save(stream);
+  torch::jit::Module loaded = torch::jit::load(stream);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(before, loaded.forward(*inputs_).toTensor()));
 }
 
 TEST_F(OptimizeResNetTest, KnobsNotAppliedAreReportedAsFallbacks) {
   recipes::Recipe recipe;
-  recipe.optimize.optimize_for_inference = false;
+  recipe.optimize.weight_prepack = false;
   recipe.optimize.memory_format = recipes::MemoryFormat::kChannelsLast;
   OptimizedModel model = Optimize(*module_, recipe);
   bool memory_format = false;
   for (const Fallback& f : model.applied().fallbacks)
     memory_format |= f.what == "optimize.memory_format";
   EXPECT_TRUE(memory_format);
+  bool fusions = false;
+  for (const Fallback& f : model.applied().fallbacks)
+    fusions |= f.what == "optimize.fusions: conv_eltwise";
+  EXPECT_TRUE(fusions);
   // Stock asks only for what libtorch does, so nothing of it falls back.
   EXPECT_TRUE(Optimize(*module_, StockRecipe()).applied().fallbacks.empty());
 }
@@ -125,13 +184,116 @@ TEST_F(OptimizeResNetTest, Int8IsRefusedUntilTheCoreHasIt) {
 }
 
 TEST_F(OptimizeResNetTest, ResultsStayCorrectWhenThreadCountChangesBetweenCalls) {
-  OptimizedModel model = Optimize(*module_, StockRecipe());
+  OptimizedModel model = Optimize(*module_, recipes::Recipe{});
   SetThreads(2);
   at::Tensor two = model.Run(*inputs_).toTensor();
   SetThreads(1);
   at::Tensor one = model.Run(*inputs_).toTensor();
   EXPECT_LE(RelativeL2(two, one), 1e-5);
+  SetThreads(2);
+  EXPECT_LE(RelativeL2(two, model.Run(*inputs_).toTensor()), 1e-5);
   EXPECT_THROW(SetThreads(0), Error);
+}
+
+}  // namespace
+}  // namespace ipt::core
+
+namespace ipt::core {
+namespace {
+
+// BERT-base's builder at two layers and a width that keeps the test fast; every pattern of the
+// full model is there.
+workloads::BertConfig TwoLayerBert() {
+  workloads::BertConfig config;
+  config.name = "bert-2l";
+  config.layers = 2;
+  config.hidden = 128;
+  config.heads = 4;
+  config.intermediate = 512;
+  return config;
+}
+
+workloads::WorkloadOptions SeqLen(int64_t seq_len) {
+  workloads::WorkloadOptions options;
+  options.seq_len = seq_len;
+  return options;
+}
+
+int64_t Fused(const Applied& applied, const std::string& pattern) {
+  auto it = applied.fusions.fused.find(pattern);
+  return it == applied.fusions.fused.end() ? 0 : it->second;
+}
+
+TEST(OptimizeBertTest, EveryTransformerPatternIsFusedAndMatchesTheReference) {
+  auto workload = workloads::MakeBert(TwoLayerBert(), SeqLen(64));
+  torch::jit::Module module = workload->BuildModel();
+  auto inputs = workload->MakeInputs(3, 0);
+  at::Tensor reference = Eval(module, inputs);
+  OptimizedModel model = Optimize(module, recipes::Recipe{});
+  const Applied& applied = model.applied();
+  EXPECT_EQ(Fused(applied, "qkv_merge"), 2);
+  EXPECT_EQ(Fused(applied, "attention"), 2);
+  EXPECT_EQ(Fused(applied, "add+layer_norm"), 5);  // 2 per layer, 1 in the embeddings
+  EXPECT_EQ(Fused(applied, "linear+gelu"), 2);
+  EXPECT_EQ(Fused(applied, "linear+tanh"), 1);  // the pooler
+  EXPECT_EQ(applied.op_counts.count("aten::linear"), 0u);
+  EXPECT_EQ(applied.op_counts.count("aten::softmax"), 0u);
+  EXPECT_EQ(applied.op_counts.count("aten::layer_norm"), 0u);
+  EXPECT_LE(RelativeL2(reference, model.Run(inputs).toTensor()), 1e-4);
+}
+
+TEST(OptimizeBertTest, EverySequenceLengthStaysCorrectWithoutReoptimising) {
+  auto workload = workloads::MakeBert(TwoLayerBert(), SeqLen(384));
+  torch::jit::Module module = workload->BuildModel();
+  OptimizedModel model = Optimize(module, recipes::Recipe{});
+  for (int64_t seq_len : {32, 384, 77, 128, 33}) {
+    auto inputs = workloads::MakeBert(TwoLayerBert(), SeqLen(seq_len))->MakeInputs(2, 1);
+    EXPECT_LE(RelativeL2(Eval(module, inputs), model.Run(inputs).toTensor()), 1e-4) << seq_len;
+  }
+}
+
+TEST(OptimizeBertTest, SwitchingAnySinglePassOffStaysCorrectAndBf16Agrees) {
+  auto workload = workloads::MakeBert(TwoLayerBert(), SeqLen(32));
+  torch::jit::Module module = workload->BuildModel();
+  auto inputs = workload->MakeInputs(2, 0);
+  at::Tensor reference = Eval(module, inputs);
+  for (const std::string& fusion : recipes::Recipe{}.optimize.fusions) {
+    recipes::Recipe recipe;
+    auto& f = recipe.optimize.fusions;
+    f.erase(std::find(f.begin(), f.end(), fusion));
+    EXPECT_LE(RelativeL2(reference, Optimize(module, recipe).Run(inputs).toTensor()), 1e-4)
+        << fusion << " off";
+  }
+  recipes::Recipe bf16;
+  bf16.precision.dtype = recipes::Dtype::kBf16;
+  EXPECT_GE(Cosine(reference, Optimize(module, bf16).Run(inputs).toTensor()), 0.999);
+}
+
+TEST(OptimizeDlrmTest, MatchesTheReference) {
+  workloads::DlrmConfig config;
+  config.table_rows = std::vector<int64_t>(26, 100);
+  auto workload = workloads::MakeDlrm(config, {});
+  torch::jit::Module module = workload->BuildModel();
+  auto inputs = workload->MakeInputs(64, 0);
+  at::Tensor reference = Eval(module, inputs);
+  OptimizedModel model = Optimize(module, recipes::Recipe{});
+  EXPECT_EQ(Fused(model.applied(), "interaction"), 1);
+  EXPECT_EQ(Fused(model.applied(), "merged_embedding_bag"), 1);
+  EXPECT_EQ(Fused(model.applied(), "linear+relu"), 7);  // 3 bottom, 4 top
+  EXPECT_EQ(Fused(model.applied(), "linear+sigmoid"), 1);
+  EXPECT_EQ(model.applied().op_counts.count("aten::embedding_bag"), 0u);
+  EXPECT_EQ(model.applied().op_counts.count("aten::bmm"), 0u);
+  EXPECT_LE(RelativeL2(reference, model.Run(inputs).toTensor()), 1e-4);
+  for (const std::string& fusion : {"interaction", "merge_embedding_bags"}) {
+    recipes::Recipe recipe;
+    auto& f = recipe.optimize.fusions;
+    f.erase(std::find(f.begin(), f.end(), fusion));
+    EXPECT_LE(RelativeL2(reference, Optimize(module, recipe).Run(inputs).toTensor()), 1e-4)
+        << fusion << " off";
+  }
+  recipes::Recipe bf16;
+  bf16.precision.dtype = recipes::Dtype::kBf16;
+  EXPECT_GE(Cosine(reference, Optimize(module, bf16).Run(inputs).toTensor()), 0.999);
 }
 
 }  // namespace

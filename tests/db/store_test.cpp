@@ -245,6 +245,8 @@ TEST_F(StoreTest, ReadOnlyStoreRefusesWrites) {
   refused([&] { reader.MarkTrialRunning(1, ""); });
   refused([&] { reader.FinishTrial(1, TrialStatus::kDone, "", 0, std::nullopt); });
   refused([&] { reader.AddRecipe(study_.id, 1, "", ""); });
+  refused([&] { reader.SetStudyGoal(study_.id, StudyGoal{}); });
+  refused([&] { reader.SetTrialInfeasible(1, ""); });
   EXPECT_EQ(reader.ListStudies().size(), 1u);
 }
 
@@ -359,6 +361,8 @@ TEST_F(StoreTest, FinishTrialWithMeasurementRoundTripsEveryField) {
   m.accuracy_json = R"({"top1":0.76})";
   m.applied_json = R"({"fusions":["conv_relu"]})";
   m.raw_json = R"({"blocks":[1,2,3]})";
+  m.load_before = 0.25;
+  m.load_after = 1.5;
   store.FinishTrial(trial.id, TrialStatus::kDone, "", 3.25, m);
 
   const Trial done = *store.GetTrial(trial.id);
@@ -392,6 +396,114 @@ TEST_F(StoreTest, FinishTrialWithMeasurementRoundTripsEveryField) {
   EXPECT_EQ(s.accuracy_json, m.accuracy_json);
   EXPECT_EQ(s.applied_json, m.applied_json);
   EXPECT_EQ(s.raw_json, m.raw_json);
+  EXPECT_EQ(s.load_before, 0.25);
+  EXPECT_EQ(s.load_after, 1.5);
+  EXPECT_EQ(done.infeasible, "");
+}
+
+TEST_F(StoreTest, LoadNotReadIsStoredAsNull) {
+  Store store = OpenPopulated();
+  const Trial trial = store.AddTrial(study_.id, "{}", "h1");
+  store.FinishTrial(trial.id, TrialStatus::kDone, "", 1, Measurement{});
+  const Measurement m = store.ListMeasurements(trial.id).at(0);
+  EXPECT_TRUE(std::isnan(m.load_before));
+  EXPECT_TRUE(std::isnan(m.load_after));
+  sqlite::Connection raw(DbPath(), sqlite::Access::kReadOnly);
+  EXPECT_EQ(raw.QueryInt64("SELECT count(*) FROM measurements WHERE load_before IS NULL AND "
+                           "load_after IS NULL"),
+            1);
+}
+
+TEST_F(StoreTest, StudyGoalIsTheLatestRunsAndRoundTrips) {
+  {
+    Store store = OpenPopulated();
+    // A new study has the defaults: throughput, optimised within the budget, no targets.
+    EXPECT_EQ(study_.goal.objective, "throughput");
+    EXPECT_EQ(study_.goal.mode, "optimise");
+    EXPECT_FALSE(study_.goal.latency_bound_ms.has_value());
+    EXPECT_FALSE(study_.goal.min_speedup.has_value());
+    EXPECT_EQ(store.GetStudy(study_.id)->goal.objective, "throughput");
+    store.SetStudyGoal(study_.id, StudyGoal{"p99", "satisfice", 12.5, 1.5});
+  }
+  {
+    Store reader = Store::Open(DbPath(), OpenMode::kReadOnly);
+    const StudyGoal goal = reader.GetStudy(study_.id)->goal;
+    EXPECT_EQ(goal.objective, "p99");
+    EXPECT_EQ(goal.mode, "satisfice");
+    EXPECT_EQ(goal.latency_bound_ms, 12.5);
+    EXPECT_EQ(goal.min_speedup, 1.5);
+  }
+  Store store = Store::Open(DbPath(), OpenMode::kReadWrite);
+  store.SetStudyGoal(study_.id, StudyGoal{"p50", "optimise", std::nullopt, std::nullopt});
+  const StudyGoal goal = store.FindStudy("study-key")->goal;
+  EXPECT_EQ(goal.objective, "p50");
+  EXPECT_EQ(goal.mode, "optimise");
+  EXPECT_FALSE(goal.latency_bound_ms.has_value());
+  EXPECT_FALSE(goal.min_speedup.has_value());
+  ExpectError([&] { store.SetStudyGoal(999, StudyGoal{}); }, ErrorCode::kNotFound, "study 999");
+}
+
+TEST_F(StoreTest, InfeasibleIsADoneTrialWithItsReason) {
+  Store store = OpenPopulated();
+  const Trial fast = store.AddTrial(study_.id, R"({"threads":2})", "h1");
+  store.FinishTrial(fast.id, TrialStatus::kDone, "", 1, Measurement{},
+                    "p99 25.00 ms exceeds the latency bound of 20 ms");
+  Trial read = *store.GetTrial(fast.id);
+  EXPECT_EQ(read.status, TrialStatus::kDone);
+  EXPECT_EQ(read.error, "");
+  EXPECT_EQ(read.infeasible, "p99 25.00 ms exceeds the latency bound of 20 ms");
+  // A later run with another bound judges it again.
+  store.SetTrialInfeasible(fast.id, "");
+  EXPECT_EQ(store.GetTrial(fast.id)->infeasible, "");
+  store.SetTrialInfeasible(fast.id, "p99 over 10 ms");
+  EXPECT_EQ(store.ListTrials(study_.id).at(0).infeasible, "p99 over 10 ms");
+
+  const Trial crashed = store.AddTrial(study_.id, R"({"threads":1})", "h2");
+  ExpectError(
+      [&] {
+        store.FinishTrial(crashed.id, TrialStatus::kFailed, "crashed", 1, std::nullopt, "slow");
+      },
+      ErrorCode::kInvalidArgument, "only a done trial can be infeasible");
+  EXPECT_EQ(store.GetTrial(crashed.id)->status, TrialStatus::kQueued);
+  ExpectError([&] { store.SetTrialInfeasible(crashed.id, "slow"); }, ErrorCode::kInvalidArgument,
+              "is queued, not done");
+  ExpectError([&] { store.SetTrialInfeasible(999, ""); }, ErrorCode::kNotFound, "trial 999");
+}
+
+// A store written before objectives existed (schema 1) opens, migrates and keeps its data.
+TEST_F(StoreTest, MigratesAVersion1StoreKeepingItsData) {
+  {
+    Store store = OpenPopulated();
+    const Trial trial = store.AddTrial(study_.id, "{}", "h1");
+    Measurement m;
+    m.items_per_s = 42;
+    store.FinishTrial(trial.id, TrialStatus::kDone, "", 1, m);
+  }
+  {
+    // Back to the schema-1 layout: what an older ipex-tune left on disk.
+    sqlite::Connection raw(DbPath(), sqlite::Access::kReadWrite);
+    for (const char* column : {"objective", "mode", "latency_bound_ms", "min_speedup"}) {
+      raw.Exec(std::string("ALTER TABLE studies DROP COLUMN ") + column);
+    }
+    raw.Exec("ALTER TABLE trials DROP COLUMN infeasible");
+    raw.Exec("ALTER TABLE measurements DROP COLUMN load_before");
+    raw.Exec("ALTER TABLE measurements DROP COLUMN load_after");
+    raw.Exec("PRAGMA user_version = 1");
+  }
+  ExpectError([&] { Store::Open(DbPath(), OpenMode::kReadOnly); }, ErrorCode::kUnsupported,
+              DbPath());
+  Store store = Store::Open(DbPath(), OpenMode::kReadWrite);
+  EXPECT_EQ(store.schema_version(), 2);
+  const Study study = *store.FindStudy("study-key");
+  EXPECT_EQ(study.goal.objective, "throughput");
+  EXPECT_EQ(study.goal.mode, "optimise");
+  EXPECT_FALSE(study.goal.latency_bound_ms.has_value());
+  const Trial trial = store.ListTrials(study.id).at(0);
+  EXPECT_EQ(trial.status, TrialStatus::kDone);
+  EXPECT_EQ(trial.infeasible, "");
+  const Measurement m = store.ListMeasurements(trial.id).at(0);
+  EXPECT_EQ(m.items_per_s, 42);
+  EXPECT_TRUE(std::isnan(m.load_before));
 }
 
 TEST_F(StoreTest, FinishTrialIsAllOrNothing) {

@@ -58,10 +58,14 @@ Recipe FullRecipe() {
   p.trial = 42;
   p.created = "2026-11-26T12:00:00Z";
   p.ipex_tune_version = "0.1.0";
+  p.objective = Objective::kP90;
+  p.latency_bound_ms = 40;
   p.measured.items_per_s = 30.1;
   p.measured.median_ms = 33.2;
   p.measured.p90_ms = 35;
+  p.measured.p99_ms = 37.5;
   p.measured.ci95_items_per_s = std::make_pair(29.5, 30.6);
+  p.measured.ci95_latency_ms = std::make_pair(34.5, 35.25);
   p.vs_stock = 1.4;
   r.provenance = p;
   return r;
@@ -123,11 +127,15 @@ provenance:
   trial: 42
   created: "2026-11-26T12:00:00Z"
   ipex_tune_version: "0.1.0"
+  objective: p90
+  latency_bound_ms: 40
   measured:
     items_per_s: 30.1
     median_ms: 33.2
     p90_ms: 35
+    p99_ms: 37.5
     ci95_items_per_s: [29.5, 30.6]
+    ci95_latency_ms: [34.5, 35.25]
   vs_stock: 1.4
 )";
 
@@ -147,7 +155,16 @@ optimize:
   optimize_for_inference: true
   fold_conv_bn: true
   fold_linear_bn: true
-  fusions: []
+  fusions:
+    - qkv_merge
+    - attention
+    - add_layernorm
+    - interaction
+    - merge_embedding_bags
+    - conv_eltwise
+    - conv_add
+    - linear_eltwise
+    - linear_add
   weight_prepack: true
   memory_format: auto
 precision:
@@ -294,6 +311,10 @@ TEST_F(RecipeYamlTest, FullRecipeRoundTripsThroughAFile) {
   EXPECT_EQ(r.provenance->measured.median_ms, 33.2);
   EXPECT_EQ(r.provenance->measured.p90_ms, 35.0);
   EXPECT_EQ(r.provenance->measured.ci95_items_per_s, std::make_pair(29.5, 30.6));
+  EXPECT_EQ(r.provenance->objective, Objective::kP90);
+  EXPECT_EQ(r.provenance->latency_bound_ms, 40.0);
+  EXPECT_EQ(r.provenance->measured.p99_ms, 37.5);
+  EXPECT_EQ(r.provenance->measured.ci95_latency_ms, std::make_pair(34.5, 35.25));
   EXPECT_EQ(r.provenance->vs_stock, 1.4);
 }
 
@@ -365,7 +386,7 @@ TEST_F(RecipeYamlTest, MissingSectionsTakeTheDefaults) {
   EXPECT_EQ(r.optimize.optimize_for_inference, d.optimize.optimize_for_inference);
   EXPECT_EQ(r.optimize.fold_conv_bn, d.optimize.fold_conv_bn);
   EXPECT_EQ(r.optimize.fold_linear_bn, d.optimize.fold_linear_bn);
-  EXPECT_TRUE(r.optimize.fusions.empty());
+  EXPECT_EQ(r.optimize.fusions, d.optimize.fusions);  // every fusion of the core
   EXPECT_EQ(r.optimize.weight_prepack, d.optimize.weight_prepack);
   EXPECT_EQ(r.optimize.memory_format, MemoryFormat::kAuto);
   EXPECT_EQ(r.precision.dtype, Dtype::kFp32);
@@ -625,9 +646,13 @@ INSTANTIATE_TEST_SUITE_P(
                 "r.yaml:6: runtime.numa: unknown key; allowed keys are threads, streams, "
                 "cores_per_stream, binding, allocator, env"},
         BadCase{"measured",
-                kH + "provenance:\n  study: 1\n  measured:\n    items_per_s: 1.5\n    p99_ms: 3\n",
-                "r.yaml:8: provenance.measured.p99_ms: unknown key; allowed keys are "
-                "items_per_s, median_ms, p90_ms, ci95_items_per_s"},
+                kH + "provenance:\n  study: 1\n  measured:\n    items_per_s: 1.5\n    p95_ms: 3\n",
+                "r.yaml:8: provenance.measured.p95_ms: unknown key; allowed keys are "
+                "items_per_s, median_ms, p90_ms, p99_ms, ci95_items_per_s, ci95_latency_ms"},
+        BadCase{"objective", kH + "provenance:\n  objective: p95\n",
+                "r.yaml:5: provenance.objective: 'p95' is not one of throughput, p50, p90, p99"},
+        BadCase{"latency bound", kH + "provenance:\n  latency_bound_ms: 0\n",
+                "r.yaml:5: provenance.latency_bound_ms: must be > 0"},
         BadCase{"duplicate", kH + "  batch: 1\n  batch: 2\n",
                 "r.yaml:5: workload.batch: duplicate key"}),
     CaseName);

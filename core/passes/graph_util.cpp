@@ -1,0 +1,53 @@
+#include "core/passes/graph_util.h"
+
+#include <torch/csrc/jit/ir/constants.h>
+
+#include <functional>
+
+namespace ipt::core::passes {
+
+std::vector<torch::jit::Node*> AllNodes(const std::shared_ptr<torch::jit::Graph>& graph) {
+  std::vector<torch::jit::Node*> nodes;
+  std::function<void(torch::jit::Block*)> visit = [&](torch::jit::Block* block) {
+    for (torch::jit::Node* node : block->nodes()) {
+      nodes.push_back(node);
+      for (torch::jit::Block* sub : node->blocks()) visit(sub);
+    }
+  };
+  visit(graph->block());
+  return nodes;
+}
+
+std::optional<at::Tensor> ConstantTensor(torch::jit::Value* value) {
+  auto ivalue = torch::jit::toIValue(value);
+  if (!ivalue || !ivalue->isTensor()) return std::nullopt;
+  return ivalue->toTensor();
+}
+
+bool IsNone(torch::jit::Value* value) {
+  auto ivalue = torch::jit::toIValue(value);
+  return ivalue && ivalue->isNone();
+}
+
+std::optional<double> ConstantNumber(torch::jit::Value* value) {
+  auto ivalue = torch::jit::toIValue(value);
+  if (!ivalue) return std::nullopt;
+  if (ivalue->isDouble()) return ivalue->toDouble();
+  if (ivalue->isInt()) return static_cast<double>(ivalue->toInt());
+  if (ivalue->isBool()) return ivalue->toBool() ? 1.0 : 0.0;
+  return std::nullopt;
+}
+
+std::string Where(torch::jit::Value* value) { return "%" + value->debugName(); }
+
+torch::jit::Node* OnlyUser(torch::jit::Value* value) {
+  return value->uses().size() == 1 ? value->uses()[0].user : nullptr;
+}
+
+bool IsKind(const torch::jit::Node* node, std::initializer_list<const char*> qualified_names) {
+  for (const char* name : qualified_names)
+    if (node->kind() == c10::Symbol::fromQualString(name)) return true;
+  return false;
+}
+
+}  // namespace ipt::core::passes

@@ -1,0 +1,29 @@
+// Small helpers the passes share for reading a frozen graph.
+#pragma once
+
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ipt::core::passes {
+
+// Every node of the graph, nested blocks included, in program order; collected up front so a
+// pass can rewrite while it walks.
+std::vector<torch::jit::Node*> AllNodes(const std::shared_ptr<torch::jit::Graph>& graph);
+
+// The constant tensor behind `value`, if it is one (undefined for None).
+std::optional<at::Tensor> ConstantTensor(torch::jit::Value* value);
+bool IsNone(torch::jit::Value* value);
+std::optional<double> ConstantNumber(torch::jit::Value* value);
+
+// "%x.3", for reports.
+std::string Where(torch::jit::Value* value);
+
+// The one node that uses `value`, or nullptr when it has none or several.
+torch::jit::Node* OnlyUser(torch::jit::Value* value);
+
+bool IsKind(const torch::jit::Node* node, std::initializer_list<const char*> qualified_names);
+
+}  // namespace ipt::core::passes

@@ -1,0 +1,277 @@
+#include "core/passes/lower_onednn.h"
+
+#include <fmt/format.h>
+
+#include "core/passes/graph_util.h"
+#include "kernels/conv.h"
+#include "kernels/linear.h"
+
+namespace ipt::core::passes {
+namespace {
+
+using kernels::Eltwise;
+using kernels::EltwiseOp;
+using kernels::PostOps;
+using torch::jit::Node;
+using torch::jit::Value;
+
+// The nodes after an anchor (conv or linear) that fold into its post-ops.
+struct PostOpMatch {
+  PostOps post_ops;
+  Value* accumulator = nullptr;
+  std::vector<Node*> consumed;  // in program order; the last one defines `result`
+  Value* result = nullptr;
+};
+
+std::string PatternName(const std::string& anchor, const PostOps& post_ops) {
+  std::string name = anchor;
+  if (post_ops.sum) name += "+add";
+  if (post_ops.eltwise) {
+    std::string eltwise = kernels::ToString(*post_ops.eltwise);
+    name += "+" + eltwise.substr(0, eltwise.find('('));
+  }
+  return name;
+}
+
+// `x * sigmoid(x)` (either operand order) starting from x's uses.
+bool MatchSigmoidMul(Value* x, PostOpMatch& match) {
+  if (x->uses().size() != 2) return false;
+  Node* sigmoid = nullptr;
+  Node* mul = nullptr;
+  for (const auto& use : x->uses()) {
+    if (IsKind(use.user, {"aten::sigmoid"})) sigmoid = use.user;
+    if (IsKind(use.user, {"aten::mul"})) mul = use.user;
+  }
+  if (!sigmoid || !mul || OnlyUser(sigmoid->output()) != mul) return false;
+  Value* a = mul->input(0);
+  Value* b = mul->input(1);
+  if (!((a == x && b == sigmoid->output()) || (b == x && a == sigmoid->output()))) return false;
+  match.post_ops.eltwise = EltwiseOp{Eltwise::kSilu, 0, 0};
+  match.consumed.push_back(sigmoid);
+  match.consumed.push_back(mul);
+  match.result = mul->output();
+  return true;
+}
+
+// The elementwise op `user` applies to `x`, if the kernels have it as a post-op. `why_not`
+// explains an elementwise op that cannot be fused.
+std::optional<EltwiseOp> AsEltwise(Node* user, Value* x, std::string& why_not) {
+  if (user->inputs().empty() || user->input(0) != x) return std::nullopt;
+  auto number = [&](size_t i) -> std::optional<float> {
+    if (i >= user->inputs().size()) return std::nullopt;
+    auto n = ConstantNumber(user->input(i));
+    if (!n) why_not = fmt::format("{} has a non-constant argument", user->kind().toQualString());
+    return n ? std::optional<float>(static_cast<float>(*n)) : std::nullopt;
+  };
+  if (IsKind(user, {"aten::relu", "aten::relu_"})) return EltwiseOp{Eltwise::kRelu, 0, 0};
+  if (IsKind(user, {"aten::tanh", "aten::tanh_"})) return EltwiseOp{Eltwise::kTanh, 0, 0};
+  if (IsKind(user, {"aten::sigmoid", "aten::sigmoid_"})) return EltwiseOp{Eltwise::kSigmoid, 0, 0};
+  if (IsKind(user, {"aten::silu", "aten::silu_"})) return EltwiseOp{Eltwise::kSilu, 0, 0};
+  if (IsKind(user, {"aten::hardswish", "aten::hardswish_"}))
+    return EltwiseOp{Eltwise::kHardswish, 0, 0};
+  if (IsKind(user, {"aten::leaky_relu", "aten::leaky_relu_"})) {
+    auto slope = number(1);
+    if (slope) return EltwiseOp{Eltwise::kLeakyRelu, *slope, 0};
+    return std::nullopt;
+  }
+  if (IsKind(user, {"aten::gelu", "aten::gelu_"})) {
+    auto approximate = torch::jit::toIValue(user->input(1));
+    if (!approximate || !approximate->isString()) {
+      why_not = "gelu's approximate is not a constant";
+      return std::nullopt;
+    }
+    if (approximate->toStringRef() == "none") return EltwiseOp{Eltwise::kGeluErf, 0, 0};
+    if (approximate->toStringRef() == "tanh") return EltwiseOp{Eltwise::kGeluTanh, 0, 0};
+    why_not = "unknown gelu approximation '" + approximate->toStringRef() + "'";
+    return std::nullopt;
+  }
+  if (IsKind(user, {"aten::hardtanh", "aten::hardtanh_"})) {
+    auto low = number(1), high = number(2);
+    if (low && high) return EltwiseOp{Eltwise::kHardtanh, *low, *high};
+    return std::nullopt;
+  }
+  if (IsKind(user, {"aten::clamp", "aten::clamp_"})) {
+    // Only clamp(Scalar?, Scalar?); the Tensor overload has tensor bounds.
+    const bool low_none = IsNone(user->input(1)), high_none = IsNone(user->input(2));
+    auto low = low_none ? std::nullopt : ConstantNumber(user->input(1));
+    auto high = high_none ? std::nullopt : ConstantNumber(user->input(2));
+    if (low && high) return EltwiseOp{Eltwise::kHardtanh, float(*low), float(*high)};
+    if (low && high_none && *low == 0) return EltwiseOp{Eltwise::kRelu, 0, 0};
+    why_not = "clamp without two constant bounds";
+    return std::nullopt;
+  }
+  if (IsKind(user, {"aten::elu", "aten::elu_"})) {
+    auto alpha = number(1), scale = number(2), input_scale = number(3);
+    if (alpha && scale && input_scale && *scale == 1 && *input_scale == 1)
+      return EltwiseOp{Eltwise::kElu, *alpha, 0};
+    why_not = "elu with a scale other than 1";
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+PostOpMatch MatchPostOps(Node* anchor, const std::string& anchor_name, bool allow_add,
+                         bool allow_eltwise, FusionReport& report) {
+  PostOpMatch match;
+  match.result = anchor->output();
+  auto blocked = [&](const std::string& pattern, const std::string& reason) {
+    report.not_fused.push_back({pattern, Where(match.result), reason});
+  };
+  if (allow_add) {
+    Value* x = match.result;
+    Node* user = OnlyUser(x);
+    bool is_add = user && IsKind(user, {"aten::add", "aten::add_"}) && user->inputs().size() == 3;
+    if (is_add) {
+      Value* other = user->input(0) == x ? user->input(1) : user->input(0);
+      auto alpha = ConstantNumber(user->input(2));
+      if (other == x || !other->type()->isSubtypeOf(*c10::TensorType::get())) {
+        // x + x or x + scalar: not an accumulation.
+      } else if (IsKind(user, {"aten::add_"}) && user->input(0) != x) {
+        blocked(anchor_name + "+add", "the in-place add writes into the other operand");
+      } else if (!alpha || *alpha != 1) {
+        blocked(anchor_name + "+add", "add with alpha other than 1");
+      } else {
+        match.post_ops.sum = true;
+        match.accumulator = other;
+        match.consumed.push_back(user);
+        match.result = user->output();
+      }
+    } else if (x->uses().size() > 1) {
+      for (const auto& use : x->uses())
+        if (IsKind(use.user, {"aten::add", "aten::add_"}))
+          blocked(anchor_name + "+add",
+                  fmt::format("its output has {} uses, not only the add", x->uses().size()));
+    }
+  }
+  if (allow_eltwise) {
+    Value* x = match.result;
+    if (MatchSigmoidMul(x, match)) return match;
+    Node* user = OnlyUser(x);
+    std::string why_not;
+    if (user) {
+      if (auto eltwise = AsEltwise(user, x, why_not)) {
+        match.post_ops.eltwise = *eltwise;
+        match.consumed.push_back(user);
+        match.result = user->output();
+      }
+    } else {
+      for (const auto& use : x->uses())
+        if (AsEltwise(use.user, x, why_not))
+          why_not = fmt::format("its output has {} uses, not only the {}", x->uses().size(),
+                                use.user->kind().toUnqualString());
+    }
+    if (!why_not.empty()) blocked(PatternName(anchor_name, match.post_ops) + "+eltwise", why_not);
+  }
+  return match;
+}
+
+// Replaces the anchor and the matched nodes by one `op(input, [accumulator,] context)`.
+void Replace(Node* anchor, const PostOpMatch& match, const char* op, const char* sum_op,
+             c10::IValue context) {
+  auto graph = anchor->owningGraph();
+  Node* last = match.consumed.empty() ? anchor : match.consumed.back();
+  torch::jit::WithInsertPoint guard(last);
+  Node* constant = graph->create(c10::prim::Constant);
+  constant->output()->setType(context.type());
+  constant->ival_(c10::attr::value, context);
+  graph->insertNode(constant);
+  std::vector<Value*> inputs{anchor->input(0)};
+  if (match.accumulator) inputs.push_back(match.accumulator);
+  inputs.push_back(constant->output());
+  Node* fused =
+      graph->create(c10::Symbol::fromQualString(match.accumulator ? sum_op : op), inputs, 1);
+  fused->output()->setType(c10::TensorType::get());
+  graph->insertNode(fused);
+  match.result->replaceAllUsesWith(fused->output());
+  for (auto it = match.consumed.rbegin(); it != match.consumed.rend(); ++it) (*it)->destroy();
+  anchor->destroy();
+}
+
+void LowerConv(Node* conv, const LoweringOptions& options, FusionReport& report) {
+  auto weight = ConstantTensor(conv->input(1));
+  if (!weight) {
+    report.not_fused.push_back(
+        {"conv", Where(conv->output()), "the weight is not a constant (is the graph frozen?)"});
+    return;
+  }
+  std::optional<at::Tensor> bias;
+  if (!IsNone(conv->input(2))) {
+    bias = ConstantTensor(conv->input(2));
+    if (!bias) {
+      report.not_fused.push_back({"conv", Where(conv->output()), "the bias is not a constant"});
+      return;
+    }
+  }
+  auto list = [&](size_t i) -> std::optional<std::vector<int64_t>> {
+    auto ivalue = torch::jit::toIValue(conv->input(i));
+    if (!ivalue || !ivalue->isIntList()) return std::nullopt;
+    return ivalue->toIntVector();
+  };
+  auto stride = list(3), padding = list(4), dilation = list(5);
+  auto groups = torch::jit::toIValue(conv->input(6));
+  if (!stride || !padding || !dilation || !groups || !groups->isInt() || weight->dim() != 4) {
+    report.not_fused.push_back(
+        {"conv", Where(conv->output()),
+         "stride, padding (a string padding is not lowered), dilation or groups is not a "
+         "constant, or the weight is not 4-D"});
+    return;
+  }
+  PostOpMatch match = MatchPostOps(conv, "conv", options.conv_add, options.conv_eltwise, report);
+  auto context = c10::make_intrusive<kernels::ConvContext>(
+      *weight, bias.value_or(at::Tensor()),
+      kernels::ConvParams{*stride, *padding, *dilation, groups->toInt()}, match.post_ops,
+      options.channels_last);
+  ++report.fused[PatternName("conv", match.post_ops)];
+  Replace(conv, match, "ipt::conv2d", "ipt::conv2d_sum", c10::IValue(std::move(context)));
+}
+
+void LowerLinear(Node* linear, const LoweringOptions& options, FusionReport& report) {
+  auto weight = ConstantTensor(linear->input(1));
+  if (!weight || weight->dim() != 2) {
+    report.not_fused.push_back({"linear", Where(linear->output()),
+                                "the weight is not a constant 2-D tensor (is the graph frozen?)"});
+    return;
+  }
+  std::optional<at::Tensor> bias;
+  if (!IsNone(linear->input(2))) {
+    bias = ConstantTensor(linear->input(2));
+    if (!bias) {
+      report.not_fused.push_back({"linear", Where(linear->output()), "the bias is not a constant"});
+      return;
+    }
+  }
+  PostOpMatch match =
+      MatchPostOps(linear, "linear", options.linear_add, options.linear_eltwise, report);
+  auto context = c10::make_intrusive<kernels::LinearContext>(*weight, bias.value_or(at::Tensor()),
+                                                             match.post_ops);
+  ++report.fused[PatternName("linear", match.post_ops)];
+  Replace(linear, match, "ipt::linear", "ipt::linear_sum", c10::IValue(std::move(context)));
+}
+
+}  // namespace
+
+void FusionReport::Merge(const FusionReport& other) {
+  for (const auto& [pattern, count] : other.fused) fused[pattern] += count;
+  not_fused.insert(not_fused.end(), other.not_fused.begin(), other.not_fused.end());
+}
+
+FusionReport LowerToOneDnn(const std::shared_ptr<torch::jit::Graph>& graph,
+                           const LoweringOptions& options) {
+  FusionReport report;
+  std::vector<Node*> anchors;
+  for (Node* node : AllNodes(graph)) {
+    if ((options.conv && IsKind(node, {"aten::conv2d"})) ||
+        (options.linear && IsKind(node, {"aten::linear"})))
+      anchors.push_back(node);
+  }
+  // Anchors are only ever destroyed by their own replacement, so the list stays valid.
+  for (Node* anchor : anchors) {
+    if (IsKind(anchor, {"aten::conv2d"}))
+      LowerConv(anchor, options, report);
+    else
+      LowerLinear(anchor, options, report);
+  }
+  return report;
+}
+
+}  // namespace ipt::core::passes

@@ -1,0 +1,135 @@
+#include "kernels/dlrm.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+
+#include <algorithm>
+
+namespace ipt::kernels {
+namespace {
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) float Dot(const float* a,
+                                                                       const float* b, int64_t n) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Accumulate(const float* row,
+                                                                             float* out,
+                                                                             int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] += row[i];
+}
+
+void Accumulate(const c10::BFloat16* row, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] += static_cast<float>(row[i]);
+}
+
+struct Table {
+  const void* weight;
+  bool bf16;
+  int64_t rows, dim, bags, total;
+  const int64_t* indices;
+  const int64_t* offsets;
+  void* out;
+};
+
+template <typename T>
+void SumBag(const Table& table, int64_t t, int64_t b, std::vector<float>& sum) {
+  sum.assign(table.dim, 0.f);
+  const T* w = static_cast<const T*>(table.weight);
+  const int64_t stop = b + 1 < table.bags ? table.offsets[b + 1] : table.total;
+  for (int64_t j = table.offsets[b]; j < stop; ++j) {
+    const int64_t row = table.indices[j];
+    TORCH_CHECK(row >= 0 && row < table.rows, "embedding bag ", t, ": index ", row,
+                " out of range for a table of ", table.rows, " rows");
+    Accumulate(w + row * table.dim, sum.data(), table.dim);
+  }
+  T* o = static_cast<T*>(table.out) + b * table.dim;
+  for (int64_t i = 0; i < table.dim; ++i) o[i] = static_cast<T>(sum[i]);
+}
+
+}  // namespace
+
+at::Tensor Interaction(const std::vector<at::Tensor>& features, bool with_first) {
+  TORCH_CHECK(!features.empty(), "ipt interaction: no features");
+  const int64_t batch = features[0].size(0), dim = features[0].size(1);
+  for (const at::Tensor& f : features)
+    TORCH_CHECK(f.dim() == 2 && f.size(0) == batch && f.size(1) == dim,
+                "ipt interaction: every feature must be [", batch, ", ", dim, "], got ", f.sizes());
+  const auto vectors = static_cast<int64_t>(features.size());
+  const int64_t pairs = vectors * (vectors - 1) / 2;
+  const at::ScalarType dtype = features[0].scalar_type();
+  // [B, V, D] in fp32: the pairs of one sample then sit together in cache.
+  at::Tensor stacked = at::stack(features, 1).to(at::kFloat).contiguous();
+  const int64_t offset = with_first ? dim : 0;
+  at::Tensor out = at::empty({batch, offset + pairs}, stacked.options());
+  const float* s = stacked.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, batch, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const float* sample = s + b * vectors * dim;
+      float* row = o + b * (offset + pairs);
+      if (with_first) std::copy(sample, sample + dim, row);
+      int64_t p = offset;
+      for (int64_t i = 0; i < vectors; ++i)
+        for (int64_t j = 0; j < i; ++j) row[p++] = Dot(sample + i * dim, sample + j * dim, dim);
+    }
+  });
+  return dtype == at::kFloat ? out : out.to(dtype);
+}
+
+std::vector<at::Tensor> MergedEmbeddingBagSum(const std::vector<at::Tensor>& weights,
+                                              const std::vector<at::Tensor>& indices,
+                                              const std::vector<at::Tensor>& offsets) {
+  TORCH_CHECK(weights.size() == indices.size() && weights.size() == offsets.size(),
+              "ipt merged embedding bag: ", weights.size(), " tables but ", indices.size(),
+              " index and ", offsets.size(), " offset tensors");
+  std::vector<at::Tensor> outputs;
+  for (size_t t = 0; t < weights.size(); ++t) {
+    const at::Tensor& w = weights[t];
+    TORCH_CHECK(w.dim() == 2 && (w.scalar_type() == at::kFloat || w.scalar_type() == at::kBFloat16),
+                "embedding bag ", t, ": the table must be a 2-D fp32 or bf16 tensor");
+    TORCH_CHECK(indices[t].dim() == 1 && offsets[t].dim() == 1, "embedding bag ", t,
+                ": indices and offsets must be 1-D");
+    outputs.push_back(at::empty({offsets[t].size(0), w.size(1)}, w.options()));
+  }
+  // One parallel loop over the bags of every table: 26 small tables are one OpenMP region,
+  // not 26.
+  std::vector<at::Tensor> keep;  // contiguous copies the raw pointers below point into
+  std::vector<Table> tables;
+  std::vector<int64_t> first_bag{0};
+  for (size_t t = 0; t < weights.size(); ++t) {
+    at::Tensor w = weights[t].contiguous();
+    keep.push_back(w);
+    keep.push_back(indices[t].to(at::kLong).contiguous());
+    const int64_t* idx = keep.back().data_ptr<int64_t>();
+    const int64_t total = keep.back().size(0);
+    keep.push_back(offsets[t].to(at::kLong).contiguous());
+    const int64_t* off = keep.back().data_ptr<int64_t>();
+    const int64_t bags = keep.back().size(0);
+    for (int64_t b = 0; b < bags; ++b)
+      TORCH_CHECK(off[b] >= 0 && off[b] <= total && (b == 0 || off[b] >= off[b - 1]),
+                  "embedding bag ", t, ": offsets must ascend within [0, ", total, "], got ",
+                  off[b], " at bag ", b);
+    tables.push_back({w.data_ptr(), w.scalar_type() == at::kBFloat16, w.size(0), w.size(1), bags,
+                      total, idx, off, outputs[t].data_ptr()});
+    first_bag.push_back(first_bag.back() + bags);
+  }
+  at::parallel_for(0, first_bag.back(), 32, [&](int64_t begin, int64_t end) {
+    std::vector<float> sum;
+    auto t = static_cast<size_t>(std::upper_bound(first_bag.begin(), first_bag.end(), begin) -
+                                 first_bag.begin() - 1);
+    for (int64_t item = begin; item < end; ++item) {
+      while (item >= first_bag[t + 1]) ++t;
+      const int64_t b = item - first_bag[t];
+      if (tables[t].bf16)
+        SumBag<c10::BFloat16>(tables[t], static_cast<int64_t>(t), b, sum);
+      else
+        SumBag<float>(tables[t], static_cast<int64_t>(t), b, sum);
+    }
+  });
+  return outputs;
+}
+
+}  // namespace ipt::kernels

@@ -1,0 +1,41 @@
+// Private helpers shared by the kernels: the CPU engine, dtype and post-op translation, and the
+// aten reference of each post-op for fallbacks. Not installed; include only from kernels/*.cpp.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <string>
+
+#include "kernels/post_ops.h"
+
+namespace ipt::kernels::detail {
+
+// oneDNN's CPU engine is immutable after creation and safe to share between threads.
+const dnnl::engine& CpuEngine();
+
+// nullopt for a dtype the kernels do not run (the op falls back to aten).
+std::optional<dnnl::memory::data_type> ToDnnl(at::ScalarType type);
+
+// Appends `post_ops` to `attr` in the order the op applies them.
+void AppendPostOps(const PostOps& post_ops, dnnl::post_ops& out);
+
+// The aten composition of the eltwise, in place on `x`.
+void ApplyEltwiseReference(const EltwiseOp& eltwise, at::Tensor& x);
+
+// Attributes with a user scratchpad: each call brings its own, so concurrent calls from several
+// threads never share one.
+dnnl::primitive_attr MakeAttr(const PostOps& post_ops);
+
+// A scratchpad buffer for `desc` that lives as long as the returned tensor.
+at::Tensor AllocateScratchpad(const dnnl::memory::desc& desc);
+
+// "[1, 3, 224, 224]", for messages.
+std::string Dims(c10::IntArrayRef sizes);
+
+// Writes to stderr why a fused op does not run its fast path (`what: reason`), when IPT_VERBOSE is
+// set (and not "0"). Callers log once per context and shape, not per call.
+void LogFallback(const std::string& what, const std::string& reason);
+
+}  // namespace ipt::kernels::detail

@@ -1,0 +1,93 @@
+// The `ipt` torch library: the custom classes that hold prepacked weights and the ops that run
+// them. Graphs reference these by name (`ipt::conv2d`, `__torch__.torch.classes.ipt.ConvContext`),
+// and a saved optimised model needs this library loaded to be read back.
+#include <torch/library.h>
+
+#include "kernels/add_layer_norm.h"
+#include "kernels/attention.h"
+#include "kernels/conv.h"
+#include "kernels/dlrm.h"
+#include "kernels/linear.h"
+
+namespace ipt::kernels {
+namespace {
+
+at::Tensor Conv2d(const at::Tensor& input, const c10::intrusive_ptr<ConvContext>& context) {
+  return context->Run(input);
+}
+
+at::Tensor Conv2dSum(const at::Tensor& input, const at::Tensor& accumulator,
+                     const c10::intrusive_ptr<ConvContext>& context) {
+  return context->Run(input, accumulator);
+}
+
+at::Tensor Linear(const at::Tensor& input, const c10::intrusive_ptr<LinearContext>& context) {
+  return context->Run(input);
+}
+
+at::Tensor LinearSum(const at::Tensor& input, const at::Tensor& accumulator,
+                     const c10::intrusive_ptr<LinearContext>& context) {
+  return context->Run(input, accumulator);
+}
+
+at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const c10::optional<at::Tensor>& mask,
+                     const c10::intrusive_ptr<AttentionContext>& context) {
+  return context->Run(q, k, v, mask.value_or(at::Tensor()));
+}
+
+at::Tensor AddLayerNormOp(const at::Tensor& a, const at::Tensor& b,
+                          std::vector<int64_t> normalized_shape,
+                          const c10::optional<at::Tensor>& weight,
+                          const c10::optional<at::Tensor>& bias, double eps) {
+  return AddLayerNorm(a, b, normalized_shape, weight.value_or(at::Tensor()),
+                      bias.value_or(at::Tensor()), eps);
+}
+
+}  // namespace
+
+TORCH_LIBRARY(ipt, m) {
+  m.class_<ConvContext>("ConvContext")
+      .def_pickle(
+          [](const c10::intrusive_ptr<ConvContext>& self) { return self->GetState(); },
+          [](ConvContext::State state) { return ConvContext::FromState(std::move(state)); });
+  m.class_<LinearContext>("LinearContext")
+      .def_pickle(
+          [](const c10::intrusive_ptr<LinearContext>& self) { return self->GetState(); },
+          [](LinearContext::State state) { return LinearContext::FromState(std::move(state)); });
+  m.class_<AttentionContext>("AttentionContext")
+      .def_pickle([](const c10::intrusive_ptr<AttentionContext>& self) { return self->scale(); },
+                  [](double scale) { return c10::make_intrusive<AttentionContext>(scale); });
+  m.def(
+      "attention(Tensor q, Tensor k, Tensor v, Tensor? mask, "
+      "__torch__.torch.classes.ipt.AttentionContext context) -> Tensor",
+      Attention);
+  m.def(
+      "add_layer_norm(Tensor a, Tensor b, int[] normalized_shape, Tensor? weight, Tensor? bias, "
+      "float eps) -> Tensor",
+      AddLayerNormOp);
+  m.def("interaction(Tensor[] features, bool with_first) -> Tensor",
+        [](std::vector<at::Tensor> features, bool with_first) {
+          return Interaction(features, with_first);
+        });
+  m.def(
+      "merged_embedding_bag_sum(Tensor[] weights, Tensor[] indices, Tensor[] offsets) -> "
+      "Tensor[]",
+      [](std::vector<at::Tensor> weights, std::vector<at::Tensor> indices,
+         std::vector<at::Tensor> offsets) {
+        return MergedEmbeddingBagSum(weights, indices, offsets);
+      });
+  m.def("conv2d(Tensor input, __torch__.torch.classes.ipt.ConvContext context) -> Tensor", Conv2d);
+  m.def(
+      "conv2d_sum(Tensor input, Tensor accumulator, "
+      "__torch__.torch.classes.ipt.ConvContext context) -> Tensor",
+      Conv2dSum);
+  m.def("linear(Tensor input, __torch__.torch.classes.ipt.LinearContext context) -> Tensor",
+        Linear);
+  m.def(
+      "linear_sum(Tensor input, Tensor accumulator, "
+      "__torch__.torch.classes.ipt.LinearContext context) -> Tensor",
+      LinearSum);
+}
+
+}  // namespace ipt::kernels

@@ -1,0 +1,81 @@
+#include "kernels/dlrm.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/kernels/test_util.h"
+
+namespace ipt::kernels {
+namespace {
+
+using testing::RelativeL2;
+
+at::Tensor ReferenceInteraction(const std::vector<at::Tensor>& features, bool with_first) {
+  const int64_t v = static_cast<int64_t>(features.size());
+  at::Tensor t = at::stack(features, 1);
+  at::Tensor z = at::bmm(t, t.transpose(1, 2)).flatten(1);
+  std::vector<int64_t> index;
+  for (int64_t i = 0; i < v; ++i)
+    for (int64_t j = 0; j < i; ++j) index.push_back(i * v + j);
+  z = z.index_select(1, at::tensor(index, at::kLong));
+  return with_first ? at::cat({features[0], z}, 1) : z;
+}
+
+TEST(InteractionTest, MatchesTheBmmComposition) {
+  at::manual_seed(1);
+  for (int64_t vectors : {2, 5, 27}) {
+    std::vector<at::Tensor> features;
+    for (int64_t i = 0; i < vectors; ++i) features.push_back(at::randn({7, 16}));
+    for (bool with_first : {true, false}) {
+      at::Tensor got = Interaction(features, with_first);
+      at::Tensor expected = ReferenceInteraction(features, with_first);
+      ASSERT_EQ(got.sizes(), expected.sizes());
+      EXPECT_LT(RelativeL2(got, expected), 1e-5) << vectors << " " << with_first;
+    }
+  }
+  std::vector<at::Tensor> bf16 = {at::randn({3, 8}).to(at::kBFloat16),
+                                  at::randn({3, 8}).to(at::kBFloat16)};
+  EXPECT_EQ(Interaction(bf16, true).scalar_type(), at::kBFloat16);
+  EXPECT_THROW(Interaction({at::randn({3, 8}), at::randn({3, 9})}, true), c10::Error);
+}
+
+TEST(MergedEmbeddingBagTest, MatchesAtenWithEmptyAndUnevenBags) {
+  at::manual_seed(2);
+  std::vector<at::Tensor> weights = {at::randn({10, 4}), at::randn({1, 4}), at::randn({50, 8})};
+  std::vector<at::Tensor> indices = {at::tensor({1, 2, 3, 9, 0}, at::kLong),
+                                     at::tensor({0, 0}, at::kLong), at::randint(0, 50, {40})};
+  std::vector<at::Tensor> offsets = {at::tensor({0, 1, 1, 4}, at::kLong),  // an empty bag
+                                     at::tensor({0, 0, 2}, at::kLong),     // empty last bag
+                                     at::tensor({0, 10, 11, 30}, at::kLong)};
+  auto got = MergedEmbeddingBagSum(weights, indices, offsets);
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t t = 0; t < 3; ++t) {
+    at::Tensor expected =
+        std::get<0>(at::embedding_bag(weights[t], indices[t], offsets[t], false, /*mode=*/0));
+    ASSERT_EQ(got[t].sizes(), expected.sizes()) << t;
+    EXPECT_TRUE(at::allclose(got[t], expected, 1e-5, 1e-6)) << t;
+  }
+  auto bf16 = MergedEmbeddingBagSum({weights[2].to(at::kBFloat16)}, {indices[2]}, {offsets[2]});
+  EXPECT_EQ(bf16[0].scalar_type(), at::kBFloat16);
+  at::Tensor expected = std::get<0>(at::embedding_bag(weights[2].to(at::kBFloat16).to(at::kFloat),
+                                                      indices[2], offsets[2], false, 0));
+  EXPECT_LT(RelativeL2(bf16[0], expected), 1e-2);
+}
+
+TEST(MergedEmbeddingBagTest, BadIndicesAndOffsetsNameTheTable) {
+  std::vector<at::Tensor> weights = {at::randn({10, 4}), at::randn({5, 4})};
+  try {
+    MergedEmbeddingBagSum(weights, {at::tensor({1}, at::kLong), at::tensor({7}, at::kLong)},
+                          {at::tensor({0}, at::kLong), at::tensor({0}, at::kLong)});
+    ADD_FAILURE() << "index out of range accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("embedding bag 1: index 7 out of range for a table of 5"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(MergedEmbeddingBagSum({weights[0]}, {at::tensor({1, 2}, at::kLong)},
+                                     {at::tensor({1, 0}, at::kLong)}),
+               c10::Error);
+}
+
+}  // namespace
+}  // namespace ipt::kernels
