@@ -146,7 +146,7 @@ at::Tensor ConvContext::RunReference(const at::Tensor& input, const at::Tensor& 
   at::Tensor bias = bias_.defined() ? bias_.to(weight_.scalar_type()) : bias_;
   at::Tensor out = at::conv2d(input.to(weight_.scalar_type()), weight_, bias, params_.stride,
                               params_.padding, params_.dilation, params_.groups);
-  if (post_ops_.sum) out.add_(accumulator);
+  if (post_ops_.sum) out = out + accumulator;
   if (post_ops_.eltwise) detail::ApplyEltwiseReference(*post_ops_.eltwise, out);
   return out;
 }
@@ -169,9 +169,9 @@ at::Tensor ConvContext::Run(const at::Tensor& input, const at::Tensor& accumulat
   at::Tensor dst =
       at::empty(plan->output_sizes, input.options().dtype(plan->compute).memory_format(format));
   if (post_ops_.sum) {
-    TORCH_CHECK(accumulator.sizes() == dst.sizes(), "ipt conv2d: accumulator ",
-                detail::Dims(accumulator.sizes()), " does not match the output ",
-                detail::Dims(dst.sizes()));
+    // oneDNN's sum reads an accumulator of the output's shape; one that broadcasts takes the
+    // aten composition, which broadcasts.
+    if (accumulator.sizes() != dst.sizes()) return RunReference(input, accumulator);
     dst.copy_(accumulator);
   }
   at::Tensor scratchpad = detail::AllocateScratchpad(plan->scratchpad_desc);

@@ -104,7 +104,7 @@ at::Tensor LinearContext::RunReference(const at::Tensor& input,
                                        const at::Tensor& accumulator) const {
   at::Tensor bias = bias_.defined() ? bias_.to(weight_.scalar_type()) : bias_;
   at::Tensor out = at::linear(input.to(weight_.scalar_type()), weight_, bias);
-  if (post_ops_.sum) out.add_(accumulator);
+  if (post_ops_.sum) out = out + accumulator;
   if (post_ops_.eltwise) detail::ApplyEltwiseReference(*post_ops_.eltwise, out);
   return out;
 }
@@ -126,9 +126,9 @@ at::Tensor LinearContext::Run(const at::Tensor& input, const at::Tensor& accumul
   at::Tensor src = input.to(plan->compute).contiguous();
   at::Tensor dst;
   if (post_ops_.sum) {
-    TORCH_CHECK(accumulator.sizes() == c10::IntArrayRef(out_sizes), "ipt linear: accumulator ",
-                detail::Dims(accumulator.sizes()), " does not match the output ",
-                detail::Dims(out_sizes));
+    // oneDNN's sum reads an accumulator of the output's shape; one that broadcasts takes the
+    // aten composition, which broadcasts.
+    if (accumulator.sizes() != c10::IntArrayRef(out_sizes)) return RunReference(input, accumulator);
     dst = accumulator.to(plan->compute, /*non_blocking=*/false, /*copy=*/true,
                          at::MemoryFormat::Contiguous);
   } else {

@@ -42,12 +42,14 @@ void Rewrite(const FrozenLinear& linear, const at::Tensor& weight, const at::Ten
   folded->destroy();
 }
 
-// A constant that broadcasts over the output features only: a number, or a tensor with at most
-// `features` elements along its last dimension and size 1 elsewhere.
-std::optional<at::Tensor> PerFeature(Value* value, int64_t features) {
+// A constant that broadcasts over the output features only, without changing the output's rank
+// or dtype: a number, or a 0-D or 1-D tensor of 1 or `features` elements in `dtype`.
+std::optional<at::Tensor> PerFeature(Value* value, int64_t features, at::ScalarType dtype) {
   if (auto number = ConstantNumber(value)) return at::full({features}, *number, at::kFloat);
   auto tensor = ConstantTensor(value);
   if (!tensor || !tensor->defined()) return std::nullopt;
+  // A higher rank would broadcast the output to more dimensions; another dtype would promote it.
+  if (tensor->dim() > 1 || tensor->scalar_type() != dtype) return std::nullopt;
   if (tensor->numel() == 1) return at::full({features}, tensor->item<double>(), at::kFloat);
   if (tensor->dim() < 1 || tensor->size(-1) != features || tensor->numel() != features)
     return std::nullopt;
@@ -71,6 +73,8 @@ bool FoldLinearBatchNorm(const std::shared_ptr<torch::jit::Graph>& graph) {
     auto training = torch::jit::toIValue(node->input(5));
     auto eps = ConstantNumber(node->input(7));
     if (!mean || !var || !training || !training->isBool() || training->toBool() || !eps) continue;
+    // None means 1 and 0; a value that did not freeze to a constant cannot be folded.
+    if ((!gamma && !IsNone(node->input(1))) || (!beta && !IsNone(node->input(2)))) continue;
     const int64_t features = linear->weight.size(0);
     at::Tensor g = gamma && gamma->defined() ? gamma->to(at::kFloat) : at::ones({features});
     at::Tensor b = beta && beta->defined() ? beta->to(at::kFloat) : at::zeros({features});
@@ -97,7 +101,7 @@ bool FoldLinearArithmetic(const std::shared_ptr<torch::jit::Graph>& graph) {
       side = 1;
     }
     if (!linear) continue;
-    auto constant = PerFeature(node->input(1 - side), linear->weight.size(0));
+    auto constant = PerFeature(node->input(1 - side), linear->weight.size(0), linear->dtype);
     if (!constant) continue;
     double alpha = 1;
     if (add || sub) {

@@ -72,15 +72,21 @@ FusionReport FuseInteraction(const std::shared_ptr<torch::jit::Graph>& graph) {
     // DLRM's cat([x, z], 1), with x the first feature, folds in too.
     Node* last = select;
     bool with_first = false;
-    if (Node* user = OnlyUser(select->output()); user && IsKind(user, {"aten::cat"})) {
-      Node* outer = user->input(0)->node();
+    // select -> ListConstruct([x, z]) -> cat(_, 1)
+    Node* outer = OnlyUser(select->output());
+    Node* user = outer ? OnlyUser(outer->output()) : nullptr;
+    if (outer && user && outer->kind() == c10::prim::ListConstruct && IsKind(user, {"aten::cat"}) &&
+        outer->inputs().size() == 2 && outer->input(0) == list->input(0) &&
+        outer->input(1) == select->output()) {
       auto dim = ConstantNumber(user->input(1));
-      if (outer->kind() == c10::prim::ListConstruct && outer->inputs().size() == 2 &&
-          outer->input(0) == list->input(0) && outer->input(1) == select->output() && dim &&
-          *dim == 1 && outer->output()->uses().size() == 1) {
+      if (dim && *dim == 1) {
         with_first = true;
         last = user;
       }
+    }
+    if (!NoWritesBetween(cat, last)) {
+      blocked("a node between may write to a feature");
+      continue;
     }
     torch::jit::WithInsertPoint guard(last);
     Value* fused = graph->insert(c10::Symbol::fromQualString("ipt::interaction"),
@@ -134,6 +140,11 @@ FusionReport MergeEmbeddingBags(const std::shared_ptr<torch::jit::Graph>& graph)
   for (auto& [block, bags] : by_block) {
     if (bags.size() < 2) continue;
     Node* last = bags.back();
+    if (!NoWritesBetween(bags.front(), last)) {
+      report.not_fused.push_back({"merged_embedding_bag", Where(last->output(0)),
+                                  "a node between the bags may write to an index or offset"});
+      continue;
+    }
     bool uses_after_last = true;
     for (Node* bag : bags)
       for (const auto& use : bag->output(0)->uses()) uses_after_last &= use.user->isAfter(last);

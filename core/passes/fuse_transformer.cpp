@@ -76,8 +76,16 @@ FusionReport MergeSiblingLinears(const std::shared_ptr<torch::jit::Graph>& graph
       continue;
     }
     Node* first_node = linears[0];
-    for (Node* linear : linears)
+    Node* last_node = linears[0];
+    for (Node* linear : linears) {
       if (linear->isBefore(first_node)) first_node = linear;
+      if (last_node->isBefore(linear)) last_node = linear;
+    }
+    if (!NoWritesBetween(first_node, last_node)) {
+      report.not_fused.push_back(
+          {"qkv_merge", Where(input), "a node between the linears may write to the input"});
+      continue;
+    }
     torch::jit::WithInsertPoint guard(first_node);
     Value* merged =
         graph->insert(c10::aten::linear, {input, graph->insertConstant(at::cat(weights, 0)),
@@ -129,6 +137,10 @@ FusionReport FuseAttention(const std::shared_ptr<torch::jit::Graph>& graph) {
       };
       x = is_scores(node->input(0)) ? node->input(0) : node->input(1);
       mask = x == node->input(0) ? node->input(1) : node->input(0);
+      if (!mask->type()->isSubtypeOf(*c10::TensorType::get())) {
+        blocked("the scores are shifted by a number, not a mask tensor");
+        continue;
+      }
       consumed.push_back(node);
       node = x->node();
     }
@@ -156,6 +168,10 @@ FusionReport FuseAttention(const std::shared_ptr<torch::jit::Graph>& graph) {
     Node* context = OnlyUser(softmax->output());
     if (!context || !IsKind(context, {"aten::matmul"}) || context->input(0) != softmax->output()) {
       blocked("the probabilities are not used by exactly one matmul with the values");
+      continue;
+    }
+    if (!NoWritesBetween(transpose, context) || scores->isAfter(context)) {
+      blocked("a node between the matmuls may write to q, k, v or the mask");
       continue;
     }
     consumed.push_back(scores);
@@ -191,10 +207,12 @@ FusionReport FuseAddLayerNorm(const std::shared_ptr<torch::jit::Graph>& graph) {
         !add->input(1)->type()->isSubtypeOf(*c10::TensorType::get()))
       continue;
     auto alpha = ConstantNumber(add->input(2));
-    if (x->uses().size() != 1 || !alpha || *alpha != 1) {
-      report.not_fused.push_back(
-          {"add+layer_norm", Where(x),
-           x->uses().size() != 1 ? "the sum has other uses" : "add with alpha other than 1"});
+    if (x->uses().size() != 1 || !alpha || *alpha != 1 || !NoWritesBetween(add, norm)) {
+      report.not_fused.push_back({"add+layer_norm", Where(x),
+                                  x->uses().size() != 1 ? "the sum has other uses"
+                                  : !NoWritesBetween(add, norm)
+                                      ? "a node between may write to an input"
+                                      : "add with alpha other than 1"});
       continue;
     }
     torch::jit::WithInsertPoint guard(norm);

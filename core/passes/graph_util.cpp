@@ -50,4 +50,14 @@ bool IsKind(const torch::jit::Node* node, std::initializer_list<const char*> qua
   return false;
 }
 
+bool NoWritesBetween(torch::jit::Node* first, torch::jit::Node* last) {
+  if (first->owningBlock() != last->owningBlock() || last->isBefore(first)) return false;
+  for (torch::jit::Node* n = first->next(); n != last; n = n->next()) {
+    if (!n->blocks().empty() || n->kind() == c10::prim::SetAttr) return false;
+    if (const c10::FunctionSchema* schema = n->maybeSchema(); schema && schema->is_mutable())
+      return false;
+  }
+  return true;
+}
+
 }  // namespace ipt::core::passes

@@ -26,4 +26,10 @@ torch::jit::Node* OnlyUser(torch::jit::Value* value);
 
 bool IsKind(const torch::jit::Node* node, std::initializer_list<const char*> qualified_names);
 
+// Whether moving a read of values from `first` to `last` (or the other way) is safe: both in
+// one block, `first` not after `last`, and no node strictly between them that could write to
+// any tensor (a mutable schema, an attribute store, or a nested block). Conservative: a fused
+// op reads its inputs where the last node it replaces ran, not where the first did.
+bool NoWritesBetween(torch::jit::Node* first, torch::jit::Node* last);
+
 }  // namespace ipt::core::passes

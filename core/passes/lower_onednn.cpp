@@ -165,6 +165,18 @@ PostOpMatch MatchPostOps(Node* anchor, const std::string& anchor_name, bool allo
   return match;
 }
 
+// The fused op reads the anchor's input where the last matched node ran: when something in
+// between may write to a tensor, or the match spans blocks, fuse nothing and lower the anchor
+// alone.
+void KeepReadsInPlace(Node* anchor, const std::string& anchor_name, PostOpMatch& match,
+                      FusionReport& report) {
+  if (match.consumed.empty() || NoWritesBetween(anchor, match.consumed.back())) return;
+  report.not_fused.push_back({PatternName(anchor_name, match.post_ops), Where(anchor->output()),
+                              "a node between may write to an input (or the match spans blocks)"});
+  match = PostOpMatch{};
+  match.result = anchor->output();
+}
+
 // Replaces the anchor and the matched nodes by one `op(input, [accumulator,] context)`.
 void Replace(Node* anchor, const PostOpMatch& match, const char* op, const char* sum_op,
              c10::IValue context) {
@@ -187,19 +199,20 @@ void Replace(Node* anchor, const PostOpMatch& match, const char* op, const char*
   anchor->destroy();
 }
 
-void LowerConv(Node* conv, const LoweringOptions& options, FusionReport& report) {
+// Whether the conv was lowered.
+bool LowerConv(Node* conv, const LoweringOptions& options, FusionReport& report) {
   auto weight = ConstantTensor(conv->input(1));
   if (!weight) {
     report.not_fused.push_back(
         {"conv", Where(conv->output()), "the weight is not a constant (is the graph frozen?)"});
-    return;
+    return false;
   }
   std::optional<at::Tensor> bias;
   if (!IsNone(conv->input(2))) {
     bias = ConstantTensor(conv->input(2));
     if (!bias) {
       report.not_fused.push_back({"conv", Where(conv->output()), "the bias is not a constant"});
-      return;
+      return false;
     }
   }
   auto list = [&](size_t i) -> std::optional<std::vector<int64_t>> {
@@ -214,15 +227,17 @@ void LowerConv(Node* conv, const LoweringOptions& options, FusionReport& report)
         {"conv", Where(conv->output()),
          "stride, padding (a string padding is not lowered), dilation or groups is not a "
          "constant, or the weight is not 4-D"});
-    return;
+    return false;
   }
   PostOpMatch match = MatchPostOps(conv, "conv", options.conv_add, options.conv_eltwise, report);
+  KeepReadsInPlace(conv, "conv", match, report);
   auto context = c10::make_intrusive<kernels::ConvContext>(
       *weight, bias.value_or(at::Tensor()),
       kernels::ConvParams{*stride, *padding, *dilation, groups->toInt()}, match.post_ops,
       options.channels_last);
   ++report.fused[PatternName("conv", match.post_ops)];
   Replace(conv, match, "ipt::conv2d", "ipt::conv2d_sum", c10::IValue(std::move(context)));
+  return true;
 }
 
 void LowerLinear(Node* linear, const LoweringOptions& options, FusionReport& report) {
@@ -242,6 +257,7 @@ void LowerLinear(Node* linear, const LoweringOptions& options, FusionReport& rep
   }
   PostOpMatch match =
       MatchPostOps(linear, "linear", options.linear_add, options.linear_eltwise, report);
+  KeepReadsInPlace(linear, "linear", match, report);
   auto context = c10::make_intrusive<kernels::LinearContext>(*weight, bias.value_or(at::Tensor()),
                                                              match.post_ops);
   ++report.fused[PatternName("linear", match.post_ops)];
@@ -265,11 +281,24 @@ FusionReport LowerToOneDnn(const std::shared_ptr<torch::jit::Graph>& graph,
       anchors.push_back(node);
   }
   // Anchors are only ever destroyed by their own replacement, so the list stays valid.
+  bool channels_last_convs = false;
   for (Node* anchor : anchors) {
-    if (IsKind(anchor, {"aten::conv2d"}))
-      LowerConv(anchor, options, report);
-    else
+    if (IsKind(anchor, {"aten::conv2d"})) {
+      channels_last_convs |= LowerConv(anchor, options, report) && options.channels_last;
+    } else {
       LowerLinear(anchor, options, report);
+    }
+  }
+  // aten::view cannot flatten a channels-last tensor whose H and W exceed 1 (LeNet's
+  // x.view(-1, 16 * 5 * 5)): give every view a contiguous input, which costs nothing when it
+  // already is.
+  if (channels_last_convs) {
+    for (Node* node : AllNodes(graph)) {
+      if (!IsKind(node, {"aten::view"})) continue;
+      torch::jit::WithInsertPoint guard(node);
+      Value* contiguous = graph->insert(c10::aten::contiguous, {node->input(0)});
+      node->replaceInput(0, contiguous);
+    }
   }
   return report;
 }

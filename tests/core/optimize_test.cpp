@@ -284,7 +284,7 @@ TEST(OptimizeDlrmTest, MatchesTheReference) {
   EXPECT_EQ(model.applied().op_counts.count("aten::embedding_bag"), 0u);
   EXPECT_EQ(model.applied().op_counts.count("aten::bmm"), 0u);
   EXPECT_LE(RelativeL2(reference, model.Run(inputs).toTensor()), 1e-4);
-  for (const std::string& fusion : {"interaction", "merge_embedding_bags"}) {
+  for (const char* fusion : {"interaction", "merge_embedding_bags"}) {
     recipes::Recipe recipe;
     auto& f = recipe.optimize.fusions;
     f.erase(std::find(f.begin(), f.end(), fusion));

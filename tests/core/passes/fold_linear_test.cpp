@@ -16,9 +16,9 @@ using torch::jit::testing::FileCheck;
 
 std::map<std::string, at::Tensor> Params() {
   at::manual_seed(5);
-  return {{"w", at::randn({6, 8})},    {"b", at::randn({6})},    {"c", at::randn({6})},
-          {"gamma", at::randn({6})},   {"beta", at::randn({6})}, {"mean", at::randn({6})},
-          {"var", at::rand({6}) + 0.5}};
+  return {{"w", at::randn({6, 8})},     {"b", at::randn({6})},       {"c", at::randn({6})},
+          {"gamma", at::randn({6})},    {"beta", at::randn({6})},    {"mean", at::randn({6})},
+          {"var", at::rand({6}) + 0.5}, {"c3", at::randn({1, 1, 6})}};
 }
 
 TEST(FoldLinearTest, FollowingConstantArithmeticFoldsIntoWeightAndBias) {
@@ -51,7 +51,7 @@ TEST(FoldLinearTest, FollowingConstantArithmeticFoldsIntoWeightAndBias) {
 
 TEST(FoldLinearTest, ArithmeticThatDoesNotBroadcastPerFeatureIsLeftAlone) {
   std::vector<torch::jit::IValue> inputs = {at::randn({6, 8})};
-  for (const char* expression : {"y + x[:, :6]", "y * self.w[:, :6]",
+  for (const char* expression : {"y + x[:, :6]", "y * self.w[:, :6]", "y * self.c3",
                                  "torch.div(y, 2.0, "
                                  "rounding_mode='floor')"}) {
     auto module = MakeModule(std::string("def forward(self, x):\n  y = torch.linear(x, self.w, "

@@ -64,6 +64,7 @@ TEST(FuseDlrmTest, InteractionAndTheFinalCatBecomeOneOp) {
   EXPECT_EQ(report.fused.at("interaction"), 1);
   FileCheck().check("ipt::interaction")->check_not("aten::bmm")->run(*graph);
   FileCheck().check_not("aten::index_select")->run(*graph);
+  FileCheck().check_not("aten::cat")->run(*graph);  // the final cat([x, z]) folded in too
   EXPECT_LT(RelativeL2(expected, Forward(frozen, inputs)), 1e-5);
 }
 

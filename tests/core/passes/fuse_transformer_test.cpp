@@ -90,6 +90,15 @@ def forward(self, q, k, v):
   ASSERT_EQ(report.not_fused.size(), 1u);
   EXPECT_EQ(report.not_fused[0].pattern, "attention");
   FileCheck().check("aten::softmax")->run(*graph);
+  // A number added to the scores is not a mask.
+  auto shifted = MakeModule(R"(
+def forward(self, q, k, v):
+  return torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-1, -2)) / 2.0 + 1.0, -1), v)
+)",
+                            {});
+  auto shifted_frozen = Freeze(shifted);
+  FusionReport shifted_report = FuseAttention(shifted_frozen.get_method("forward").graph());
+  EXPECT_TRUE(shifted_report.fused.empty());
   // Without a mask, scaled by multiplication: fused, and correct.
   auto plain = MakeModule(R"(
 def forward(self, q, k, v):

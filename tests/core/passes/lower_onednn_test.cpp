@@ -156,6 +156,40 @@ TEST(LowerToOneDnnTest, CandidatesThatCannotFuseAreReportedWithTheReason) {
   }
 }
 
+TEST(LowerToOneDnnTest, AWriteBetweenTheConvAndItsPostOpKeepsThemApart) {
+  std::map<std::string, at::Tensor> params = {{"w", at::randn({4, 4, 3, 3})}};
+  auto module = MakeModule(
+      "def forward(self, x):\n"
+      "  y = torch.conv2d(x, self.w, None, [1, 1], [1, 1], [1, 1], 1)\n"
+      "  x.mul_(2.0)\n"
+      "  return torch.relu(y) + x\n",
+      params);
+  // The module mutates its input: each run gets a fresh copy.
+  at::Tensor x = at::randn({1, 4, 6, 6});
+  at::Tensor expected = Forward(module, {x.clone()});
+  auto frozen = Freeze(module);
+  auto graph = frozen.get_method("forward").graph();
+  FusionReport report = LowerToOneDnn(graph, {});
+  EXPECT_EQ(Count(report, "conv"), 1);
+  EXPECT_EQ(Count(report, "conv+relu"), 0);
+  FileCheck().check("ipt::conv2d")->check("aten::mul_")->check("aten::relu")->run(*graph);
+  EXPECT_LT(RelativeL2(expected, Forward(frozen, {x.clone()})), 1e-5);
+}
+
+TEST(LowerToOneDnnTest, AViewAfterChannelsLastConvsStillWorks) {
+  std::map<std::string, at::Tensor> params = {{"w", at::randn({6, 3, 5, 5})}};
+  auto module = MakeModule(
+      "def forward(self, x):\n"
+      "  y = torch.relu(torch.conv2d(x, self.w, None, [1, 1], [0, 0], [1, 1], 1))\n"
+      "  return y.view([-1, 6 * 8 * 8])\n",
+      params);
+  std::vector<torch::jit::IValue> inputs = {at::randn({2, 3, 12, 12})};
+  at::Tensor expected = Forward(module, inputs);
+  auto frozen = Freeze(module);
+  LowerToOneDnn(frozen.get_method("forward").graph(), {});
+  EXPECT_LT(RelativeL2(expected, Forward(frozen, inputs)), 1e-5);
+}
+
 TEST(LowerToOneDnnTest, OptionsSwitchEachFusionOff) {
   std::map<std::string, at::Tensor> params = {{"w", at::randn({4, 4, 1, 1})}};
   auto module = MakeModule(

@@ -23,7 +23,8 @@ inline torch::jit::Module Freeze(const torch::jit::Module& module) {
   return torch::jit::freeze(module.clone(), c10::nullopt, /*optimize_numerics=*/false);
 }
 
-inline at::Tensor Forward(torch::jit::Module& module, const std::vector<torch::jit::IValue>& inputs) {
+inline at::Tensor Forward(torch::jit::Module& module,
+                          const std::vector<torch::jit::IValue>& inputs) {
   torch::NoGradGuard no_grad;
   return module.forward(inputs).toTensor();
 }
