@@ -112,6 +112,27 @@ void CastFloatingTensors(torch::jit::Module& module, at::ScalarType dtype) {
   }
 }
 
+// The frozen counterpart of CastFloatingTensors: every floating-point tensor constant of the
+// graph (the folded weights) in `dtype`.
+void CastFloatingConstants(const std::shared_ptr<torch::jit::Graph>& graph, at::ScalarType dtype) {
+  std::vector<torch::jit::Node*> constants;
+  std::function<void(torch::jit::Block*)> visit = [&](torch::jit::Block* block) {
+    for (torch::jit::Node* node : block->nodes()) {
+      if (node->kind() == c10::prim::Constant && node->output()->type()->cast<c10::TensorType>())
+        constants.push_back(node);
+      for (torch::jit::Block* sub : node->blocks()) visit(sub);
+    }
+  };
+  visit(graph->block());
+  for (torch::jit::Node* node : constants) {
+    at::Tensor tensor = node->t(c10::attr::value);
+    if (!tensor.is_floating_point() || tensor.scalar_type() == dtype) continue;
+    torch::jit::WithInsertPoint guard(node);
+    node->output()->replaceAllUsesWith(graph->insertConstant(tensor.to(dtype)));
+    node->destroy();
+  }
+}
+
 }  // namespace
 
 nlohmann::json Applied::ToJson() const {
@@ -168,7 +189,9 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
   applied.dtype = recipes::ToString(recipe.precision.dtype);
   torch::jit::Module m = module.clone();
   m.eval();
-  if (dtype != at::kFloat) CastFloatingTensors(m, dtype);
+  // A frozen graph folds in fp32 and casts its constants afterwards, so batch-norm statistics
+  // are not rounded to bf16 before the folding arithmetic; an unfrozen module casts up front.
+  if (dtype != at::kFloat && !opt.freeze) CastFloatingTensors(m, dtype);
   if (opt.freeze) {
     // Numerics are folded below under the recipe's control, not by freeze behind its back.
     m = torch::jit::freeze(m, c10::nullopt, /*optimize_numerics=*/false);
@@ -186,6 +209,7 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
       changed |= passes::FoldLinearArithmetic(graph);
       applied.passes.push_back({"fold_linear_bn", changed});
     }
+    if (dtype != at::kFloat) CastFloatingConstants(graph, dtype);
     torch::jit::ConstantPropagation(graph);
     // Before the lowering: they match aten ops it would replace (the merged linear is lowered
     // with the rest; the add of an add+layer_norm is not taken as a linear's sum).
