@@ -98,29 +98,16 @@ at::Tensor AttentionContext::Run(const at::Tensor& q, const at::Tensor& k, const
   at::Tensor scores = at::empty(scores_sizes, q.options().dtype(plan->compute));
   at::Tensor out = at::empty(out_sizes, q.options().dtype(plan->compute));
   const auto& engine = detail::CpuEngine();
-  dnnl::stream stream(engine);
-  {
-    at::Tensor scratchpad = detail::AllocateScratchpad(plan->scores_scratchpad);
-    plan->scores.execute(
-        stream,
-        {{DNNL_ARG_SRC, memory(plan->q_desc, engine, q3.data_ptr())},
-         {DNNL_ARG_WEIGHTS, memory(plan->k_desc, engine, k3.data_ptr())},
-         {DNNL_ARG_DST, memory(plan->scores_desc, engine, scores.data_ptr())},
-         {DNNL_ARG_SCRATCHPAD, memory(plan->scores_scratchpad, engine, scratchpad.data_ptr())}});
-    stream.wait();
-  }
+  detail::Execute(plan->scores, plan->scores_scratchpad,
+                  {{DNNL_ARG_SRC, memory(plan->q_desc, engine, q3.data_ptr())},
+                   {DNNL_ARG_WEIGHTS, memory(plan->k_desc, engine, k3.data_ptr())},
+                   {DNNL_ARG_DST, memory(plan->scores_desc, engine, scores.data_ptr())}});
   if (mask.defined()) scores.add_(mask.to(plan->compute));
   at::Tensor probs = at::softmax(scores, -1);
-  {
-    at::Tensor scratchpad = detail::AllocateScratchpad(plan->context_scratchpad);
-    plan->context.execute(
-        stream,
-        {{DNNL_ARG_SRC, memory(plan->scores_desc, engine, probs.data_ptr())},
-         {DNNL_ARG_WEIGHTS, memory(plan->v_desc, engine, v3.data_ptr())},
-         {DNNL_ARG_DST, memory(plan->out_desc, engine, out.data_ptr())},
-         {DNNL_ARG_SCRATCHPAD, memory(plan->context_scratchpad, engine, scratchpad.data_ptr())}});
-    stream.wait();
-  }
+  detail::Execute(plan->context, plan->context_scratchpad,
+                  {{DNNL_ARG_SRC, memory(plan->scores_desc, engine, probs.data_ptr())},
+                   {DNNL_ARG_WEIGHTS, memory(plan->v_desc, engine, v3.data_ptr())},
+                   {DNNL_ARG_DST, memory(plan->out_desc, engine, out.data_ptr())}});
   return out.scalar_type() == q.scalar_type() ? out : out.to(q.scalar_type());
 }
 

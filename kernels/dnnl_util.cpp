@@ -107,8 +107,23 @@ dnnl::primitive_attr MakeAttr(const PostOps& post_ops) {
   return attr;
 }
 
-at::Tensor AllocateScratchpad(const dnnl::memory::desc& desc) {
-  return at::empty({static_cast<int64_t>(desc.get_size())}, at::kByte);
+dnnl::memory ReorderInto(const dnnl::memory::desc& plain, const at::Tensor& data,
+                         const dnnl::memory::desc& target) {
+  dnnl::memory source(plain, CpuEngine(), data.data_ptr());
+  dnnl::memory packed(target, CpuEngine());
+  dnnl::stream stream(CpuEngine());
+  dnnl::reorder(source, packed).execute(stream, source, packed);
+  stream.wait();
+  return packed;
+}
+
+void Execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
+             std::unordered_map<int, dnnl::memory> args) {
+  at::Tensor buffer = at::empty({static_cast<int64_t>(scratchpad.get_size())}, at::kByte);
+  args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, CpuEngine(), buffer.data_ptr()));
+  dnnl::stream stream(CpuEngine());
+  primitive.execute(stream, args);
+  stream.wait();
 }
 
 std::string Dims(c10::IntArrayRef sizes) {

@@ -7,6 +7,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "kernels/post_ops.h"
 
@@ -28,8 +29,15 @@ void ApplyEltwiseReference(const EltwiseOp& eltwise, at::Tensor& x);
 // threads never share one.
 dnnl::primitive_attr MakeAttr(const PostOps& post_ops);
 
-// A scratchpad buffer for `desc` that lives as long as the returned tensor.
-at::Tensor AllocateScratchpad(const dnnl::memory::desc& desc);
+// `data` (laid out as `plain`) reordered into a new memory of layout `target`: done once per
+// weight layout at plan time, never per call.
+dnnl::memory ReorderInto(const dnnl::memory::desc& plain, const at::Tensor& data,
+                         const dnnl::memory::desc& target);
+
+// Runs `primitive` on `args` with a scratchpad of its own (`scratchpad` describes its size) and
+// waits: concurrent calls never share a scratchpad.
+void Execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
+             std::unordered_map<int, dnnl::memory> args);
 
 // "[1, 3, 224, 224]", for messages.
 std::string Dims(c10::IntArrayRef sizes);

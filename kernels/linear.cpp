@@ -75,11 +75,7 @@ std::shared_ptr<const LinearContext::Plan> LinearContext::PlanFor(int64_t rows) 
       // aten stores W as [N, K] row-major, which is the [K, N] matrix in column-major order (ba).
       at::Tensor weight = weight_.to(plan->compute).contiguous();
       memory::desc plain({k, n}, compute, memory::format_tag::ba);
-      memory source(plain, detail::CpuEngine(), weight.data_ptr());
-      plan->weights = memory(pd.weights_desc(), detail::CpuEngine());
-      dnnl::stream stream(detail::CpuEngine());
-      dnnl::reorder(source, plan->weights).execute(stream, source, plan->weights);
-      stream.wait();
+      plan->weights = detail::ReorderInto(plain, weight, pd.weights_desc());
     }
     if (bias_.defined()) plan->bias = memory(bias_desc, detail::CpuEngine(), bias_.data_ptr());
     return plan;
@@ -134,19 +130,13 @@ at::Tensor LinearContext::Run(const at::Tensor& input, const at::Tensor& accumul
   } else {
     dst = at::empty(out_sizes, input.options().dtype(plan->compute));
   }
-  at::Tensor scratchpad = detail::AllocateScratchpad(plan->scratchpad_desc);
   const auto& engine = detail::CpuEngine();
-  memory src_mem(plan->src_desc, engine, src.data_ptr());
-  memory dst_mem(plan->dst_desc, engine, dst.data_ptr());
-  memory scratch_mem(plan->scratchpad_desc, engine, scratchpad.data_ptr());
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src_mem},
-                                       {DNNL_ARG_WEIGHTS, plan->weights},
-                                       {DNNL_ARG_DST, dst_mem},
-                                       {DNNL_ARG_SCRATCHPAD, scratch_mem}};
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(plan->src_desc, engine, src.data_ptr())},
+      {DNNL_ARG_WEIGHTS, plan->weights},
+      {DNNL_ARG_DST, memory(plan->dst_desc, engine, dst.data_ptr())}};
   if (plan->bias) args.emplace(DNNL_ARG_BIAS, plan->bias);
-  dnnl::stream stream(engine);
-  plan->primitive.execute(stream, args);
-  stream.wait();
+  detail::Execute(plan->primitive, plan->scratchpad_desc, std::move(args));
   return dst.scalar_type() == input.scalar_type() ? dst : dst.to(input.scalar_type());
 }
 
