@@ -8,6 +8,9 @@
 #include "kernels/conv.h"
 #include "kernels/dlrm.h"
 #include "kernels/linear.h"
+#include "kernels/observe.h"
+#include "kernels/qconv.h"
+#include "kernels/qlinear.h"
 
 namespace ipt::kernels {
 namespace {
@@ -44,6 +47,26 @@ at::Tensor AddLayerNormOp(const at::Tensor& a, const at::Tensor& b,
                       bias.value_or(at::Tensor()), eps);
 }
 
+at::Tensor QuantConv2d(const at::Tensor& input,
+                       const c10::intrusive_ptr<QuantConvContext>& context) {
+  return context->Run(input);
+}
+
+at::Tensor QuantConv2dSum(const at::Tensor& input, const at::Tensor& accumulator,
+                          const c10::intrusive_ptr<QuantConvContext>& context) {
+  return context->Run(input, accumulator);
+}
+
+at::Tensor QuantLinear(const at::Tensor& input,
+                       const c10::intrusive_ptr<QuantLinearContext>& context) {
+  return context->Run(input);
+}
+
+at::Tensor QuantLinearSum(const at::Tensor& input, const at::Tensor& accumulator,
+                          const c10::intrusive_ptr<QuantLinearContext>& context) {
+  return context->Run(input, accumulator);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(ipt, m) {
@@ -55,6 +78,17 @@ TORCH_LIBRARY(ipt, m) {
       .def_pickle(
           [](const c10::intrusive_ptr<LinearContext>& self) { return self->GetState(); },
           [](LinearContext::State state) { return LinearContext::FromState(std::move(state)); });
+  m.class_<QuantConvContext>("QuantConvContext")
+      .def_pickle([](const c10::intrusive_ptr<QuantConvContext>& self) { return self->GetState(); },
+                  [](QuantConvContext::State state) {
+                    return QuantConvContext::FromState(std::move(state));
+                  });
+  m.class_<QuantLinearContext>("QuantLinearContext")
+      .def_pickle(
+          [](const c10::intrusive_ptr<QuantLinearContext>& self) { return self->GetState(); },
+          [](QuantLinearContext::State state) {
+            return QuantLinearContext::FromState(std::move(state));
+          });
   m.class_<AttentionContext>("AttentionContext")
       .def_pickle([](const c10::intrusive_ptr<AttentionContext>& self) { return self->scale(); },
                   [](double scale) { return c10::make_intrusive<AttentionContext>(scale); });
@@ -88,6 +122,20 @@ TORCH_LIBRARY(ipt, m) {
       "linear_sum(Tensor input, Tensor accumulator, "
       "__torch__.torch.classes.ipt.LinearContext context) -> Tensor",
       LinearSum);
+  m.def("qconv2d(Tensor input, __torch__.torch.classes.ipt.QuantConvContext context) -> Tensor",
+        QuantConv2d);
+  m.def(
+      "qconv2d_sum(Tensor input, Tensor accumulator, "
+      "__torch__.torch.classes.ipt.QuantConvContext context) -> Tensor",
+      QuantConv2dSum);
+  m.def("qlinear(Tensor input, __torch__.torch.classes.ipt.QuantLinearContext context) -> Tensor",
+        QuantLinear);
+  m.def(
+      "qlinear_sum(Tensor input, Tensor accumulator, "
+      "__torch__.torch.classes.ipt.QuantLinearContext context) -> Tensor",
+      QuantLinearSum);
+  // Aliases its input (the schema says so), so passes never treat the result as a new tensor.
+  m.def("observe(Tensor(a) x, int slot) -> Tensor(a)", Observe);
 }
 
 }  // namespace ipt::kernels

@@ -1,0 +1,64 @@
+// An int8 2-D convolution with its post-ops on oneDNN: fp32 in, fp32 out, u8 (u7 without VNNI)
+// activations with a calibrated per-tensor scale and zero point, s8 weights with a scale per
+// output channel, s32 accumulation, and the dequantization, bias and post-ops fused into the
+// primitive. An input oneDNN cannot take runs the same arithmetic in aten (fake quantization),
+// said once in the verbose log.
+//
+// Thread safety: Run may be called from several threads at once.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/custom_class.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "kernels/post_ops.h"
+#include "kernels/quant.h"
+
+namespace ipt::kernels {
+
+class QuantConvContext : public torch::CustomClassHolder {
+ public:
+  // weight: [O, I/groups, KH, KW] fp32, quantized here; bias: [O] fp32 or undefined. Outputs are
+  // channels-last in memory: oneDNN's int8 convolutions are NHWC only.
+  // Throws ipt::Error(kInvalidArgument) as ConvContext does, and for an input quantization
+  // that is not unsigned.
+  QuantConvContext(at::Tensor weight, at::Tensor bias, ConvParams params, PostOps post_ops,
+                   ActivationQuant input);
+
+  // input: fp32 [N, C, H, W]; accumulator as for ConvContext. Returns fp32.
+  at::Tensor Run(const at::Tensor& input, const at::Tensor& accumulator = {});
+
+  const ActivationQuant& input_quant() const { return input_; }
+  const at::Tensor& weight() const { return weight_; }
+
+  using State =
+      std::tuple<at::Tensor, c10::optional<at::Tensor>, std::vector<int64_t>, std::vector<int64_t>,
+                 std::vector<int64_t>, int64_t, std::string, double, int64_t, int64_t>;
+  State GetState() const;
+  static c10::intrusive_ptr<QuantConvContext> FromState(State state);
+
+ private:
+  struct Plan;
+  std::shared_ptr<const Plan> PlanFor(const at::Tensor& input);
+  at::Tensor RunReference(const at::Tensor& input, const at::Tensor& accumulator) const;
+
+  at::Tensor weight_;  // fp32, what the context was built from (and is saved as)
+  at::Tensor bias_;
+  ConvParams params_;
+  PostOps post_ops_;
+  ActivationQuant input_;
+  QuantizedWeight quantized_;
+  at::Tensor scaled_bias_;  // bias / (input scale * weight scale): oneDNN v2 adds it before scaling
+
+  std::mutex mutex_;
+  std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans_;
+};
+
+}  // namespace ipt::kernels

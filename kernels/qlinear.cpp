@@ -1,0 +1,160 @@
+#include "kernels/qlinear.h"
+
+#include <fmt/format.h>
+
+#include "base/error.h"
+#include "kernels/dnnl_util.h"
+
+namespace ipt::kernels {
+
+using dnnl::memory;
+
+// Output scales, zero point and bias are run-time arguments, so one primitive serves static
+// and dynamic quantization alike.
+struct QuantLinearContext::Plan {
+  dnnl::matmul primitive;
+  memory::desc src_desc;
+  memory::desc dst_desc;
+  memory::desc scratchpad_desc;
+  memory weights;
+};
+
+QuantLinearContext::QuantLinearContext(at::Tensor weight, at::Tensor bias, PostOps post_ops,
+                                       std::optional<ActivationQuant> input)
+    : weight_(weight.to(at::kFloat).contiguous()),
+      bias_(bias.defined() ? bias.to(at::kFloat).contiguous() : bias),
+      post_ops_(post_ops),
+      input_(input) {
+  if (weight_.dim() != 2)
+    throw Error(ErrorCode::kInvalidArgument, fmt::format("ipt qlinear: weight must be 2-D, got {}",
+                                                         detail::Dims(weight_.sizes())));
+  if (bias_.defined() && (bias_.dim() != 1 || bias_.size(0) != weight_.size(0)))
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("ipt qlinear: bias {} does not match {} output features",
+                            detail::Dims(bias_.sizes()), weight_.size(0)));
+  if (input_ && (input_->is_signed() || !(input_->scale > 0)))
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("ipt qlinear: the input quantization must be unsigned with a positive "
+                            "scale, got {}",
+                            ToString(*input_)));
+  quantized_ = QuantizeWeightPerChannel(weight_);
+  weight_scales_ = at::tensor(quantized_.scales);
+}
+
+std::shared_ptr<const QuantLinearContext::Plan> QuantLinearContext::PlanFor(int64_t rows) {
+  const std::pair<int64_t, int64_t> key{rows, at::get_num_threads()};
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (auto it = plans_.find(key); it != plans_.end()) return it->second;
+  const int64_t n = weight_.size(0), k = weight_.size(1);
+  try {
+    auto plan = std::make_shared<Plan>();
+    plan->src_desc = memory::desc({rows, k}, memory::data_type::u8, memory::format_tag::ab);
+    plan->dst_desc = memory::desc({rows, n}, memory::data_type::f32, memory::format_tag::ab);
+    memory::desc any_weights({k, n}, memory::data_type::s8, memory::format_tag::any);
+    memory::desc bias_desc =
+        bias_.defined() ? memory::desc({1, n}, memory::data_type::f32, memory::format_tag::ab)
+                        : memory::desc();
+    dnnl::matmul::desc desc(plan->src_desc, any_weights, bias_desc, plan->dst_desc);
+    dnnl::primitive_attr attr = detail::MakeAttr(post_ops_);
+    attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    dnnl::matmul::primitive_desc pd(desc, attr, detail::CpuEngine());
+    plan->primitive = dnnl::matmul(pd);
+    plan->scratchpad_desc = pd.scratchpad_desc();
+    for (const auto& [other_key, other] : plans_) {
+      if (other && other->weights.get_desc() == pd.weights_desc()) plan->weights = other->weights;
+    }
+    if (!plan->weights) {
+      memory::desc plain({k, n}, memory::data_type::s8, memory::format_tag::ba);
+      plan->weights = detail::ReorderInto(plain, quantized_.data, pd.weights_desc());
+    }
+    return plans_[key] = plan;
+  } catch (const dnnl::error& e) {
+    detail::LogFallback(
+        fmt::format("qlinear{} [{}, {}]", post_ops_.empty() ? "" : "+" + ToString(post_ops_), rows,
+                    k),
+        fmt::format("aten fallback: oneDNN has no int8 matmul for it ({})", e.what()));
+    return plans_[key] = nullptr;
+  }
+}
+
+ActivationQuant QuantLinearContext::QuantFor(const at::Tensor& input) const {
+  if (input_) return *input_;
+  auto [min, max] = at::aminmax(input);
+  float lo = min.item<float>(), hi = max.item<float>();
+  TORCH_CHECK(std::isfinite(lo) && std::isfinite(hi),
+              "ipt qlinear: the input holds inf or NaN; dynamic quantization needs finite values");
+  return AffineUnsignedQuant(lo, hi, UnsignedActivationMax());
+}
+
+at::Tensor QuantLinearContext::RunReference(const at::Tensor& input, const ActivationQuant& quant,
+                                            const at::Tensor& accumulator) const {
+  at::Tensor q = QuantizeActivation(input.contiguous(), quant);
+  at::Tensor x = (q.to(at::kFloat) - quant.zero_point) * quant.scale;
+  at::Tensor w = quantized_.data.to(at::kFloat) * weight_scales_.view({-1, 1});
+  at::Tensor out = at::linear(x, w, bias_);
+  if (post_ops_.sum) out = out + accumulator.to(at::kFloat);
+  if (post_ops_.eltwise) detail::ApplyEltwiseReference(*post_ops_.eltwise, out);
+  return out;
+}
+
+at::Tensor QuantLinearContext::Run(const at::Tensor& input_any, const at::Tensor& accumulator) {
+  TORCH_CHECK(input_any.dim() >= 1 && input_any.size(-1) == weight_.size(1), "ipt qlinear: input ",
+              detail::Dims(input_any.sizes()), " has ",
+              input_any.dim() >= 1 ? input_any.size(-1) : 0, " features, the weight expects ",
+              weight_.size(1));
+  TORCH_CHECK(post_ops_.sum == accumulator.defined(),
+              post_ops_.sum ? "ipt qlinear: the sum post-op needs an accumulator"
+                            : "ipt qlinear: an accumulator was given without a sum post-op");
+  at::Tensor input = input_any.to(at::kFloat).contiguous();
+  const int64_t rows = input.numel() / weight_.size(1);
+  const ActivationQuant quant = QuantFor(input);
+  std::vector<int64_t> out_sizes(input.sizes().begin(), input.sizes().end());
+  out_sizes.back() = weight_.size(0);
+  std::shared_ptr<const Plan> plan = rows > 0 ? PlanFor(rows) : nullptr;
+  if (!plan || (post_ops_.sum && accumulator.sizes() != c10::IntArrayRef(out_sizes)))
+    return RunReference(input, quant, accumulator);
+
+  at::Tensor src = QuantizeActivation(input, quant);
+  at::Tensor dst = post_ops_.sum ? accumulator.to(at::kFloat, /*non_blocking=*/false,
+                                                  /*copy=*/true, at::MemoryFormat::Contiguous)
+                                 : at::empty(out_sizes, input.options());
+  // oneDNN v2 adds the bias to the s32 accumulator before applying the output scale.
+  at::Tensor scales = weight_scales_ * quant.scale;
+  at::Tensor bias = bias_.defined() ? bias_ / scales : at::Tensor();
+  int32_t zero_point = quant.zero_point;
+  const auto& engine = detail::CpuEngine();
+  const int64_t n = weight_.size(0);
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(plan->src_desc, engine, src.data_ptr())},
+      {DNNL_ARG_WEIGHTS, plan->weights},
+      {DNNL_ARG_DST, memory(plan->dst_desc, engine, dst.data_ptr())},
+      {DNNL_ARG_ATTR_OUTPUT_SCALES,
+       memory({{n}, memory::data_type::f32, memory::format_tag::a}, engine, scales.data_ptr())},
+      {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC,
+       memory({{1}, memory::data_type::s32, memory::format_tag::a}, engine, &zero_point)}};
+  if (bias.defined())
+    args.emplace(DNNL_ARG_BIAS, memory({{1, n}, memory::data_type::f32, memory::format_tag::ab},
+                                       engine, bias.data_ptr()));
+  detail::Execute(plan->primitive, plan->scratchpad_desc, std::move(args));
+  return dst;
+}
+
+QuantLinearContext::State QuantLinearContext::GetState() const {
+  c10::optional<at::Tensor> bias;
+  if (bias_.defined()) bias = bias_;
+  if (!input_) return {weight_, bias, ToString(post_ops_), -1.0, 0, 0};
+  return {weight_, bias, ToString(post_ops_), input_->scale, input_->zero_point, input_->qmax};
+}
+
+c10::intrusive_ptr<QuantLinearContext> QuantLinearContext::FromState(State state) {
+  auto& [weight, bias, post_ops, scale, zero_point, qmax] = state;
+  std::optional<ActivationQuant> input;
+  if (scale > 0)
+    input = ActivationQuant{static_cast<float>(scale), static_cast<int32_t>(zero_point), 0,
+                            static_cast<int32_t>(qmax)};
+  return c10::make_intrusive<QuantLinearContext>(weight, bias ? *bias : at::Tensor(),
+                                                 ParsePostOps(post_ops), input);
+}
+
+}  // namespace ipt::kernels

@@ -1,0 +1,67 @@
+// An int8 linear layer (y = x W^T + b) with its post-ops on oneDNN's matmul: fp32 in, fp32 out,
+// s8 weights with a scale per output feature, u8 (u7 without VNNI) activations, s32
+// accumulation, and the dequantization, bias and post-ops fused into the primitive.
+// Static: the input's scale and zero point were calibrated ahead. Dynamic: they are computed
+// from each input's range at run time (one pass over it), so nothing is calibrated.
+// An input oneDNN cannot take runs the same arithmetic in aten (fake quantization).
+//
+// Thread safety: Run may be called from several threads at once.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/custom_class.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "kernels/post_ops.h"
+#include "kernels/quant.h"
+
+namespace ipt::kernels {
+
+class QuantLinearContext : public torch::CustomClassHolder {
+ public:
+  // weight: [N, K] fp32, quantized here; bias: [N] fp32 or undefined; input: the calibrated
+  // quantization, or nullopt for dynamic quantization.
+  QuantLinearContext(at::Tensor weight, at::Tensor bias, PostOps post_ops,
+                     std::optional<ActivationQuant> input);
+
+  // input: fp32 [..., K]; accumulator as for LinearContext. Returns fp32 [..., N].
+  at::Tensor Run(const at::Tensor& input, const at::Tensor& accumulator = {});
+
+  bool dynamic() const { return !input_.has_value(); }
+  const std::optional<ActivationQuant>& input_quant() const { return input_; }
+  const at::Tensor& weight() const { return weight_; }
+
+  // The last four: scale, zero point, qmax of a static input; a negative scale means dynamic.
+  using State =
+      std::tuple<at::Tensor, c10::optional<at::Tensor>, std::string, double, int64_t, int64_t>;
+  State GetState() const;
+  static c10::intrusive_ptr<QuantLinearContext> FromState(State state);
+
+ private:
+  struct Plan;
+  std::shared_ptr<const Plan> PlanFor(int64_t rows);
+  at::Tensor RunReference(const at::Tensor& input, const ActivationQuant& quant,
+                          const at::Tensor& accumulator) const;
+  ActivationQuant QuantFor(const at::Tensor& input) const;
+
+  at::Tensor weight_;  // fp32, what the context was built from (and is saved as)
+  at::Tensor bias_;
+  PostOps post_ops_;
+  std::optional<ActivationQuant> input_;
+  QuantizedWeight quantized_;
+  at::Tensor weight_scales_;  // fp32 [N]
+
+  std::mutex mutex_;
+  // Key: (rows, thread count). A null plan records a shape oneDNN refused.
+  std::map<std::pair<int64_t, int64_t>, std::shared_ptr<const Plan>> plans_;
+};
+
+}  // namespace ipt::kernels

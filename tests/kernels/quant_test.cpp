@@ -1,0 +1,210 @@
+// The int8 kernels against an independent fake-quantization composition in aten (PyTorch's own
+// quantize_per_tensor / quantize_per_channel): the integer arithmetic must agree to fp32
+// rounding, and the result must stay close to the fp32 op it replaces.
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include "base/error.h"
+#include "kernels/observe.h"
+#include "kernels/qconv.h"
+#include "kernels/qlinear.h"
+#include "kernels/quant.h"
+#include "tests/kernels/test_util.h"
+
+namespace ipt::kernels {
+namespace {
+
+using testing::Reference;
+using testing::RelativeL2;
+
+// What the kernels must compute: x and w rounded through PyTorch's own quantizers, then fp32.
+at::Tensor FakeQuantInput(const at::Tensor& x, const ActivationQuant& q) {
+  at::Tensor clamped = at::quantize_per_tensor(x, q.scale, q.zero_point, at::kQUInt8);
+  at::Tensor ints = clamped.int_repr().to(at::kInt).clamp(q.qmin, q.qmax);
+  return (ints.to(at::kFloat) - q.zero_point) * q.scale;
+}
+
+at::Tensor FakeQuantWeight(const at::Tensor& w) {
+  at::Tensor scales = w.reshape({w.size(0), -1}).abs().amax(1).to(at::kDouble) / 127.0;
+  at::Tensor q =
+      at::quantize_per_channel(w, scales, at::zeros({w.size(0)}, at::kLong), 0, at::kQInt8);
+  return q.dequantize();
+}
+
+double Cosine(const at::Tensor& a, const at::Tensor& b) {
+  return at::cosine_similarity(a.flatten().to(at::kDouble), b.flatten().to(at::kDouble), 0)
+      .item<double>();
+}
+
+TEST(QuantizeActivationTest, RoundsAndClampsLikePyTorchInEveryLayout) {
+  at::manual_seed(3);
+  at::Tensor x = at::randn({2, 8, 5, 5}) * 3;
+  for (int32_t qmax : {255, 127}) {
+    ActivationQuant q = AffineUnsignedQuant(-2.0F, 4.0F, qmax);
+    at::Tensor expected =
+        at::quantize_per_tensor(x, q.scale, q.zero_point, at::kQUInt8).int_repr().clamp(0, qmax);
+    for (auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+      at::Tensor got = QuantizeActivation(x.contiguous(format), q);
+      EXPECT_EQ(got.scalar_type(), at::kByte);
+      EXPECT_TRUE(got.is_contiguous(format));
+      EXPECT_TRUE(at::equal(got.contiguous(), expected)) << "qmax " << qmax;
+    }
+  }
+}
+
+TEST(QuantizeActivationTest, AffineParametersHoldZeroExactly) {
+  for (auto [lo, hi] : std::vector<std::pair<float, float>>{{-1, 3}, {0.5, 2}, {-4, -1}, {0, 0}}) {
+    ActivationQuant q = AffineUnsignedQuant(lo, hi, 127);
+    EXPECT_GT(q.scale, 0);
+    EXPECT_GE(q.zero_point, 0);
+    EXPECT_LE(q.zero_point, 127);
+    at::Tensor zero = QuantizeActivation(at::zeros({1}), q);
+    EXPECT_EQ(zero.item<uint8_t>(), q.zero_point) << lo << " " << hi;
+  }
+}
+
+TEST(QuantizeWeightTest, PerChannelSymmetricMatchesPyTorch) {
+  at::manual_seed(4);
+  at::Tensor w = at::randn({6, 3, 3, 3});
+  w[2].zero_();
+  QuantizedWeight q = QuantizeWeightPerChannel(w);
+  ASSERT_EQ(q.scales.size(), 6U);
+  EXPECT_EQ(q.scales[2], 1.0F);
+  at::Tensor dequantized = q.data.to(at::kFloat) * at::tensor(q.scales).view({6, 1, 1, 1});
+  EXPECT_LT(RelativeL2(dequantized, FakeQuantWeight(w)), 1e-6);
+  EXPECT_LE(q.data.abs().max().item<int>(), 127);
+}
+
+TEST(QuantConvTest, MatchesFakeQuantizedAtenForPostOpsZeroPointsAndLayouts) {
+  at::manual_seed(5);
+  at::Tensor w = at::randn({16, 8, 3, 3}) * 0.2;
+  at::Tensor b = at::randn({16});
+  for (auto layout : {at::MemoryFormat::ChannelsLast, at::MemoryFormat::Contiguous}) {
+    for (bool signed_input : {false, true}) {
+      at::Tensor x = signed_input ? at::randn({2, 8, 9, 9}) : at::rand({2, 8, 9, 9}) * 3;
+      x = x.contiguous(layout);
+      ActivationQuant q = AffineUnsignedQuant(x.min().item<float>(), x.max().item<float>(),
+                                              UnsignedActivationMax());
+      for (const char* spelling : {"", "relu", "sum", "sum+relu", "gelu"}) {
+        PostOps post = ParsePostOps(spelling);
+        QuantConvContext context(w, b, ConvParams{{1, 1}, {1, 1}, {1, 1}, 1}, post, q);
+        at::Tensor fp32 = at::conv2d(x, w, b, 1, 1);
+        at::Tensor acc = post.sum ? at::randn_like(fp32) : at::Tensor();
+        at::Tensor expected =
+            Reference(at::conv2d(FakeQuantInput(x, q), FakeQuantWeight(w), b, 1, 1), post, acc);
+        at::Tensor got = context.Run(x, acc);
+        ASSERT_EQ(got.sizes(), fp32.sizes());
+        EXPECT_LT(RelativeL2(got, expected), 1e-5)
+            << spelling << " signed " << signed_input << " layout " << layout;
+        EXPECT_GT(Cosine(got, Reference(fp32, post, acc)), 0.999) << spelling;
+      }
+    }
+  }
+}
+
+TEST(QuantConvTest, GroupedAndStridedConvolutions) {
+  at::manual_seed(6);
+  at::Tensor w = at::randn({12, 2, 3, 3}) * 0.3;
+  at::Tensor x = at::rand({1, 6, 11, 11});
+  ActivationQuant q = AffineUnsignedQuant(0, 1, UnsignedActivationMax());
+  QuantConvContext context(w, {}, ConvParams{{2, 2}, {1, 1}, {1, 1}, 3}, {}, q);
+  at::Tensor expected = at::conv2d(FakeQuantInput(x, q), FakeQuantWeight(w), {}, 2, 1, 1, 3);
+  EXPECT_LT(RelativeL2(context.Run(x), expected), 1e-5);
+}
+
+TEST(QuantLinearTest, StaticAndDynamicMatchFakeQuantizedAten) {
+  at::manual_seed(7);
+  at::Tensor w = at::randn({40, 24}) * 0.2;
+  at::Tensor b = at::randn({40});
+  at::Tensor x = at::randn({3, 5, 24});
+  ActivationQuant calibrated =
+      AffineUnsignedQuant(x.min().item<float>(), x.max().item<float>(), UnsignedActivationMax());
+  for (const char* spelling : {"", "gelu", "sum", "sum+relu"}) {
+    PostOps post = ParsePostOps(spelling);
+    at::Tensor fp32 = at::linear(x, w, b);
+    at::Tensor acc = post.sum ? at::randn_like(fp32) : at::Tensor();
+    at::Tensor expected =
+        Reference(at::linear(FakeQuantInput(x, calibrated), FakeQuantWeight(w), b), post, acc);
+    for (bool dynamic : {false, true}) {
+      QuantLinearContext context(w, b, post, dynamic ? std::nullopt : std::optional(calibrated));
+      at::Tensor got = context.Run(x, acc);
+      ASSERT_EQ(got.sizes(), fp32.sizes());
+      // Dynamic quantization calibrates on this very input: the same parameters.
+      EXPECT_LT(RelativeL2(got, expected), 1e-5) << spelling << " dynamic " << dynamic;
+      EXPECT_GT(Cosine(got, Reference(fp32, post, acc)), 0.999) << spelling;
+    }
+  }
+}
+
+TEST(QuantLinearTest, DynamicQuantizationFollowsEachInputsRange) {
+  at::manual_seed(8);
+  at::Tensor w = at::randn({16, 32}) * 0.2;
+  QuantLinearContext context(w, {}, {}, std::nullopt);
+  for (double magnitude : {1e-3, 1.0, 1e3}) {
+    at::Tensor x = at::randn({4, 32}) * magnitude;
+    EXPECT_GT(Cosine(context.Run(x), at::linear(x, w)), 0.999) << magnitude;
+  }
+  at::Tensor bad = at::randn({4, 32});
+  bad[1][3] = std::numeric_limits<float>::infinity();
+  EXPECT_THROW(context.Run(bad), c10::Error);
+}
+
+TEST(QuantKernelsTest, OneThreadAndTwoThreadsGiveIdenticalResults) {
+  at::manual_seed(9);
+  at::Tensor x = at::rand({2, 16, 14, 14});
+  ActivationQuant q = AffineUnsignedQuant(0, 1, UnsignedActivationMax());
+  QuantConvContext conv(at::randn({32, 16, 3, 3}) * 0.1, at::randn({32}),
+                        ConvParams{{1, 1}, {1, 1}, {1, 1}, 1}, ParsePostOps("relu"), q);
+  QuantLinearContext linear(at::randn({64, 16 * 14 * 14}) * 0.01, at::randn({64}), {},
+                            std::nullopt);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  at::Tensor conv1 = conv.Run(x), linear1 = linear.Run(x.reshape({2, -1}));
+  at::set_num_threads(2);
+  at::Tensor conv2 = conv.Run(x), linear2 = linear.Run(x.reshape({2, -1}));
+  at::set_num_threads(threads);
+  EXPECT_TRUE(at::equal(conv1, conv2));
+  EXPECT_TRUE(at::equal(linear1, linear2));
+}
+
+TEST(QuantKernelsTest, ContextsRoundTripThroughTheirState) {
+  at::manual_seed(10);
+  ActivationQuant q = AffineUnsignedQuant(-1, 2, 127);
+  QuantConvContext conv(at::randn({8, 4, 3, 3}), at::randn({8}),
+                        ConvParams{{1, 1}, {1, 1}, {1, 1}, 1}, ParsePostOps("relu"), q);
+  at::Tensor x = at::randn({1, 4, 6, 6});
+  EXPECT_TRUE(at::equal(QuantConvContext::FromState(conv.GetState())->Run(x), conv.Run(x)));
+  for (std::optional<ActivationQuant> input :
+       {std::optional(q), std::optional<ActivationQuant>()}) {
+    QuantLinearContext linear(at::randn({8, 4}), {}, ParsePostOps("gelu"), input);
+    at::Tensor y = at::randn({3, 4});
+    auto restored = QuantLinearContext::FromState(linear.GetState());
+    EXPECT_EQ(restored->dynamic(), linear.dynamic());
+    EXPECT_TRUE(at::equal(restored->Run(y), linear.Run(y)));
+  }
+}
+
+TEST(QuantKernelsTest, RefusesSignedOrNonPositiveInputQuantization) {
+  ActivationQuant bad{0.1F, 0, -128, 127};
+  EXPECT_THROW(QuantLinearContext(at::randn({4, 4}), {}, {}, bad), Error);
+  ActivationQuant zero_scale{0.0F, 0, 0, 255};
+  EXPECT_THROW(QuantConvContext(at::randn({4, 4, 1, 1}), {}, ConvParams{}, {}, zero_scale), Error);
+}
+
+TEST(ObserveTest, HandsValuesToTheSinkOnlyWhileInstalled) {
+  std::vector<std::pair<int64_t, double>> seen;
+  at::Tensor x = at::full({2}, 3.0);
+  {
+    ScopedObserveSink sink([&](int64_t slot, const at::Tensor& v) {
+      seen.emplace_back(slot, v.sum().item<double>());
+    });
+    EXPECT_THROW(ScopedObserveSink([](int64_t, const at::Tensor&) {}), Error);
+    EXPECT_TRUE(Observe(x, 7).is_same(x));
+  }
+  Observe(x, 8);
+  ASSERT_EQ(seen.size(), 1U);
+  EXPECT_EQ(seen[0], std::make_pair(int64_t{7}, 6.0));
+}
+
+}  // namespace
+}  // namespace ipt::kernels
