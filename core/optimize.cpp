@@ -17,6 +17,7 @@
 #include "core/passes/fuse_dlrm.h"
 #include "core/passes/fuse_transformer.h"
 #include "core/passes/lower_onednn.h"
+#include "core/quantize.h"
 
 namespace ipt::core {
 namespace {
@@ -73,11 +74,10 @@ at::ScalarType ComputeDtype(recipes::Dtype dtype) {
       return at::kBFloat16;
     case recipes::Dtype::kInt8:
     case recipes::Dtype::kInt8Dynamic:
-      break;
+      // The int8 ops take and give fp32; what is not quantized runs in fp32.
+      return at::kFloat;
   }
-  throw Error(ErrorCode::kUnsupported,
-              fmt::format("precision.dtype: {} is not supported by this core yet",
-                          recipes::ToString(dtype)));
+  throw Error(ErrorCode::kInternal, "unknown precision.dtype");
 }
 
 torch::jit::IValue CastFloating(const torch::jit::IValue& value, at::ScalarType dtype) {
@@ -145,9 +145,21 @@ nlohmann::json Applied::ToJson() const {
   nlohmann::json not_fused_json = nlohmann::json::array();
   for (const passes::NotFused& n : fusions.not_fused)
     not_fused_json.push_back({{"pattern", n.pattern}, {"where", n.where}, {"reason", n.reason}});
-  return {{"dtype", dtype},           {"passes", passes_json},
-          {"fusions", fusions.fused}, {"not_fused", not_fused_json},
-          {"op_counts", op_counts},   {"fallbacks", fallbacks_json}};
+  nlohmann::json out = {{"dtype", dtype},           {"passes", passes_json},
+                        {"fusions", fusions.fused}, {"not_fused", not_fused_json},
+                        {"op_counts", op_counts},   {"fallbacks", fallbacks_json}};
+  if (!quantized.empty() || !kept_fp32.empty()) {
+    out["quantized"] = quantized;
+    out["kept_fp32"] = kept_fp32;
+  }
+  if (qparams) {
+    nlohmann::json inputs = nlohmann::json::object();
+    for (const auto& [name, q] : qparams->inputs)
+      inputs[name] = {{"scale", q.scale}, {"zero_point", q.zero_point}, {"qmax", q.qmax}};
+    out["qparams"] = {{"graph", qparams->graph}, {"inputs", inputs}};
+    out["calibration_s"] = calibration_s;
+  }
+  return out;
 }
 
 OptimizedModel::OptimizedModel(torch::jit::Module module, at::ScalarType compute_dtype,
@@ -169,7 +181,8 @@ std::vector<std::string> KnownFusions() {
   return names;
 }
 
-OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe& recipe) {
+OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe& recipe,
+                        const CalibrationInputs& calibration) {
   const recipes::Optimize& opt = recipe.optimize;
   for (const std::string& fusion : opt.fusions) {
     if (!Has(KnownFusions(), fusion)) {
@@ -183,6 +196,14 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
                       opt.weight_prepack)) {
     throw Error(ErrorCode::kInvalidArgument,
                 "optimize.freeze: false, but the passes asked for need a frozen graph");
+  }
+  const bool int8 = recipe.precision.dtype == recipes::Dtype::kInt8 ||
+                    recipe.precision.dtype == recipes::Dtype::kInt8Dynamic;
+  if (int8 && !opt.weight_prepack) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("precision.dtype {} needs optimize.weight_prepack: the int8 ops are "
+                            "the prepacked oneDNN ones",
+                            recipes::ToString(recipe.precision.dtype)));
   }
 
   Applied applied;
@@ -253,6 +274,14 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
       auto pass = LibtorchFusionTable().find(fusion);
       if (pass != LibtorchFusionTable().end())
         applied.passes.push_back({fusion, pass->second(graph)});
+    }
+    if (int8) {
+      QuantizeResult quantized = Quantize(m, recipe.precision, calibration);
+      applied.passes.push_back({"quantize_int8", !quantized.quantized.empty()});
+      applied.quantized = std::move(quantized.quantized);
+      applied.kept_fp32 = std::move(quantized.kept);
+      applied.qparams = std::move(quantized.qparams);
+      applied.calibration_s = quantized.calibration_s;
     }
     if (opt.optimize_for_inference) {
       auto before = graph->toString();

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/passes/report.h"
+#include "core/quantize.h"
 #include "recipes/recipe.h"
 
 namespace ipt::core {
@@ -31,6 +32,12 @@ struct Applied {
   std::map<std::string, int64_t> op_counts;  // node kinds of the final forward graph
   passes::FusionReport fusions;              // fused patterns and candidates left alone
   std::vector<Fallback> fallbacks;
+  // int8 only: the ops quantized, those the recipe kept in fp32, and (static) the parameters
+  // used, which a recipe can carry so that production never recalibrates.
+  std::vector<std::string> quantized;
+  std::vector<std::string> kept_fp32;
+  std::optional<recipes::QParams> qparams;
+  double calibration_s = 0;
   nlohmann::json ToJson() const;
 };
 
@@ -57,8 +64,11 @@ class OptimizedModel {
 std::vector<std::string> KnownFusions();
 
 // Throws ipt::Error(kInvalidArgument) naming the key for a recipe asking for something the
-// core does not have (an unknown fusion), and kUnsupported for a dtype it cannot run yet.
-OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe& recipe);
+// core does not have (an unknown fusion or calibration algorithm) or that does not fit the model
+// (qparams calibrated for another graph). Static int8 calibrates on `calibration` unless the
+// recipe carries qparams (see core/quantize.h).
+OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe& recipe,
+                        const CalibrationInputs& calibration = {});
 
 // The recipe of libtorch's own best fp32 path: frozen + optimize_for_inference, nothing else.
 recipes::Recipe StockRecipe();

@@ -89,14 +89,33 @@ struct Optimize {
 };
 
 struct Calibration {
-  std::string algorithm = "minmax";
-  int64_t samples = 32;
+  std::string algorithm = "minmax";  // validated by the core, which knows its algorithms
+  int64_t samples = 32;              // calibration items (not batches)
+  double averaging_constant = 0.01;  // moving_average_minmax only
+  double percentile = 99.99;         // percentile only
+};
+
+// How the input of one int8 op is quantized: q = clamp(round(x / scale) + zero_point, 0, qmax).
+struct ActivationQParams {
+  double scale = 1.0;
+  int64_t zero_point = 0;
+  int64_t qmax = 255;  // 127 (u7) where the calibrating CPU had no VNNI
+};
+
+// Calibrated parameters, saved so that production never recalibrates.
+struct QParams {
+  // A digest of the quantizable ops (kind, weight shape, post-ops, in graph order) they were
+  // calibrated for: a recipe applied to another graph is refused, not silently misapplied.
+  std::string graph;
+  std::map<std::string, ActivationQParams> inputs;  // op name ("conv2d.3") -> its input
 };
 
 struct Precision {
   Dtype dtype = Dtype::kFp32;
   std::optional<Calibration> calibration;  // int8 only
-  std::vector<std::string> fallback;       // ops kept in a higher precision
+  // Ops kept in fp32: names the core reports ("linear.11") or whole kinds ("conv2d", "linear").
+  std::vector<std::string> fallback;
+  std::optional<QParams> qparams;  // int8 only
 };
 
 struct Runtime {

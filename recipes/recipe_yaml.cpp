@@ -104,7 +104,7 @@ Optimize ReadOptimize(const YamlReader& r, const YamlValue& v) {
 }
 
 Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
-  YamlMap m(r, v, {"dtype", "calibration", "fallback"});
+  YamlMap m(r, v, {"dtype", "calibration", "fallback", "qparams"});
   Precision p;
   if (auto f = m.Get("dtype")) p.dtype = r.Enum(*f, &ParseDtype, DtypeSpellings());
   if (auto f = m.Get("calibration")) {
@@ -113,15 +113,51 @@ Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
     if (p.dtype != Dtype::kInt8) {
       r.Fail(*f, std::string("only allowed when dtype is int8, not ") + ToString(p.dtype));
     }
-    YamlMap c(r, *f, {"algorithm", "samples"});
+    YamlMap c(r, *f, {"algorithm", "samples", "averaging_constant", "percentile"});
     Calibration calibration;
     if (auto g = c.Get("algorithm")) calibration.algorithm = r.NonEmptyString(*g);
     if (auto g = c.Get("samples")) calibration.samples = r.Int(*g, 1);
+    if (auto g = c.Get("averaging_constant")) {
+      calibration.averaging_constant = r.Double(*g);
+      if (!(calibration.averaging_constant > 0 && calibration.averaging_constant <= 1))
+        r.Fail(*g, "must be in (0, 1]");
+    }
+    if (auto g = c.Get("percentile")) {
+      calibration.percentile = r.Double(*g);
+      if (!(calibration.percentile > 0 && calibration.percentile <= 100))
+        r.Fail(*g, "must be in (0, 100]");
+    }
     p.calibration = calibration;
   } else if (p.dtype == Dtype::kInt8) {
     p.calibration = Calibration{};
   }
   if (auto f = m.Get("fallback")) p.fallback = r.Strings(*f);
+  if (auto f = m.Get("qparams")) {
+    if (p.dtype != Dtype::kInt8) {
+      r.Fail(*f, std::string("only allowed when dtype is int8, not ") + ToString(p.dtype));
+    }
+    YamlMap q(r, *f, {"graph", "inputs"});
+    QParams qparams;
+    if (auto g = q.Get("graph")) qparams.graph = r.NonEmptyString(*g);
+    if (auto g = q.Get("inputs")) {
+      for (const YamlReader::Entry& entry : r.Entries(*g)) {
+        const YamlValue& value = entry.value;
+        YamlMap op(r, value, {"scale", "zero_point", "qmax"});
+        ActivationQParams a;
+        if (auto h = op.Get("scale")) {
+          a.scale = r.Double(*h);
+          if (!(a.scale > 0)) r.Fail(*h, "must be positive");
+        }
+        if (auto h = op.Get("qmax")) a.qmax = r.Int(*h, 1);
+        if (a.qmax != 127 && a.qmax != 255) r.Fail(value, "qmax must be 127 or 255");
+        if (auto h = op.Get("zero_point")) a.zero_point = r.Int(*h, 0);
+        if (a.zero_point > a.qmax) r.Fail(value, "zero_point is above qmax");
+        qparams.inputs[entry.key] = a;
+      }
+    }
+    if (qparams.graph.empty()) r.Fail(*f, "needs the graph digest it was calibrated for");
+    p.qparams = std::move(qparams);
+  }
   return p;
 }
 
@@ -340,10 +376,30 @@ void PutPrecision(YAML::Emitter& out, const Precision& p) {
     Key(out, "algorithm");
     Put(out, c.algorithm);
     Key(out, "samples") << c.samples;
+    if (c.algorithm == "moving_average_minmax")
+      Key(out, "averaging_constant") << c.averaging_constant;
+    if (c.algorithm == "percentile") Key(out, "percentile") << c.percentile;
     out << YAML::EndMap;
   }
   Key(out, "fallback");
   PutStrings(out, p.fallback);
+  if (p.qparams) {
+    Key(out, "qparams") << YAML::BeginMap;
+    Key(out, "graph");
+    Put(out, p.qparams->graph);
+    Key(out, "inputs") << YAML::BeginMap;
+    for (const auto& [name, a] : p.qparams->inputs) {  // std::map: sorted, hence deterministic
+      out << YAML::Key;
+      Put(out, name);
+      out << YAML::Value << YAML::Flow << YAML::BeginMap;
+      Key(out, "scale");
+      Put(out, a.scale);
+      Key(out, "zero_point") << a.zero_point;
+      Key(out, "qmax") << a.qmax;
+      out << YAML::EndMap;
+    }
+    out << YAML::EndMap << YAML::EndMap;
+  }
   out << YAML::EndMap;
 }
 

@@ -33,6 +33,12 @@ class Workload {
   virtual torch::jit::Module BuildModel() const = 0;
   // Evaluation inputs for one call at `batch`; `index` selects one of many distinct batches.
   virtual std::vector<torch::jit::IValue> MakeInputs(int64_t batch, int64_t index) const = 0;
+  // Calibration inputs: the evaluation generator on indices no evaluation batch uses (every
+  // generator seeds from its index), so the two sets are disjoint.
+  std::vector<torch::jit::IValue> MakeCalibrationInputs(int64_t batch, int64_t index) const {
+    return MakeInputs(batch, kCalibrationIndexBase + index);
+  }
+  static constexpr int64_t kCalibrationIndexBase = int64_t{1} << 40;
   // Multiply-adds counted twice, per item of the batch.
   virtual double FlopsPerItem() const = 0;
   // Inputs as a user would declare them at `batch`, for reports and recipes.

@@ -172,17 +172,6 @@ TEST_F(OptimizeResNetTest, UnknownFusionIsAnErrorNamingTheKey) {
   }
 }
 
-TEST_F(OptimizeResNetTest, Int8IsRefusedUntilTheCoreHasIt) {
-  recipes::Recipe recipe;
-  recipe.precision.dtype = recipes::Dtype::kInt8;
-  try {
-    Optimize(*module_, recipe);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-  }
-}
-
 TEST_F(OptimizeResNetTest, ResultsStayCorrectWhenThreadCountChangesBetweenCalls) {
   OptimizedModel model = Optimize(*module_, recipes::Recipe{});
   SetThreads(2);

@@ -46,6 +46,8 @@ Recipe FullRecipe() {
   r.precision.dtype = Dtype::kInt8;
   r.precision.calibration = Calibration{"histogram", 128};
   r.precision.fallback = {"aten::softmax", "aten::layer_norm"};
+  r.precision.qparams = QParams{
+      "5d41402abc4b2a76", {{"conv2d.0", {0.0123, 64, 127}}, {"linear.1", {1.0 / 3.0, 0, 255}}}};
   r.runtime.threads = 56;
   r.runtime.streams = 4;
   r.runtime.cores_per_stream = 14;
@@ -113,6 +115,11 @@ precision:
   fallback:
     - "aten::softmax"
     - "aten::layer_norm"
+  qparams:
+    graph: "5d41402abc4b2a76"
+    inputs:
+      conv2d.0: {scale: 0.0123, zero_point: 64, qmax: 127}
+      linear.1: {scale: 0.3333333333333333, zero_point: 0, qmax: 255}
 runtime:
   threads: 56
   streams: 4
@@ -296,6 +303,13 @@ TEST_F(RecipeYamlTest, FullRecipeRoundTripsThroughAFile) {
   EXPECT_EQ(r.precision.calibration->algorithm, "histogram");
   EXPECT_EQ(r.precision.calibration->samples, 128);
   EXPECT_EQ(r.precision.fallback, (std::vector<std::string>{"aten::softmax", "aten::layer_norm"}));
+  ASSERT_TRUE(r.precision.qparams.has_value());
+  EXPECT_EQ(r.precision.qparams->graph, "5d41402abc4b2a76");
+  ASSERT_EQ(r.precision.qparams->inputs.size(), 2U);
+  const ActivationQParams& linear = r.precision.qparams->inputs.at("linear.1");
+  EXPECT_EQ(linear.scale, 1.0 / 3.0);  // bit for bit: production must use what was calibrated
+  EXPECT_EQ(linear.zero_point, 0);
+  EXPECT_EQ(r.precision.qparams->inputs.at("conv2d.0").qmax, 127);
   EXPECT_EQ(r.runtime.threads, 56);
   EXPECT_EQ(r.runtime.streams, 4);
   EXPECT_EQ(r.runtime.cores_per_stream, 14);
@@ -639,9 +653,9 @@ INSTANTIATE_TEST_SUITE_P(
                 "memory_format"},
         BadCase{"calibration",
                 kH + "precision:\n  dtype: int8\n  calibration:\n    algorithm: minmax\n"
-                     "    percentile: 99\n",
-                "r.yaml:8: precision.calibration.percentile: unknown key; allowed keys are "
-                "algorithm, samples"},
+                     "    bins: 99\n",
+                "r.yaml:8: precision.calibration.bins: unknown key; allowed keys are "
+                "algorithm, samples, averaging_constant, percentile"},
         BadCase{"runtime", kH + "runtime:\n  threads: 2\n  numa: 0\n",
                 "r.yaml:6: runtime.numa: unknown key; allowed keys are threads, streams, "
                 "cores_per_stream, binding, allocator, env"},
@@ -738,6 +752,23 @@ INSTANTIATE_TEST_SUITE_P(
 INSTANTIATE_TEST_SUITE_P(
     Consistency, RecipeRejectTest,
     ::testing::Values(
+        BadCase{"percentile out of range",
+                kH + "precision:\n  dtype: int8\n  calibration: {algorithm: percentile, "
+                     "percentile: 120}\n",
+                "r.yaml:6: precision.calibration.percentile: must be in (0, 100]"},
+        BadCase{"qparams with fp32", kH + "precision:\n  qparams: {graph: abc}\n",
+                "r.yaml:5: precision.qparams: only allowed when dtype is int8, not fp32"},
+        BadCase{"qparams without graph",
+                kH + "precision:\n  dtype: int8\n  qparams:\n    inputs: {}\n",
+                "r.yaml:6: precision.qparams: needs the graph digest it was calibrated for"},
+        BadCase{"qparams scale",
+                kH + "precision:\n  dtype: int8\n  qparams:\n    graph: abc\n    inputs:\n"
+                     "      conv2d.0: {scale: 0, zero_point: 0, qmax: 255}\n",
+                "r.yaml:9: precision.qparams.inputs.conv2d.0.scale: must be positive"},
+        BadCase{"qparams qmax",
+                kH + "precision:\n  dtype: int8\n  qparams:\n    graph: abc\n    inputs:\n"
+                     "      conv2d.0: {scale: 1, zero_point: 0, qmax: 100}\n",
+                "r.yaml:9: precision.qparams.inputs.conv2d.0: qmax must be 127 or 255"},
         BadCase{"calibration with bf16",
                 kH + "precision:\n  dtype: bf16\n  calibration:\n    samples: 8\n",
                 "r.yaml:6: precision.calibration: only allowed when dtype is int8, not bf16"},

@@ -1,0 +1,256 @@
+#include "core/quantize.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/csrc/jit/runtime/interpreter.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <optional>
+
+#include "base/error.h"
+#include "base/sha256.h"
+#include "core/calibration/observer.h"
+#include "core/passes/graph_util.h"
+#include "kernels/conv.h"
+#include "kernels/linear.h"
+#include "kernels/observe.h"
+#include "kernels/qconv.h"
+#include "kernels/qlinear.h"
+
+namespace ipt::core {
+namespace {
+
+using passes::AllNodes;
+using passes::IsKind;
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+
+struct QuantOp {
+  Node* node;
+  std::string name;  // "conv2d.3"
+  std::string kind;  // "conv2d" or "linear"
+};
+
+c10::IValue ContextOf(Node* node) { return *torch::jit::toIValue(node->inputs().back()); }
+
+std::vector<QuantOp> FindOps(const std::shared_ptr<Graph>& graph) {
+  std::vector<QuantOp> ops;
+  int64_t convs = 0, linears = 0;
+  for (Node* node : AllNodes(graph)) {
+    if (IsKind(node, {"ipt::conv2d", "ipt::conv2d_sum"})) {
+      ops.push_back({node, fmt::format("conv2d.{}", convs++), "conv2d"});
+    } else if (IsKind(node, {"ipt::linear", "ipt::linear_sum"})) {
+      ops.push_back({node, fmt::format("linear.{}", linears++), "linear"});
+    }
+  }
+  return ops;
+}
+
+// What the saved parameters depend on: each op's kind, weight shape and post-ops, in order.
+std::string GraphDigest(const std::vector<QuantOp>& ops) {
+  std::string text;
+  for (const QuantOp& op : ops) {
+    c10::IValue context = ContextOf(op.node);
+    if (op.kind == "conv2d") {
+      auto conv = context.toCustomClass<kernels::ConvContext>();
+      text += fmt::format("{} {} {}\n", op.node->kind().toQualString(), conv->weight().sizes(),
+                          kernels::ToString(conv->post_ops()));
+    } else {
+      auto linear = context.toCustomClass<kernels::LinearContext>();
+      text += fmt::format("{} {} {}\n", op.node->kind().toQualString(), linear->weight().sizes(),
+                          kernels::ToString(linear->post_ops()));
+    }
+  }
+  return Sha256Hex(text).substr(0, 16);
+}
+
+calibration::AlgorithmSpec SpecOf(const recipes::Calibration& c) {
+  calibration::AlgorithmSpec spec;
+  try {
+    spec.algorithm = calibration::ParseAlgorithm(c.algorithm);
+  } catch (const Error& e) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("precision.calibration.algorithm: {}", e.what()));
+  }
+  spec.averaging_constant = c.averaging_constant;
+  spec.percentile = c.percentile;
+  return spec;
+}
+
+// Runs the calibration set through a copy of the graph in which each op's input first passes
+// an ipt::observe, and returns each op's calibrated input quantization.
+std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
+                                                  const std::shared_ptr<Graph>& graph,
+                                                  const std::vector<size_t>& chosen,
+                                                  const recipes::Calibration& settings,
+                                                  const CalibrationInputs& inputs,
+                                                  const std::vector<QuantOp>& ops) {
+  std::shared_ptr<Graph> copy = graph->copy();
+  std::vector<QuantOp> copied = FindOps(copy);
+  const calibration::AlgorithmSpec spec = SpecOf(settings);
+  std::vector<std::unique_ptr<calibration::Observer>> observers;
+  for (size_t slot = 0; slot < chosen.size(); ++slot) {
+    Node* node = copied[chosen[slot]].node;
+    torch::jit::WithInsertPoint guard(node);
+    Value* slot_value = copy->insertConstant(static_cast<int64_t>(slot));
+    Node* observe =
+        copy->create(c10::Symbol::fromQualString("ipt::observe"), {node->input(0), slot_value}, 1);
+    observe->output()->setType(node->input(0)->type());
+    copy->insertNode(observe);
+    node->replaceInput(0, observe->output());
+    observers.push_back(calibration::MakeObserver(spec));
+  }
+  std::optional<std::string> failure;
+  kernels::ScopedObserveSink sink([&](int64_t slot, const at::Tensor& value) {
+    at::Tensor t = value.to(at::kFloat);
+    if (!t.is_contiguous() && !t.is_contiguous(at::MemoryFormat::ChannelsLast)) t = t.contiguous();
+    try {
+      observers[slot]->Observe(t.data_ptr<float>(), t.numel());
+    } catch (const Error& e) {
+      if (!failure) failure = fmt::format("the input of {}: {}", ops[chosen[slot]].name, e.what());
+    }
+  });
+  torch::NoGradGuard no_grad;
+  torch::jit::Code code(copy, "calibrate");
+  const int64_t batch = std::min<int64_t>(settings.samples, 8);
+  for (int64_t done = 0, index = 0; done < settings.samples; ++index) {
+    const int64_t items = std::min(batch, settings.samples - done);
+    torch::jit::Stack stack{module._ivalue()};
+    for (auto& input : inputs(items, index)) stack.push_back(std::move(input));
+    torch::jit::InterpreterState(code).run(stack);
+    if (failure) throw Error(ErrorCode::kInvalidArgument, fmt::format("calibration: {}", *failure));
+    done += items;
+  }
+  const calibration::QuantType type =
+      kernels::CpuHasVnni() ? calibration::QuantType::kU8 : calibration::QuantType::kU7;
+  std::vector<recipes::ActivationQParams> result;
+  for (size_t slot = 0; slot < chosen.size(); ++slot) {
+    calibration::QParams q = calibration::ChooseQParams(
+        observers[slot]->Calibrated(type, /*symmetric=*/false), type, /*symmetric=*/false);
+    result.push_back({q.scale, q.zero_point, q.qmax});
+  }
+  return result;
+}
+
+void ReplaceContext(Node* node, const char* kind, const c10::IValue& context) {
+  auto graph = node->owningGraph();
+  torch::jit::WithInsertPoint guard(node);
+  Node* constant = graph->create(c10::prim::Constant);
+  constant->output()->setType(context.type());
+  constant->ival_(c10::attr::value, context);
+  graph->insertNode(constant);
+  std::vector<Value*> inputs(node->inputs().begin(), node->inputs().end());
+  inputs.back() = constant->output();
+  Node* replacement = graph->create(c10::Symbol::fromQualString(kind), inputs, 1);
+  replacement->output()->setType(c10::TensorType::get());
+  graph->insertNode(replacement);
+  node->output()->replaceAllUsesWith(replacement->output());
+  node->destroy();
+}
+
+void Rewrite(const QuantOp& op, const std::optional<kernels::ActivationQuant>& input) {
+  const bool sum = op.node->inputs().size() == 3;
+  c10::IValue context = ContextOf(op.node);
+  if (op.kind == "conv2d") {
+    auto conv = context.toCustomClass<kernels::ConvContext>();
+    auto q = c10::make_intrusive<kernels::QuantConvContext>(
+        conv->weight(), conv->bias(), conv->params(), conv->post_ops(), *input);
+    ReplaceContext(op.node, sum ? "ipt::qconv2d_sum" : "ipt::qconv2d", c10::IValue(q));
+  } else {
+    auto linear = context.toCustomClass<kernels::LinearContext>();
+    auto q = c10::make_intrusive<kernels::QuantLinearContext>(linear->weight(), linear->bias(),
+                                                              linear->post_ops(), input);
+    ReplaceContext(op.node, sum ? "ipt::qlinear_sum" : "ipt::qlinear", c10::IValue(q));
+  }
+}
+
+}  // namespace
+
+QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& precision,
+                        const CalibrationInputs& calibration) {
+  const bool dynamic = precision.dtype == recipes::Dtype::kInt8Dynamic;
+  std::shared_ptr<Graph> graph = module.get_method("forward").graph();
+  std::vector<QuantOp> ops = FindOps(graph);
+  QuantizeResult result;
+
+  std::vector<std::string> names;
+  for (const QuantOp& op : ops) names.push_back(op.name);
+  for (const std::string& entry : precision.fallback) {
+    bool matches = entry == "conv2d" || entry == "linear" ||
+                   std::find(names.begin(), names.end(), entry) != names.end();
+    if (!matches)
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("precision.fallback: '{}' is not an op of this model (its int8 ops "
+                      "are {}; a kind, conv2d or linear, names them all)",
+                      entry, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+  }
+  auto kept = [&](const QuantOp& op) {
+    return std::find_if(precision.fallback.begin(), precision.fallback.end(),
+                        [&](const std::string& e) { return e == op.name || e == op.kind; }) !=
+           precision.fallback.end();
+  };
+  std::vector<size_t> chosen;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (dynamic && ops[i].kind != "linear") continue;
+    if (kept(ops[i])) {
+      result.kept.push_back(ops[i].name);
+    } else {
+      chosen.push_back(i);
+    }
+  }
+
+  if (dynamic) {
+    for (size_t i : chosen) {
+      Rewrite(ops[i], std::nullopt);
+      result.quantized.push_back(ops[i].name);
+    }
+    return result;
+  }
+
+  recipes::QParams qparams;
+  qparams.graph = GraphDigest(ops);
+  if (precision.qparams) {
+    if (precision.qparams->graph != qparams.graph)
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("precision.qparams: calibrated for another graph (digest {}; this "
+                              "model with this recipe's passes gives {}): remove qparams to "
+                              "recalibrate, or use the model they were made for",
+                              precision.qparams->graph, qparams.graph));
+    for (size_t i : chosen) {
+      auto it = precision.qparams->inputs.find(ops[i].name);
+      if (it == precision.qparams->inputs.end())
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("precision.qparams.inputs: no parameters for {} (was it in the "
+                                "fallback list when they were calibrated?)",
+                                ops[i].name));
+      qparams.inputs[ops[i].name] = it->second;
+    }
+  } else {
+    if (!calibration)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "precision.dtype int8 needs calibration data or saved precision.qparams");
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<recipes::ActivationQParams> calibrated =
+        Calibrate(module, graph, chosen, precision.calibration.value_or(recipes::Calibration{}),
+                  calibration, ops);
+    for (size_t slot = 0; slot < chosen.size(); ++slot)
+      qparams.inputs[ops[chosen[slot]].name] = calibrated[slot];
+    result.calibration_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  for (size_t i : chosen) {
+    const recipes::ActivationQParams& a = qparams.inputs.at(ops[i].name);
+    Rewrite(ops[i], kernels::ActivationQuant{static_cast<float>(a.scale),
+                                             static_cast<int32_t>(a.zero_point), 0,
+                                             static_cast<int32_t>(a.qmax)});
+    result.quantized.push_back(ops[i].name);
+  }
+  result.qparams = std::move(qparams);
+  return result;
+}
+
+}  // namespace ipt::core

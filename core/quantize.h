@@ -1,0 +1,40 @@
+// INT8 quantization of a frozen graph already lowered onto the oneDNN ops (ipt::conv2d,
+// ipt::linear and their _sum forms): each becomes its int8 counterpart (ipt::qconv2d,
+// ipt::qlinear), with
+//   - static: the input of every op calibrated ahead, on a copy of the graph that hands each
+//     op's input to an observer (core/calibration), or taken from saved recipe qparams;
+//   - dynamic: linear only, each input's range taken at run time.
+// Ops are named by kind and position ("conv2d.0", "linear.7"); the recipe's fallback list keeps
+// named ops, or whole kinds, in fp32.
+#pragma once
+
+#include <torch/script.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/passes/report.h"
+#include "recipes/recipe.h"
+
+namespace ipt::core {
+
+// Calibration batch `index` (0, 1, ...) of `batch` items, from data the model is not evaluated on.
+using CalibrationInputs =
+    std::function<std::vector<torch::jit::IValue>(int64_t batch, int64_t index)>;
+
+struct QuantizeResult {
+  std::vector<std::string> quantized;       // op names, in graph order
+  std::vector<std::string> kept;            // ops the fallback list kept in fp32
+  std::optional<recipes::QParams> qparams;  // static only: what was calibrated or loaded
+  double calibration_s = 0;
+};
+
+// Rewrites the forward graph of `module` (frozen) in place. Throws ipt::Error(kInvalidArgument)
+// for an unknown calibration algorithm, a fallback name that matches no op, static int8 with
+// neither qparams nor calibration inputs, and qparams made for another graph (naming both
+// digests); kInvalidArgument also when calibration meets inf or NaN, naming the op.
+QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& precision,
+                        const CalibrationInputs& calibration);
+
+}  // namespace ipt::core

@@ -1,0 +1,266 @@
+// INT8 through the whole core: calibration on a model's own calibration set, the rewrite onto
+// the int8 oneDNN ops, saved parameters, fallbacks and dynamic quantization, checked against
+// the fp32 model.
+#include "core/quantize.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "base/error.h"
+#include "core/calibration/observer.h"
+#include "core/optimize.h"
+#include "recipes/recipe_yaml.h"
+#include "workloads/bert.h"
+#include "workloads/dlrm.h"
+#include "workloads/workload.h"
+
+namespace ipt::core {
+namespace {
+
+// A small residual conv net with a linear head: conv+relu, conv+add+relu, and a linear.
+torch::jit::Module SmallConvNet() {
+  torch::jit::Module m("SmallConvNet");
+  at::manual_seed(11);
+  m.register_parameter("w1", at::randn({16, 3, 3, 3}) * 0.3, false);
+  m.register_parameter("b1", at::randn({16}) * 0.1, false);
+  m.register_parameter("w2", at::randn({16, 16, 3, 3}) * 0.1, false);
+  m.register_parameter("b2", at::randn({16}) * 0.1, false);
+  m.register_parameter("fc_w", at::randn({10, 16}) * 0.3, false);
+  m.register_parameter("fc_b", at::randn({10}) * 0.1, false);
+  m.define(R"(
+def forward(self, x):
+    y = torch.relu(torch.conv2d(x, self.w1, self.b1, 1, 1))
+    z = torch.relu(torch.conv2d(y, self.w2, self.b2, 1, 1) + y)
+    return torch.linear(torch.mean(z, [2, 3]), self.fc_w, self.fc_b)
+)");
+  m.eval();
+  return m;
+}
+
+std::vector<torch::jit::IValue> Images(int64_t batch, int64_t index) {
+  at::Generator g = at::detail::createCPUGenerator(1000 + index);
+  return {at::randn({batch, 3, 12, 12}, g)};
+}
+
+at::Tensor Eval(const torch::jit::Module& m, const std::vector<torch::jit::IValue>& inputs) {
+  torch::NoGradGuard no_grad;
+  torch::jit::Module copy = m.clone();
+  return copy.forward(inputs).toTensor();
+}
+
+double Cosine(const at::Tensor& a, const at::Tensor& b) {
+  return at::cosine_similarity(a.flatten().to(at::kDouble), b.flatten().to(at::kDouble), 0)
+      .item<double>();
+}
+
+recipes::Recipe Int8(const std::string& algorithm = "minmax", int64_t samples = 16) {
+  recipes::Recipe recipe;
+  recipe.precision.dtype = recipes::Dtype::kInt8;
+  recipe.precision.calibration = recipes::Calibration{algorithm, samples};
+  return recipe;
+}
+
+int64_t Count(const Applied& applied, const std::string& kind) {
+  auto it = applied.op_counts.find(kind);
+  return it == applied.op_counts.end() ? 0 : it->second;
+}
+
+TEST(QuantizeTest, EveryCalibrationAlgorithmQuantizesEveryConvAndLinear) {
+  torch::jit::Module module = SmallConvNet();
+  auto inputs = Images(8, 99);
+  at::Tensor reference = Eval(module, inputs);
+  for (const std::string& algorithm : calibration::AlgorithmNames()) {
+    OptimizedModel model = Optimize(module, Int8(algorithm), Images);
+    const Applied& applied = model.applied();
+    EXPECT_EQ(Count(applied, "ipt::qconv2d"), 1) << algorithm;
+    EXPECT_EQ(Count(applied, "ipt::qconv2d_sum"), 1) << algorithm;
+    EXPECT_EQ(Count(applied, "ipt::qlinear"), 1) << algorithm;
+    EXPECT_EQ(Count(applied, "ipt::conv2d") + Count(applied, "ipt::linear"), 0) << algorithm;
+    EXPECT_EQ(applied.quantized, (std::vector<std::string>{"conv2d.0", "conv2d.1", "linear.0"}));
+    ASSERT_TRUE(applied.qparams.has_value());
+    EXPECT_EQ(applied.qparams->inputs.size(), 3U);
+    at::Tensor out = model.Run(inputs).toTensor();
+    EXPECT_GT(Cosine(reference, out), 0.99) << algorithm;
+    EXPECT_GT((out.argmax(1) == reference.argmax(1)).to(at::kFloat).mean().item<double>(), 0.7)
+        << algorithm;
+  }
+}
+
+TEST(QuantizeTest, SavedParametersReproduceTheCalibratedModelExactlyFromYamlOnDisk) {
+  torch::jit::Module module = SmallConvNet();
+  auto inputs = Images(4, 50);
+  recipes::Recipe recipe = Int8("histogram");
+  recipe.workload.name = "small-conv-net";
+  OptimizedModel calibrated = Optimize(module, recipe, Images);
+  recipe.precision.qparams = calibrated.applied().qparams;
+  auto path = std::filesystem::temp_directory_path() /
+              ("ipt-quantize-test-" + std::to_string(::getpid()) + ".yaml");
+  recipes::SaveRecipe(recipe, path.string());
+  recipes::Recipe loaded = recipes::LoadRecipe(path.string());
+  std::filesystem::remove(path);
+  // No calibration data: the parameters come from the file alone.
+  OptimizedModel production = Optimize(module, loaded);
+  EXPECT_EQ(production.applied().calibration_s, 0);
+  EXPECT_TRUE(at::equal(production.Run(inputs).toTensor(), calibrated.Run(inputs).toTensor()));
+}
+
+TEST(QuantizeTest, SavedOptimisedModelLoadsAndGivesTheSameResults) {
+  OptimizedModel model = Optimize(SmallConvNet(), Int8(), Images);
+  std::stringstream buffer;
+  model.module().save(buffer);
+  torch::jit::Module loaded = torch::jit::load(buffer);
+  auto inputs = Images(2, 7);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(loaded.forward(inputs).toTensor(), model.Run(inputs).toTensor()));
+}
+
+TEST(QuantizeTest, ParametersForAnotherGraphAreRefusedNamingBothDigests) {
+  torch::jit::Module module = SmallConvNet();
+  recipes::Recipe recipe = Int8();
+  recipe.precision.qparams = Optimize(module, recipe, Images).applied().qparams;
+  // The same model with the conv+add fusion off has other ops: the parameters do not fit.
+  recipe.optimize.fusions = {"conv_eltwise", "linear_eltwise"};
+  try {
+    Optimize(module, recipe);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("calibrated for another graph"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find(recipe.precision.qparams->graph), std::string::npos);
+  }
+}
+
+TEST(QuantizeTest, StaticInt8WithoutDataOrParametersIsAClearError) {
+  try {
+    Optimize(SmallConvNet(), Int8());
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("calibration data"), std::string::npos) << e.what();
+  }
+}
+
+TEST(QuantizeTest, UnknownAlgorithmAndFallbackNamesAreErrorsNamingWhatExists) {
+  torch::jit::Module module = SmallConvNet();
+  try {
+    Optimize(module, Int8("kl"), Images);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("precision.calibration.algorithm"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("entropy"), std::string::npos) << e.what();
+  }
+  recipes::Recipe recipe = Int8();
+  recipe.precision.fallback = {"conv2d.7"};
+  try {
+    Optimize(module, recipe, Images);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv2d.0, conv2d.1, linear.0"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(QuantizeTest, FallbackKeepsNamedOpsAndWholeKindsInFp32) {
+  torch::jit::Module module = SmallConvNet();
+  recipes::Recipe recipe = Int8();
+  recipe.precision.fallback = {"conv2d.0", "linear"};
+  OptimizedModel model = Optimize(module, recipe, Images);
+  EXPECT_EQ(model.applied().quantized, std::vector<std::string>{"conv2d.1"});
+  EXPECT_EQ(model.applied().kept_fp32, (std::vector<std::string>{"conv2d.0", "linear.0"}));
+  EXPECT_EQ(Count(model.applied(), "ipt::conv2d"), 1);
+  EXPECT_EQ(Count(model.applied(), "ipt::linear"), 1);
+  EXPECT_EQ(Count(model.applied(), "ipt::qconv2d_sum"), 1);
+  auto inputs = Images(4, 3);
+  EXPECT_GT(Cosine(Eval(module, inputs), model.Run(inputs).toTensor()), 0.99);
+}
+
+TEST(QuantizeTest, InfOrNanInCalibrationDataNamesTheOp) {
+  auto bad = [](int64_t batch, int64_t index) {
+    auto inputs = Images(batch, index);
+    inputs[0].toTensor()[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
+    return inputs;
+  };
+  try {
+    Optimize(SmallConvNet(), Int8(), bad);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("conv2d.0"), std::string::npos) << e.what();
+  }
+}
+
+TEST(QuantizeTest, OneThreadAndTwoThreadsGiveIdenticalInt8Results) {
+  OptimizedModel model = Optimize(SmallConvNet(), Int8(), Images);
+  auto inputs = Images(4, 21);
+  SetThreads(1);
+  at::Tensor one = model.Run(inputs).toTensor();
+  SetThreads(2);
+  EXPECT_TRUE(at::equal(one, model.Run(inputs).toTensor()));
+}
+
+workloads::BertConfig TwoLayerBert() {
+  workloads::BertConfig config;
+  config.name = "bert-2l";
+  config.layers = 2;
+  config.hidden = 128;
+  config.heads = 4;
+  config.intermediate = 512;
+  return config;
+}
+
+double RelativeL2(const at::Tensor& reference, const at::Tensor& got) {
+  return ((reference - got).norm() / reference.norm()).item<double>();
+}
+
+// Class agreement is not asserted here: the reduced model's two logits differ by about 1% of
+// their size, so any quantization noise flips classes. The benchmark measures agreement on
+// BERT-base's evaluation set.
+TEST(QuantizeTest, BertStaticAndDynamicKeepTheLogits) {
+  workloads::WorkloadOptions options;
+  options.seq_len = 64;
+  auto workload = workloads::MakeBert(TwoLayerBert(), options);
+  torch::jit::Module module = workload->BuildModel();
+  auto inputs = workload->MakeInputs(16, 0);
+  at::Tensor reference = Eval(module, inputs);
+  auto calibration = [&](int64_t batch, int64_t index) {
+    return workload->MakeCalibrationInputs(batch, index);
+  };
+  for (const std::string& algorithm : {"minmax", "histogram", "percentile"}) {
+    OptimizedModel model = Optimize(module, Int8(algorithm), calibration);
+    EXPECT_EQ(Count(model.applied(), "ipt::linear"), 0) << algorithm;
+    EXPECT_GT(Count(model.applied(), "ipt::qlinear"), 0) << algorithm;
+    at::Tensor out = model.Run(inputs).toTensor();
+    EXPECT_GT(Cosine(reference, out), 0.99) << algorithm;
+    EXPECT_LT(RelativeL2(reference, out), 0.05) << algorithm;
+  }
+  recipes::Recipe dynamic;
+  dynamic.precision.dtype = recipes::Dtype::kInt8Dynamic;
+  OptimizedModel model = Optimize(module, dynamic);
+  EXPECT_FALSE(model.applied().qparams.has_value());
+  EXPECT_EQ(Count(model.applied(), "ipt::linear"), 0);
+  at::Tensor out = model.Run(inputs).toTensor();
+  EXPECT_GT(Cosine(reference, out), 0.99);
+  EXPECT_LT(RelativeL2(reference, out), 0.05);
+}
+
+TEST(QuantizeTest, DlrmPredictionsAgreeAfterStaticInt8) {
+  workloads::DlrmConfig config;
+  config.table_rows = std::vector<int64_t>(26, 100);
+  auto workload = workloads::MakeDlrm(config, {});
+  torch::jit::Module module = workload->BuildModel();
+  auto inputs = workload->MakeInputs(256, 0);
+  at::Tensor reference = Eval(module, inputs);
+  OptimizedModel model = Optimize(module, Int8("minmax", 256), [&](int64_t batch, int64_t index) {
+    return workload->MakeCalibrationInputs(batch, index);
+  });
+  EXPECT_EQ(Count(model.applied(), "ipt::qlinear"), 8);
+  at::Tensor out = model.Run(inputs).toTensor();
+  EXPECT_LT((out - reference).abs().max().item<double>(), 0.1);
+  EXPECT_GE(((out > 0.5) == (reference > 0.5)).to(at::kFloat).mean().item<double>(), 0.97);
+}
+
+}  // namespace
+}  // namespace ipt::core
