@@ -5,7 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <spawn.h>
+#include <sys/wait.h>
+#include <torch/serialize.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "base/error.h"
@@ -104,6 +111,51 @@ TEST(QuantizeTest, SavedParametersReproduceTheCalibratedModelExactlyFromYamlOnDi
   OptimizedModel production = Optimize(module, loaded);
   EXPECT_EQ(production.applied().calibration_s, 0);
   EXPECT_TRUE(at::equal(production.Run(inputs).toTensor(), calibrated.Run(inputs).toTensor()));
+}
+
+// The production side of the round trip below, in a process of its own: loads the recipe the
+// parent wrote, optimises without any calibration data and writes its output. Disabled so that
+// only the parent runs it.
+TEST(QuantizeChildProcess, DISABLED_LoadsTheRecipeAndWritesItsOutput) {
+  const char* dir = std::getenv("IPT_QUANTIZE_CHILD_DIR");
+  ASSERT_NE(dir, nullptr);
+  recipes::Recipe recipe = recipes::LoadRecipe(std::string(dir) + "/recipe.yaml");
+  OptimizedModel model = Optimize(SmallConvNet(), recipe);
+  ASSERT_EQ(model.applied().calibration_s, 0);
+  at::Tensor out = model.Run(Images(4, 50)).toTensor();
+  std::vector<char> bytes = torch::pickle_save(out);
+  std::ofstream(std::string(dir) + "/output.pt", std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+TEST(QuantizeTest, RecipeWithSavedParametersGivesIdenticalOutputsInAFreshProcess) {
+  torch::jit::Module module = SmallConvNet();
+  recipes::Recipe recipe = Int8("entropy");
+  recipe.workload.name = "small-conv-net";
+  OptimizedModel calibrated = Optimize(module, recipe, Images);
+  recipe.precision.qparams = calibrated.applied().qparams;
+  auto dir =
+      std::filesystem::temp_directory_path() / ("ipt-quantize-child-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  recipes::SaveRecipe(recipe, (dir / "recipe.yaml").string());
+  std::string filter = "--gtest_filter=QuantizeChildProcess.*";
+  std::string also = "--gtest_also_run_disabled_tests";
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  char* argv[] = {self.data(), filter.data(), also.data(), nullptr};
+  std::string env_dir = "IPT_QUANTIZE_CHILD_DIR=" + dir.string();
+  std::vector<char*> env{env_dir.data()};
+  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  env.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv, env.data()), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child failed";
+  std::ifstream file(dir / "output.pt", std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  at::Tensor child = torch::pickle_load(bytes).toTensor();
+  std::filesystem::remove_all(dir);
+  EXPECT_TRUE(at::equal(child, calibrated.Run(Images(4, 50)).toTensor()));
 }
 
 TEST(QuantizeTest, SavedOptimisedModelLoadsAndGivesTheSameResults) {
