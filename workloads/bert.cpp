@@ -237,6 +237,8 @@ class Bert : public Workload {
             {"token_type_ids", {batch, seq_len_}, "int64"}};
   }
 
+  MetricKind Metric() const override { return MetricKind::kClasses; }
+
  private:
   // See MakeBert's contract for why. It runs a twin module over the same tensors, so that the
   // executor of the module returned has seen no call and no batch size yet.

@@ -211,6 +211,8 @@ class Dlrm : public Workload {
             {"offsets", {tables, batch}, "int64"}};
   }
 
+  MetricKind Metric() const override { return MetricKind::kProbability; }
+
  private:
   std::vector<torch::jit::IValue> MakeBatch(int64_t batch, uint64_t seed,
                                             const std::string& name) const {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <string>
 
+#include "base/error.h"
 #include "workloads/seeded.h"
 
 namespace ipt::workloads {
@@ -16,8 +17,17 @@ namespace {
 
 constexpr int64_t kImageSize = 224;
 constexpr int64_t kClasses = 1000;
+constexpr int64_t kFeatures = 2048;
 constexpr std::array<float, 3> kImageNetMean = {0.485f, 0.456f, 0.406f};
 constexpr std::array<float, 3> kImageNetStd = {0.229f, 0.224f, 0.225f};
+// Spread of the shift each batch_norm adds once its statistics are applied (see ConvBn).
+constexpr double kBatchNormShiftStd = 0.01;
+// The classifier's calibration (see MakeResNet50): images, and principal directions of their
+// features that it reads. Fewer directions spread the predictions over more classes, more make
+// them steadier under small changes of the features; each image costs a double-precision
+// forward of about 0.4 s on two cores.
+constexpr int64_t kCalibrationImages = 12;
+constexpr int64_t kClassifierDirections = 4;
 
 // Walks the architecture once: emits the TorchScript source of forward, registers each
 // parameter it names (unless `module` is null, which only counts FLOPs) and counts FLOPs.
@@ -39,13 +49,19 @@ class Builder {
                     out, bn));
     if (module_ == nullptr) return;
     Param(conv + "_weight", KaimingNormalFanOut({out_ch, in_ch, kernel, kernel}, seed_, conv));
-    // Non-trivial statistics, so that folding batch_norm into the conv really changes weights.
-    Param(bn + "_weight", Uniform({out_ch}, 0.5, 1.0, seed_, bn + "_weight"));
-    Param(bn + "_bias", Normal({out_ch}, 0.0, 0.1, seed_, bn + "_bias"));
-    module_->register_buffer(bn + "_running_mean",
-                             Normal({out_ch}, 0.0, 0.1, seed_, bn + "_running_mean"));
-    module_->register_buffer(bn + "_running_var",
-                             Uniform({out_ch}, 0.5, 1.5, seed_, bn + "_running_var"));
+    // Non-trivial statistics, so that folding batch_norm into the conv really changes weights
+    // and biases. The bias nearly cancels the mean, as in a trained network whose statistics
+    // match its activations: shifts of the size of the statistics, repeated over 53 layers,
+    // would add an input-independent part 30 times the size of what the image contributes to
+    // the last features, and every prediction would hang on a few parts in a thousand of them.
+    at::Tensor gamma = Uniform({out_ch}, 0.5, 1.0, seed_, bn + "_weight");
+    at::Tensor mean = Normal({out_ch}, 0.0, 0.1, seed_, bn + "_running_mean");
+    at::Tensor var = Uniform({out_ch}, 0.5, 1.5, seed_, bn + "_running_var");
+    at::Tensor shift = Normal({out_ch}, 0.0, kBatchNormShiftStd, seed_, bn + "_bias");
+    Param(bn + "_weight", gamma);
+    Param(bn + "_bias", gamma * mean / (var + 1e-5).sqrt() + shift);
+    module_->register_buffer(bn + "_running_mean", mean);
+    module_->register_buffer(bn + "_running_var", var);
   }
 
   void Linear(const std::string& out, const std::string& in, const std::string& name,
@@ -76,8 +92,9 @@ class Builder {
   double flops_ = 0;
 };
 
-// The whole network, written through `b`.
-void BuildResNet50(Builder& b) {
+// The whole network, written through `b`; without the classifier, forward returns the pooled
+// features.
+void BuildResNet50(Builder& b, bool classifier = true) {
   int64_t side = kImageSize;
   b.ConvBn("x", "input", "conv1", "bn1", 3, 64, 7, 2, 3, side);
   side /= 2;
@@ -113,7 +130,7 @@ void BuildResNet50(Builder& b) {
   }
   b.Line("x = torch.adaptive_avg_pool2d(x, [1, 1])");
   b.Line("x = torch.flatten(x, 1)");
-  b.Linear("x", "x", "fc", 2048, kClasses);
+  if (classifier) b.Linear("x", "x", "fc", kFeatures, kClasses);
   b.Line("return x");
 }
 
@@ -129,16 +146,33 @@ class ResNet50 : public Workload {
     BuildResNet50(b);
     module.define("def forward(self, input):\n" + b.source());
     module.eval();
+    CalibrateClassifier(module);
     return module;
   }
 
   std::vector<torch::jit::IValue> MakeInputs(int64_t batch, int64_t index) const override {
     auto generator = SeededGenerator(options_.seed ^ 0x5eed, "images/" + std::to_string(index));
-    auto pixels =
-        at::empty({batch, 3, kImageSize, kImageSize}, at::kFloat).uniform_(0, 1, generator);
-    auto mean = torch::tensor(std::vector<float>(kImageNetMean.begin(), kImageNetMean.end()));
-    auto std = torch::tensor(std::vector<float>(kImageNetStd.begin(), kImageNetStd.end()));
-    return {(pixels - mean.view({1, 3, 1, 1})) / std.view({1, 3, 1, 1})};
+    auto normal = [&generator](at::IntArrayRef shape) {
+      return at::empty(shape, at::kFloat).normal_(0, 1, generator);
+    };
+    auto amplitude = [&generator, batch](double low, double high) {
+      return at::empty({batch, 1, 1, 1}, at::kFloat).uniform_(low, high, generator);
+    };
+    auto upsample = [](const at::Tensor& coarse) {
+      return at::upsample_bilinear2d(coarse, {kImageSize, kImageSize}, /*align_corners=*/false);
+    };
+    // Each image in units of ImageNet's per-channel spread around its mean: a brightness and a
+    // tint, smooth blobs of colour, finer texture and pixel noise, each of its own strength.
+    at::Tensor z = 0.5 * normal({batch, 1, 1, 1}) + 0.2 * normal({batch, 3, 1, 1}) +
+                   upsample(normal({batch, 3, 4, 4})) * amplitude(0.2, 0.8);
+    z += upsample(normal({batch, 3, 28, 28})) * amplitude(0.0, 0.5);
+    z += normal({batch, 3, kImageSize, kImageSize}) * amplitude(0.0, 0.4);
+    auto mean = torch::tensor(std::vector<float>(kImageNetMean.begin(), kImageNetMean.end()))
+                    .view({1, 3, 1, 1});
+    auto std = torch::tensor(std::vector<float>(kImageNetStd.begin(), kImageNetStd.end()))
+                   .view({1, 3, 1, 1});
+    at::Tensor pixels = (mean + std * z).clamp_(0, 1);
+    return {(pixels - mean) / std};
   }
 
   double FlopsPerItem() const override {
@@ -151,7 +185,78 @@ class ResNet50 : public Workload {
     return {{"input", {batch, 3, kImageSize, kImageSize}, "float32"}};
   }
 
+  MetricKind Metric() const override { return MetricKind::kTopK; }
+
  private:
+  // See MakeResNet50's contract for why. The features come from a double-precision forward, so
+  // they differ between processes, thread counts and ISAs by about 1e-14 of their size; the
+  // few values derived from them are rounded to 1/16384 of their scale (odds of a rounding that
+  // goes another way: about 1e-4), and the classifier is expanded from those in a fixed order.
+  // Every process thus gets the same bits.
+  void CalibrateClassifier(torch::jit::Module& module) const {
+    torch::NoGradGuard no_grad;
+    torch::jit::Module twin("ResNet50Features");
+    for (const auto& p : module.named_parameters()) {
+      if (p.name.rfind("fc_", 0) == 0) continue;
+      twin.register_parameter(p.name, p.value.to(at::kDouble), /*is_buffer=*/false);
+    }
+    for (const auto& b : module.named_buffers()) {
+      twin.register_buffer(b.name, b.value.to(at::kDouble));
+    }
+    Builder source(nullptr, options_.seed);
+    BuildResNet50(source, /*classifier=*/false);
+    twin.define("def forward(self, input):\n" + source.source());
+    at::Tensor images = MakeCalibrationInputs(kCalibrationImages, 0)[0].toTensor();
+    at::Tensor features = twin.forward({images.to(at::kDouble)}).toTensor();
+    at::Tensor centre = features.mean(0).contiguous();
+    auto [u, singular, vh] = at::linalg_svd(features - centre, /*full_matrices=*/false);
+    vh = vh.contiguous();
+    constexpr int64_t k = kClassifierDirections;
+    const double samples = static_cast<double>(kCalibrationImages);
+    auto fine = [](double value, double scale) { return CoarseRound(value, scale / 256); };
+
+    std::vector<double> mean(kFeatures);
+    const double* centre_data = centre.data_ptr<double>();
+    const double mean_scale = centre.abs().max().item<double>();
+    for (int64_t i = 0; i < kFeatures; ++i) mean[i] = fine(centre_data[i], mean_scale);
+    const double* s = singular.data_ptr<double>();
+    std::vector<double> spread(k);
+    std::vector<double> direction(k * kFeatures);
+    for (int64_t j = 0; j < k; ++j) {
+      if (!(s[j] > 0)) {
+        throw Error(ErrorCode::kInternal,
+                    "resnet50: the calibration images give too few distinct features");
+      }
+      spread[j] = fine(s[j] / std::sqrt(samples - 1), s[0] / std::sqrt(samples - 1));
+      // A principal direction's sign is arbitrary: its largest component is made positive.
+      const double* v = vh.data_ptr<double>() + j * kFeatures;
+      double sign = v[vh[j].abs().argmax().item<int64_t>()] > 0 ? 1.0 : -1.0;
+      for (int64_t i = 0; i < kFeatures; ++i) direction[j * kFeatures + i] = fine(sign * v[i], 1.0);
+    }
+
+    // Each class reads the whitened coordinates along a random unit vector of its own.
+    at::Tensor rows = Normal({kClasses, k}, 0.0, 1.0, options_.seed, "fc_directions");
+    const float* row = rows.data_ptr<float>();
+    at::Tensor weight = at::empty({kClasses, kFeatures}, at::kDouble);
+    at::Tensor bias = at::empty({kClasses}, at::kDouble);
+    double* w = weight.data_ptr<double>();
+    for (int64_t c = 0; c < kClasses; ++c, w += kFeatures) {
+      double a[k];
+      double norm = 0;
+      for (int64_t j = 0; j < k; ++j) norm += double{row[c * k + j]} * row[c * k + j];
+      for (int64_t j = 0; j < k; ++j) a[j] = row[c * k + j] / std::sqrt(norm) / spread[j];
+      double b = 0;
+      for (int64_t i = 0; i < kFeatures; ++i) {
+        w[i] = 0;
+        for (int64_t j = 0; j < k; ++j) w[i] += a[j] * direction[j * kFeatures + i];
+        b -= w[i] * mean[i];
+      }
+      bias.data_ptr<double>()[c] = b;
+    }
+    module.attr("fc_weight").toTensor().copy_(weight);
+    module.attr("fc_bias").toTensor().copy_(bias);
+  }
+
   std::string name_ = "resnet50";
   WorkloadOptions options_;
 };

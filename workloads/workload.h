@@ -17,6 +17,15 @@
 
 namespace ipt::workloads {
 
+// How a candidate's outputs are compared with the fp32 reference (accuracy.h): which agreement
+// gives the workload's scalar accuracy loss.
+enum class MetricKind {
+  kTopK,         // logits over many classes [items, classes]: top-1 and top-5 agreement
+  kClasses,      // logits over a few classes [items, classes]: class agreement, logit cosine
+  kProbability,  // one probability per item in (0, 1): agreement at 0.5, max abs error
+  kGeneric,      // any output: cosine and relative L2, top-1 agreement when it is 2-D
+};
+
 struct WorkloadOptions {
   std::optional<int64_t> seq_len;          // sequence models; their default otherwise
   std::string model_path;                  // user TorchScript file (workload "model")
@@ -43,6 +52,9 @@ class Workload {
   virtual double FlopsPerItem() const = 0;
   // Inputs as a user would declare them at `batch`, for reports and recipes.
   virtual std::vector<recipes::InputSpec> DescribeInputs(int64_t batch) const = 0;
+  // How accuracy against the fp32 reference is measured; kGeneric unless the workload knows
+  // what its output means.
+  virtual MetricKind Metric() const { return MetricKind::kGeneric; }
 };
 
 // `name` is a registered name or an alias of one ("bert" for "bert-base").

@@ -71,6 +71,7 @@ class BertBaseTest : public ::testing::Test {
 TEST_F(BertBaseTest, HasHuggingFaceParameterCount) {
   EXPECT_EQ(CountParameters(*module_, /*with_classifier=*/false), 109482240);
   EXPECT_EQ(CountParameters(*module_, /*with_classifier=*/true), 109482240 + 768 * 2 + 2);
+  EXPECT_EQ(workload_->Metric(), MetricKind::kClasses);
 }
 
 // Random weights would send every sequence to one class; the calibrated bias must split the

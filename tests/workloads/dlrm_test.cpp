@@ -120,6 +120,7 @@ TEST_F(DlrmDefaultTest, HasMlperfShapeAndParameterCount) {
   EXPECT_EQ(CountParameters(*module_), mlps + Sum(c.table_rows) * 128);
   EXPECT_EQ(module_->attr("top_l_0_weight").toTensor().size(1), 479);
   EXPECT_EQ(module_->attr("interaction_index").toTensor().numel(), 351);
+  EXPECT_EQ(workload_->Metric(), MetricKind::kProbability);
 }
 
 TEST_F(DlrmDefaultTest, PredictionsSpreadAroundOneHalf) {
