@@ -149,7 +149,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--recipe", bench.recipes, "Recipe YAML (repeatable)")->required();
   bench_cmd
       ->add_option("--baseline", bench.baseline,
-                   "Baseline: stock (libtorch's fastest fp32 path) or stock-bf16")
+                   "Baseline: stock (libtorch's fastest fp32 path), stock-bf16 or stock-int8 "
+                   "(libtorch's graph-mode quantization, static or dynamic, the faster)")
       ->capture_default_str();
   bench_cmd->add_option("--batch", bench.batch, "Batch size (overrides the recipes')")
       ->check(CLI::PositiveNumber);

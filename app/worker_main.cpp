@@ -12,8 +12,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <optional>
@@ -25,8 +27,10 @@
 #include "core/optimize.h"
 #include "core/platform/cpu_set.h"
 #include "core/platform/system_source.h"
+#include "core/stock_int8.h"
 #include "kernels/onednn_info.h"
 #include "recipes/recipe_yaml.h"
+#include "workloads/accuracy.h"
 #include "workloads/user_model.h"
 #include "workloads/workload.h"
 
@@ -73,21 +77,25 @@ Json MeasurementJson(const core::MeasureResult& r) {
           {"latencies_ms", r.latencies_ms}};
 }
 
-// Agreement of a candidate's output with the fp32 reference: what a reader needs to trust that
-// a faster model still computes the same function.
-Json CompareOutputs(const at::Tensor& reference, const at::Tensor& candidate) {
-  // Rows are items of the batch, whatever the output's rank (a regression model gives [batch]).
-  int64_t rows = reference.dim() == 0 ? 1 : reference.size(0);
-  at::Tensor ref = reference.to(at::kFloat).reshape({rows, -1});
-  at::Tensor got = candidate.to(at::kFloat).reshape({rows, -1});
-  double cosine = at::cosine_similarity(ref.flatten(), got.flatten(), 0).item<double>();
-  double rel_l2 = ((ref - got).norm() / ref.norm().clamp_min(1e-12)).item<double>();
-  double max_abs = (ref - got).abs().max().item<double>();
-  double top1 = (ref.argmax(1) == got.argmax(1)).to(at::kFloat).mean().item<double>();
-  return {{"cosine", cosine},
-          {"relative_l2", rel_l2},
-          {"max_abs_error", max_abs},
-          {"top1_agreement", top1}};
+// Agreement of a candidate's outputs with the fp32 reference over the evaluation set: what a
+// reader needs to trust that a faster model still computes the same function, and the loss the
+// tuner constrains (docs/accuracy.md). Non-finite figures are written as null.
+Json AccuracyJson(const workloads::Accuracy& a, const workloads::EvalSet& set) {
+  auto number = [](double value) { return std::isfinite(value) ? Json(value) : Json(); };
+  Json j = {{"metric", workloads::MetricKindName(a.kind)},
+            {"loss", number(a.loss)},
+            {"distance_ok", a.distance_ok},
+            {"max_relative_l2", workloads::kMaxRelativeL2},
+            {"items", a.items},
+            {"batches", set.batches},
+            {"cosine", number(a.cosine)},
+            {"relative_l2", number(a.relative_l2)},
+            {"max_abs_error", number(a.max_abs_error)}};
+  j["top1_agreement"] = a.top1_agreement;
+  if (a.top5_agreement) j["top5_agreement"] = *a.top5_agreement;
+  if (a.class_agreement) j["class_agreement"] = *a.class_agreement;
+  if (a.agreement_at_half) j["agreement_at_0_5"] = *a.agreement_at_half;
+  return j;
 }
 
 std::string LastLine(std::string text) {
@@ -150,13 +158,24 @@ struct Prepared {
   Json paths;
 };
 
-const char* const kBaselines = "stock, stock-bf16";
+const char* const kBaselines = "stock, stock-bf16, stock-int8";
+
+// One of libtorch's own ways to run a model: a recipe for core::Optimize, or libtorch's own
+// int8 quantization (core::QuantizeStockInt8) when `int8` is set.
+struct StockPath {
+  std::string name;
+  recipes::Recipe recipe;
+  std::optional<core::StockInt8Mode> int8;
+};
 
 // libtorch's own ways to run a model, among which a stock baseline takes the fastest here:
 // stock = fp32 eval, frozen, or frozen + optimize_for_inference (usually fastest, not always);
 // stock-bf16 = the model cast to bf16 and frozen, with or without optimize_for_inference (which
-// made BERT bf16 up to 2x slower).
-std::vector<std::pair<std::string, recipes::Recipe>> StockPaths(const std::string& baseline) {
+// made BERT bf16 up to 2x slower);
+// stock-int8 = libtorch's graph-mode quantization (the passes behind quantize_jit), static or
+// dynamic: dynamic leaves convolutions in fp32, static BERT runs every layer_norm, softmax and
+// gelu in fp32 between dequantize and quantize, so either may win.
+std::vector<StockPath> StockPaths(const std::string& baseline) {
   recipes::Recipe optimized = core::StockRecipe();
   recipes::Recipe frozen = optimized;
   frozen.optimize.optimize_for_inference = false;
@@ -164,11 +183,17 @@ std::vector<std::pair<std::string, recipes::Recipe>> StockPaths(const std::strin
     recipes::Recipe eval = frozen;
     eval.optimize.freeze = false;
     eval.optimize.fold_conv_bn = false;
-    return {{"eval", eval}, {"frozen", frozen}, {"frozen+optimize_for_inference", optimized}};
+    return {{"eval", eval, {}},
+            {"frozen", frozen, {}},
+            {"frozen+optimize_for_inference", optimized, {}}};
   }
   if (baseline == "stock-bf16") {
     frozen.precision.dtype = optimized.precision.dtype = recipes::Dtype::kBf16;
-    return {{"bf16 frozen", frozen}, {"bf16 frozen+optimize_for_inference", optimized}};
+    return {{"bf16 frozen", frozen, {}}, {"bf16 frozen+optimize_for_inference", optimized, {}}};
+  }
+  if (baseline == "stock-int8") {
+    return {{"int8 static (libtorch graph mode)", {}, core::StockInt8Mode::kStatic},
+            {"int8 dynamic (libtorch graph mode)", {}, core::StockInt8Mode::kDynamic}};
   }
   throw Error(ErrorCode::kInvalidArgument,
               fmt::format("unknown baseline '{}' (known: {})", baseline, kBaselines));
@@ -191,6 +216,17 @@ class Session {
   }
 
   Prepared Prepare(const std::string& name, const recipes::Recipe& recipe) {
+    return Prepare(name, recipe, [&](int64_t) {
+      return core::Optimize(module_, recipe, [&](int64_t batch, int64_t index) {
+        return workload_->MakeCalibrationInputs(batch, index);
+      });
+    });
+  }
+
+  // The same with the model made by `make` (given the batch) instead of core::Optimize; the
+  // recipe still gives batch and threads.
+  Prepared Prepare(const std::string& name, const recipes::Recipe& recipe,
+                   const std::function<core::OptimizedModel(int64_t batch)>& make) {
     int64_t batch = options_.batch > 0 ? options_.batch : recipe.workload.batch;
     // A recipe never gets more threads than the CPUs this process was given.
     int64_t allowed = AllowedCpuCount();
@@ -200,7 +236,7 @@ class Session {
     core::SetThreads(threads);
     Emit({{"type", "progress"}, {"phase", "optimize"}, {"candidate", name}});
     auto start = Clock::now();
-    core::OptimizedModel model = core::Optimize(module_, recipe);
+    core::OptimizedModel model = make(batch);
     // The runtime section beyond threads comes with the multi-stream runtime; until then the
     // report says what was not applied.
     const recipes::Runtime& rt = recipe.runtime;
@@ -217,9 +253,21 @@ class Session {
     double optimize_s = SecondsSince(start);
     std::vector<torch::jit::IValue> inputs = workload_->MakeInputs(batch, 0);
     start = Clock::now();
-    at::Tensor output = FirstTensor(model.Run(inputs));
+    torch::jit::IValue first_output = model.Run(inputs);
     double first_call_ms = SecondsSince(start) * 1e3;
-    Json accuracy = CompareOutputs(Reference(batch, inputs), output);
+    // The evaluation set's batch 0 is `inputs`: the first call's output counts.
+    workloads::EvalSet eval_set = workloads::DefaultEvalSet(batch, workload_->FlopsPerItem());
+    start = Clock::now();
+    std::vector<at::Tensor> outputs = {workloads::OutputTensor(first_output)};
+    for (int64_t i = 1; i < eval_set.batches; ++i) {
+      outputs.push_back(workloads::OutputTensor(model.Run(workload_->MakeInputs(batch, i))));
+    }
+    double eval_s = SecondsSince(start);
+    const at::Tensor& reference = Reference(eval_set);
+    Json accuracy = AccuracyJson(
+        workloads::CompareOutputs(workload_->Metric(), reference, at::cat(outputs)), eval_set);
+    accuracy["eval_s"] = eval_s;
+    accuracy["reference"] = reference_source_;
     return Prepared{
         name,          std::move(model),    batch, threads, std::move(inputs), optimize_s,
         first_call_ms, std::move(accuracy), "",    Json()};
@@ -227,10 +275,42 @@ class Session {
 
   // The fastest of the baseline's stock paths, chosen by a short interleaved measurement
   // (a quarter of the full one); the choice and each path's figure go into the result.
+  // A path libtorch cannot apply to this model (stock-int8 on a model its passes cannot
+  // quantize) is skipped with its reason among the figures; none left is an error.
   Prepared PrepareBaseline(const std::string& baseline) {
-    auto paths = StockPaths(baseline);
     std::vector<Prepared> prepared;
-    for (const auto& [name, recipe] : paths) prepared.push_back(Prepare(name, recipe));
+    Json skipped = Json::array();
+    for (const StockPath& path : StockPaths(baseline)) {
+      if (!path.int8) {
+        prepared.push_back(Prepare(path.name, path.recipe));
+        continue;
+      }
+      try {
+        prepared.push_back(Prepare(path.name, path.recipe, [&](int64_t batch) {
+          return core::QuantizeStockInt8(module_, CalibrationBatches(batch), *path.int8);
+        }));
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kUnsupported) throw;
+        skipped.push_back({{"path", path.name}, {"skipped", e.what()}});
+      } catch (const c10::Error& e) {
+        // Quantized by libtorch, but its quantized ops refuse to run these inputs.
+        skipped.push_back(
+            {{"path", path.name},
+             {"skipped", "fails on its first call: " + LastLine(e.what_without_backtrace())}});
+      } catch (const std::exception& e) {
+        skipped.push_back(
+            {{"path", path.name}, {"skipped", "fails on its first call: " + LastLine(e.what())}});
+      }
+    }
+    if (prepared.empty()) {
+      std::string reasons;
+      for (const Json& s : skipped) {
+        reasons +=
+            fmt::format("; {}: {}", s["path"].get<std::string>(), s["skipped"].get<std::string>());
+      }
+      throw Error(ErrorCode::kUnsupported, fmt::format("no path of baseline {} works for '{}'{}",
+                                                       baseline, workload_->name(), reasons));
+    }
     size_t best = 0;
     Json figures = Json::array();
     if (prepared.size() > 1) {
@@ -247,6 +327,7 @@ class Session {
         if (results[i].ItemsPerSecond() > results[best].ItemsPerSecond()) best = i;
       }
     }
+    for (Json& s : skipped) figures.push_back(std::move(s));
     Prepared chosen = std::move(prepared[best]);
     chosen.path = chosen.name;
     chosen.name = baseline;
@@ -285,15 +366,46 @@ class Session {
   double build_s() const { return build_s_; }
 
  private:
-  // The fp32 output of the unoptimised model on inputs[0], computed once per batch size.
-  at::Tensor Reference(int64_t batch, const std::vector<torch::jit::IValue>& inputs) {
-    if (!reference_ || reference_batch_ != batch) {
-      torch::NoGradGuard no_grad;
-      torch::jit::Module eval = module_.clone();
-      eval.eval();
-      reference_ = FirstTensor(eval.forward(inputs));
-      reference_batch_ = batch;
+  // Calibration for stock int8: as many samples as the core's own int8 calibration takes by
+  // default, in batches of the measured size, from the workload's calibration inputs (disjoint
+  // from the evaluation inputs).
+  std::vector<std::vector<torch::jit::IValue>> CalibrationBatches(int64_t batch) const {
+    int64_t samples = recipes::Calibration{}.samples;
+    std::vector<std::vector<torch::jit::IValue>> batches;
+    for (int64_t i = 0; i * batch < samples; ++i)
+      batches.push_back(workload_->MakeCalibrationInputs(batch, i));
+    return batches;
+  }
+
+  // The fp32 outputs of the unoptimised model over `set`, read once per batch size from the
+  // reference cache (IPT_CACHE_DIR, XDG_CACHE_HOME or HOME: workloads/accuracy.h), which computes
+  // and stores them when it has none. How they were obtained goes to reference_source_.
+  const at::Tensor& Reference(const workloads::EvalSet& set) {
+    if (reference_ && reference_batch_ == set.batch) return *reference_;
+    Emit({{"type", "progress"}, {"phase", "reference"}, {"items", set.items()}});
+    auto start = Clock::now();
+    if (model_hash_.empty()) model_hash_ = workloads::ModelHash(module_);
+    workloads::CachedReference cached = workloads::LoadOrComputeReference(
+        workloads::ReferenceCacheDir(std::getenv("IPT_CACHE_DIR"), std::getenv("XDG_CACHE_HOME"),
+                                     std::getenv("HOME")),
+        workloads::ReferenceKey(model_hash_, *workload_, set), [&] {
+          torch::NoGradGuard no_grad;
+          torch::jit::Module eval = module_.clone();
+          eval.eval();
+          return workloads::RunEvalSet(*workload_, set,
+                                       [&eval](const std::vector<torch::jit::IValue>& inputs) {
+                                         return eval.forward(inputs);
+                                       });
+        });
+    reference_source_ = {{"cache", workloads::CacheOutcomeName(cached.outcome)},
+                         {"file", cached.file.string()},
+                         {"seconds", SecondsSince(start)}};
+    if (!cached.warning.empty()) {
+      reference_source_["warning"] = cached.warning;
+      Emit({{"type", "progress"}, {"phase", "reference"}, {"warning", cached.warning}});
     }
+    reference_ = std::move(cached.outputs);
+    reference_batch_ = set.batch;
     return *reference_;
   }
 
@@ -303,6 +415,8 @@ class Session {
   double build_s_ = 0;
   std::optional<at::Tensor> reference_;
   int64_t reference_batch_ = 0;
+  std::string model_hash_;  // of module_, computed for the first reference
+  Json reference_source_;
 };
 
 Json CandidateJson(const Prepared& p, const core::MeasureResult& r) {

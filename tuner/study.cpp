@@ -374,6 +374,26 @@ std::optional<FinalComparison> CompareFinalists(
   return out;
 }
 
+// The calibration parameters the winning trial's worker used (its `applied.qparams`), so the
+// exported recipe quantizes exactly as the measured model did and production never
+// recalibrates. nullopt when the trial stored none.
+std::optional<recipes::QParams> CalibratedQParams(const db::Store& store, int64_t trial_id) {
+  for (const db::Measurement& m : store.ListMeasurements(trial_id)) {
+    auto applied = nlohmann::json::parse(m.applied_json, nullptr, /*allow_exceptions=*/false);
+    if (!applied.is_object() || !applied.contains("qparams")) continue;
+    const nlohmann::json& q = applied["qparams"];
+    recipes::QParams qparams;
+    qparams.graph = q.value("graph", "");
+    const nlohmann::json inputs = q.value("inputs", nlohmann::json::object());
+    for (const auto& [name, input] : inputs.items()) {
+      qparams.inputs[name] = {input.value("scale", 1.0), input.value("zero_point", int64_t{0}),
+                              input.value("qmax", int64_t{255})};
+    }
+    if (!qparams.graph.empty()) return qparams;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
@@ -702,6 +722,8 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   }
   recipes::Recipe recipe =
       CandidateToRecipe(nlohmann::json::parse(best_row->config_json), workload_ref);
+  if (recipe.precision.dtype == recipes::Dtype::kInt8)
+    recipe.precision.qparams = CalibratedQParams(store, best_row->id);
   recipe.machine.fingerprint = fingerprint.key;
   recipe.machine.cpu = fingerprint.cpu.model_name;
   recipe.machine.isa = fingerprint.cpu.isa_flags;

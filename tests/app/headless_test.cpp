@@ -50,6 +50,9 @@ class HeadlessTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
     marker_ = "ipt-test-" + std::to_string(getpid()) + "-" + fs::path(dir_).filename().string();
+    // Workers cache fp32 reference outputs: in the build tree, not the user's cache, and shared
+    // by the tests so only the first one computes them.
+    setenv("IPT_CACHE_DIR", (std::string(IPT_BINARY_DIR) + "/test-cache").c_str(), 1);
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -283,8 +286,9 @@ TEST_F(HeadlessTest, CrashingAndHangingTrialsAreStoredResultsAndTheStudyFinishes
     SCOPED_TRACE(fault);
     std::string db = File(fault + ".db");
     std::vector<std::string> args = StudyArgs(db, File(fault + ".yaml"));
-    // Long enough for a healthy trial on a loaded machine; the hanging one waits it out.
-    if (fault == "hang") args.insert(args.end(), {"--trial-timeout", "25"});
+    // Long enough for a healthy trial (build, reference outputs, evaluation set, measuring) on
+    // a loaded machine; the hanging one waits it out.
+    if (fault == "hang") args.insert(args.end(), {"--trial-timeout", "60"});
     CommandResult r = Tune(args, "IPT_FAULT=" + fault + "@threads=1");
     ASSERT_EQ(r.status, 0) << r.err;
     bool saw_fault = false;
@@ -410,6 +414,45 @@ void ExpectOneLineError(const CommandResult& r, const std::string& fragment) {
 // A latency objective whose bound nothing meets: every trial is done but infeasible, with its
 // reason, none wins and no recipe is written. The same study resumed without the bound judges
 // the stored trials again and exports the best on p90, without measuring them again.
+// An int8 study calibrates in its worker; the exported recipe carries the calibrated
+// parameters, and bench applies it without calibrating again.
+TEST_F(HeadlessTest, Int8StudyExportsARecipeWithItsCalibratedParameters) {
+  std::string script = std::string(IPT_SOURCE_DIR) + "/tests/app/make_traced_model.py";
+  std::string model = File("small.pt");
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + Quote(script) + " " + Quote(model)).c_str()), 0)
+      << "python3-torch is needed to write the test model";
+  std::ofstream(File("space.yaml"))
+      << "schema: ipex-tune/space/v1\ndimensions:\n  dtype: [int8]\n  calibration: [histogram]\n";
+  std::vector<std::string> args = {"--model",
+                                   model,
+                                   "--input",
+                                   "image:1x3x16x16:float32",
+                                   "--space",
+                                   File("space.yaml"),
+                                   "--headless",
+                                   "--db",
+                                   File("q.db"),
+                                   "--export",
+                                   File("q.yaml"),
+                                   "--finalists",
+                                   "0"};
+  args.insert(args.end(), kQuick.begin(), kQuick.end());
+  CommandResult r = Tune(args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  recipes::Recipe recipe = recipes::LoadRecipe(File("q.yaml"));
+  ASSERT_EQ(recipe.precision.dtype, recipes::Dtype::kInt8);
+  ASSERT_TRUE(recipe.precision.qparams.has_value()) << Slurp(File("q.yaml"));
+  // A traced conv is aten::_convolution, which the lowering does not take yet: the linear only.
+  EXPECT_EQ(recipe.precision.qparams->inputs.count("linear.0"), 1u);
+
+  CommandResult b = Tune({"bench", "--model", model, "--input", "image:1x3x16x16", "--recipe",
+                          File("q.yaml"), "--json", "--measure-time", "0.3"});
+  ASSERT_EQ(b.status, 0) << b.err;
+  nlohmann::json applied = nlohmann::json::parse(b.out)["results"][0]["applied"];
+  EXPECT_EQ(applied["calibration_s"], 0) << applied.dump();
+  EXPECT_EQ(applied["qparams"]["graph"], recipe.precision.qparams->graph);
+}
+
 TEST_F(HeadlessTest, TrialsOverTheLatencyBoundAreInfeasibleAndNeverWin) {
   const std::string db = File("b.db");
   std::vector<std::string> args = StudyArgs(db, File("b.yaml"));
