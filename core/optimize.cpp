@@ -52,20 +52,6 @@ bool Has(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
 }
 
-std::map<std::string, int64_t> CountOps(const std::shared_ptr<torch::jit::Graph>& graph) {
-  std::map<std::string, int64_t> counts;
-  std::function<void(torch::jit::Block*)> visit = [&](torch::jit::Block* block) {
-    for (torch::jit::Node* node : block->nodes()) {
-      std::string kind = node->kind().toQualString();
-      if (kind.rfind("prim::Constant", 0) == 0 || kind == "prim::ListConstruct") continue;
-      ++counts[kind];
-      for (torch::jit::Block* sub : node->blocks()) visit(sub);
-    }
-  };
-  visit(graph->block());
-  return counts;
-}
-
 at::ScalarType ComputeDtype(recipes::Dtype dtype) {
   switch (dtype) {
     case recipes::Dtype::kFp32:
@@ -173,6 +159,20 @@ torch::jit::IValue OptimizedModel::Run(const std::vector<torch::jit::IValue>& in
   for (const auto& input : inputs) cast.push_back(CastFloating(input, compute_dtype_));
   torch::jit::IValue output = module_.forward(cast);
   return compute_dtype_ == at::kFloat ? output : CastFloating(output, at::kFloat);
+}
+
+std::map<std::string, int64_t> CountOps(const std::shared_ptr<torch::jit::Graph>& graph) {
+  std::map<std::string, int64_t> counts;
+  std::function<void(torch::jit::Block*)> visit = [&](torch::jit::Block* block) {
+    for (torch::jit::Node* node : block->nodes()) {
+      std::string kind = node->kind().toQualString();
+      if (kind.rfind("prim::Constant", 0) == 0 || kind == "prim::ListConstruct") continue;
+      ++counts[kind];
+      for (torch::jit::Block* sub : node->blocks()) visit(sub);
+    }
+  };
+  visit(graph->block());
+  return counts;
 }
 
 std::vector<std::string> KnownFusions() {

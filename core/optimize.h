@@ -60,6 +60,10 @@ class OptimizedModel {
   Applied applied_;
 };
 
+// How many nodes of each kind `graph` holds, nested blocks included, constants and list
+// constructions left out: what `Applied::op_counts` reports.
+std::map<std::string, int64_t> CountOps(const std::shared_ptr<torch::jit::Graph>& graph);
+
 // Names of the fusion passes a recipe may list in `optimize.fusions`.
 std::vector<std::string> KnownFusions();
 

@@ -10,9 +10,7 @@
 #include <torch/csrc/jit/passes/quantization/insert_quant_dequant.h>
 #include <torch/csrc/jit/passes/remove_dropout.h>
 
-#include <functional>
 #include <limits>
-#include <map>
 #include <string>
 
 #include "base/error.h"
@@ -128,20 +126,6 @@ torch::jit::Module WeightObserver() {
   observer.register_buffer("max_val", at::empty({0}));
   Define(observer, kPerChannelObserverSource);
   return observer;
-}
-
-std::map<std::string, int64_t> CountOps(const std::shared_ptr<torch::jit::Graph>& graph) {
-  std::map<std::string, int64_t> counts;
-  std::function<void(torch::jit::Block*)> visit = [&](torch::jit::Block* block) {
-    for (torch::jit::Node* node : block->nodes()) {
-      std::string kind = node->kind().toQualString();
-      if (kind.rfind("prim::Constant", 0) == 0 || kind == "prim::ListConstruct") continue;
-      ++counts[kind];
-      for (torch::jit::Block* sub : node->blocks()) visit(sub);
-    }
-  };
-  visit(graph->block());
-  return counts;
 }
 
 // libtorch's reason without its C++ backtrace.

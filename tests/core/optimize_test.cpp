@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "tests/core/test_models.h"
 #include "workloads/bert.h"
 #include "workloads/dlrm.h"
 #include "workloads/workload.h"
@@ -190,17 +191,7 @@ TEST_F(OptimizeResNetTest, ResultsStayCorrectWhenThreadCountChangesBetweenCalls)
 namespace ipt::core {
 namespace {
 
-// BERT-base's builder at two layers and a width that keeps the test fast; every pattern of the
-// full model is there.
-workloads::BertConfig TwoLayerBert() {
-  workloads::BertConfig config;
-  config.name = "bert-2l";
-  config.layers = 2;
-  config.hidden = 128;
-  config.heads = 4;
-  config.intermediate = 512;
-  return config;
-}
+using testing::TwoLayerBert;
 
 workloads::WorkloadOptions SeqLen(int64_t seq_len) {
   workloads::WorkloadOptions options;

@@ -19,12 +19,15 @@
 #include "core/calibration/observer.h"
 #include "core/optimize.h"
 #include "recipes/recipe_yaml.h"
+#include "tests/core/test_models.h"
 #include "workloads/bert.h"
 #include "workloads/dlrm.h"
 #include "workloads/workload.h"
 
 namespace ipt::core {
 namespace {
+
+using testing::TwoLayerBert;
 
 // A small residual conv net with a linear head: conv+relu, conv+add+relu, and a linear.
 torch::jit::Module SmallConvNet() {
@@ -251,16 +254,6 @@ TEST(QuantizeTest, OneThreadAndTwoThreadsGiveIdenticalInt8Results) {
   at::Tensor one = model.Run(inputs).toTensor();
   SetThreads(2);
   EXPECT_TRUE(at::equal(one, model.Run(inputs).toTensor()));
-}
-
-workloads::BertConfig TwoLayerBert() {
-  workloads::BertConfig config;
-  config.name = "bert-2l";
-  config.layers = 2;
-  config.hidden = 128;
-  config.heads = 4;
-  config.intermediate = 512;
-  return config;
 }
 
 double RelativeL2(const at::Tensor& reference, const at::Tensor& got) {

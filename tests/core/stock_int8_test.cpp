@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "tests/core/passes/pass_test_util.h"
+#include "tests/core/test_models.h"
 #include "workloads/bert.h"
 #include "workloads/workload.h"
 
@@ -98,17 +99,10 @@ TEST(StockInt8Test, DynamicConvNetQuantizesTheLinearOnly) {
   }
 }
 
-// BERT-base's builder at two layers and a small width: every op of the full model is there.
 std::unique_ptr<workloads::Workload> TwoLayerBert() {
-  workloads::BertConfig config;
-  config.name = "bert-2l";
-  config.layers = 2;
-  config.hidden = 128;
-  config.heads = 4;
-  config.intermediate = 512;
   workloads::WorkloadOptions options;
   options.seq_len = 32;
-  return workloads::MakeBert(config, options);
+  return workloads::MakeBert(testing::TwoLayerBert(), options);
 }
 
 // 6 linears per layer (q, k, v, attention output, intermediate, output), the pooler and the
