@@ -43,8 +43,9 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
   }
   auto threads = static_cast<int64_t>(cpus.size());
 
-  std::vector<std::string> args = {"bench", "--batch", std::to_string(batch), "--baseline",
-                                   options.baseline};
+  std::vector<std::string> args = {"bench",         "--batch",        std::to_string(batch),
+                                   "--baseline",    options.baseline, "--scenario",
+                                   options.scenario};
   for (const std::string& a : options.source.ToArgs()) args.push_back(a);
   for (const std::string& a : options.measure.ToArgs()) args.push_back(a);
   for (const std::string& path : options.recipes) args.insert(args.end(), {"--recipe", path});
@@ -101,6 +102,13 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
     nlohmann::json r = Figures(candidates[i]);
     r["recipe"] = options.recipes[i - 1];
     r["speedup"] = base_rate > 0 ? r["items_per_s"].get<double>() / base_rate : 0.0;
+    for (const char* key : {"items_per_call", "streams", "warnings"}) {
+      if (candidates[i].contains(key)) r[key] = candidates[i][key];
+    }
+    for (const auto& w : r.value("warnings", nlohmann::json::array())) {
+      std::fprintf(stderr, "ipex-tune: warning: %s: %s\n", options.recipes[i - 1].c_str(),
+                   w.get<std::string>().c_str());
+    }
     out["results"].push_back(r);
   }
   if (options.json) {

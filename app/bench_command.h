@@ -20,6 +20,9 @@ struct BenchOptions {
   int64_t batch = 0;    // 0: the first recipe's
   int64_t threads = 0;  // CPUs given to the run; 0: every allowed CPU
   bool json = false;
+  // latency: a multi-stream recipe cuts each batch over its streams; throughput: every stream
+  // runs a batch of its own at once (items/s of all streams busy).
+  std::string scenario = "latency";
   tuner::MeasureSettings measure;
 };
 

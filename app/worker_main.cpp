@@ -16,8 +16,10 @@
 #include <csignal>
 #include <cstdlib>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -27,7 +29,9 @@
 #include "core/optimize.h"
 #include "core/platform/cpu_set.h"
 #include "core/platform/system_source.h"
+#include "core/runtime.h"
 #include "core/stock_int8.h"
+#include "core/streams.h"
 #include "kernels/onednn_info.h"
 #include "recipes/recipe_yaml.h"
 #include "workloads/accuracy.h"
@@ -118,6 +122,10 @@ struct CommonOptions {
   std::vector<std::string> inputs;  // its inputs, NAME:SHAPE[:DTYPE]
   int64_t batch = 0;                // 0: the recipe's
   int64_t threads = 0;              // 0: the recipe's, else every allowed CPU
+  // "latency": one call at a time, a multi-stream candidate cutting each batch over its
+  // streams. "throughput": a multi-stream candidate keeps every stream busy with a whole batch
+  // of its own, so one timed call is one batch per stream.
+  std::string scenario = "latency";
   core::MeasureOptions measure;
 };
 
@@ -134,6 +142,10 @@ void AddCommonOptions(CLI::App* cmd, CommonOptions& o) {
   });
   cmd->add_option("--batch", o.batch, "Batch size (overrides the recipe's)");
   cmd->add_option("--threads", o.threads, "Threads (overrides the recipe's)");
+  cmd->add_option("--scenario", o.scenario,
+                  "latency (a batch cut over the streams) or throughput (a batch per stream)")
+      ->check(CLI::IsMember({"latency", "throughput"}))
+      ->capture_default_str();
   cmd->add_option("--warmup-s", o.measure.warmup_s, "Warm-up seconds per candidate");
   cmd->add_option("--block-s", o.measure.block_s, "Seconds per timed block");
   cmd->add_option("--min-blocks", o.measure.min_blocks, "Minimum timed blocks per candidate");
@@ -146,7 +158,9 @@ void AddCommonOptions(CLI::App* cmd, CommonOptions& o) {
 // One candidate of a trial or bench: an optimised model with its batch and threads.
 struct Prepared {
   std::string name;
-  core::OptimizedModel model;
+  std::shared_ptr<core::OptimizedModel> model;
+  // A multi-stream recipe runs on its streams; null: one stream, on the calling thread.
+  std::shared_ptr<core::StreamExecutor> streams;
   int64_t batch;
   int64_t threads;
   std::vector<torch::jit::IValue> inputs;
@@ -156,6 +170,26 @@ struct Prepared {
   // A stock baseline: the libtorch path it chose, and what each path measured when choosing.
   std::string path;
   Json paths;
+  // What in the recipe this process does not match (core::RecipeWarnings).
+  std::vector<std::string> warnings;
+
+  torch::jit::IValue Run(const std::vector<torch::jit::IValue>& inputs) const {
+    return streams ? streams->Run(inputs) : model->Run(inputs);
+  }
+  // One timed call of the scenario: a batch, or with `throughput` a batch on every stream.
+  void RunScenario(const std::string& scenario) const {
+    if (!streams || scenario != "throughput") {
+      Run(inputs);
+      return;
+    }
+    std::vector<std::future<torch::jit::IValue>> calls;
+    for (size_t i = 0; i < streams->streams(); ++i) calls.push_back(streams->Submit(inputs));
+    for (auto& call : calls) call.get();
+  }
+  int64_t ItemsPerCall(const std::string& scenario) const {
+    return streams && scenario == "throughput" ? batch * static_cast<int64_t>(streams->streams())
+                                               : batch;
+  }
 };
 
 const char* const kBaselines = "stock, stock-bf16, stock-int8";
@@ -236,31 +270,33 @@ class Session {
     core::SetThreads(threads);
     Emit({{"type", "progress"}, {"phase", "optimize"}, {"candidate", name}});
     auto start = Clock::now();
-    core::OptimizedModel model = make(batch);
-    // The runtime section beyond threads comes with the multi-stream runtime; until then the
-    // report says what was not applied.
+    auto model = std::make_shared<core::OptimizedModel>(make(batch));
+    // One stream runs on this thread with the process's CPUs, which the tuner bound; more
+    // streams get threads of their own, each team pinned to its share of those CPUs.
     const recipes::Runtime& rt = recipe.runtime;
-    if (rt.streams > 1 || rt.cores_per_stream > 0) {
-      model.AddFallback({"runtime.streams",
-                         "multi-stream execution is not in this build yet: ran "
-                         "one stream on all the trial's threads"});
-    }
-    if (rt.binding == recipes::Binding::kScatter) {
-      model.AddFallback({"runtime.binding",
-                         "scatter binding is not applied yet: the trial ran "
-                         "on the first CPUs of the allowed set"});
+    std::shared_ptr<core::StreamExecutor> streams;
+    if (rt.streams > 1) {
+      streams = std::make_shared<core::StreamExecutor>(
+          core::PlanRuntime(rt, {}),
+          [model](const std::vector<torch::jit::IValue>& in) { return model->Run(in); },
+          rt.split.empty() ? core::InferSplit(module_) : rt.split,
+          rt.binding != recipes::Binding::kNone);
+      threads = 0;
+      for (const core::StreamBinding& b : streams->bindings()) threads += b.threads;
     }
     double optimize_s = SecondsSince(start);
+    Prepared prepared{name,       model, streams, batch, threads, {},
+                      optimize_s, 0,     Json(),  "",    Json(),  core::RecipeWarnings(recipe)};
     std::vector<torch::jit::IValue> inputs = workload_->MakeInputs(batch, 0);
     start = Clock::now();
-    torch::jit::IValue first_output = model.Run(inputs);
+    torch::jit::IValue first_output = prepared.Run(inputs);
     double first_call_ms = SecondsSince(start) * 1e3;
     // The evaluation set's batch 0 is `inputs`: the first call's output counts.
     workloads::EvalSet eval_set = workloads::DefaultEvalSet(batch, workload_->FlopsPerItem());
     start = Clock::now();
     std::vector<at::Tensor> outputs = {workloads::OutputTensor(first_output)};
     for (int64_t i = 1; i < eval_set.batches; ++i) {
-      outputs.push_back(workloads::OutputTensor(model.Run(workload_->MakeInputs(batch, i))));
+      outputs.push_back(workloads::OutputTensor(prepared.Run(workload_->MakeInputs(batch, i))));
     }
     double eval_s = SecondsSince(start);
     const at::Tensor& reference = Reference(eval_set);
@@ -268,9 +304,10 @@ class Session {
         workloads::CompareOutputs(workload_->Metric(), reference, at::cat(outputs)), eval_set);
     accuracy["eval_s"] = eval_s;
     accuracy["reference"] = reference_source_;
-    return Prepared{
-        name,          std::move(model),    batch, threads, std::move(inputs), optimize_s,
-        first_call_ms, std::move(accuracy), "",    Json()};
+    prepared.inputs = std::move(inputs);
+    prepared.first_call_ms = first_call_ms;
+    prepared.accuracy = std::move(accuracy);
+    return prepared;
   }
 
   // The fastest of the baseline's stock paths, chosen by a short interleaved measurement
@@ -344,11 +381,11 @@ class Session {
     std::vector<core::Candidate> candidates;
     std::vector<int64_t> items;
     for (Prepared& p : prepared) {
-      candidates.push_back([&p] {
-        if (at::get_num_threads() != p.threads) core::SetThreads(p.threads);
-        p.model.Run(p.inputs);
+      candidates.push_back([&p, scenario = options_.scenario] {
+        if (!p.streams && at::get_num_threads() != p.threads) core::SetThreads(p.threads);
+        p.RunScenario(scenario);
       });
-      items.push_back(p.batch);
+      items.push_back(p.ItemsPerCall(options_.scenario));
     }
     Emit({{"type", "progress"}, {"phase", "measure"}});
     return core::MeasureInterleaved(candidates, items, options,
@@ -423,11 +460,23 @@ Json CandidateJson(const Prepared& p, const core::MeasureResult& r) {
   Json j = MeasurementJson(r);
   j["name"] = p.name;
   j["batch"] = p.batch;
+  j["items_per_call"] = r.items_per_call;
   j["threads"] = p.threads;
   j["optimize_s"] = p.optimize_s;
   j["first_call_ms"] = p.first_call_ms;
   j["accuracy"] = p.accuracy;
-  j["applied"] = p.model.applied().ToJson();
+  j["applied"] = p.model->applied().ToJson();
+  if (!p.warnings.empty()) j["warnings"] = p.warnings;
+  if (p.streams) {
+    Json streams = Json::array();
+    for (const core::StreamBinding& b : p.streams->bindings()) {
+      Json applied = Json::array();
+      for (const platform::CpuSet& cpus : b.applied) applied.push_back(cpus.ToString());
+      streams.push_back(
+          {{"cpus", b.cpus.ToString()}, {"threads", b.threads}, {"applied", applied}});
+    }
+    j["streams"] = std::move(streams);
+  }
   if (!p.path.empty()) {
     j["path"] = p.path;
     j["paths"] = p.paths;

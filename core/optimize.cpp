@@ -6,6 +6,7 @@
 #include <torch/csrc/jit/passes/frozen_conv_add_relu_fusion.h>
 #include <torch/csrc/jit/passes/frozen_conv_folding.h>
 #include <torch/csrc/jit/passes/frozen_linear_transpose.h>
+#include <torch/csrc/jit/passes/graph_rewrite_helper.h>
 #include <torch/csrc/jit/passes/remove_dropout.h>
 
 #include <algorithm>
@@ -50,20 +51,6 @@ const std::map<std::string, GraphPass>& LibtorchFusionTable() {
 
 bool Has(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-at::ScalarType ComputeDtype(recipes::Dtype dtype) {
-  switch (dtype) {
-    case recipes::Dtype::kFp32:
-      return at::kFloat;
-    case recipes::Dtype::kBf16:
-      return at::kBFloat16;
-    case recipes::Dtype::kInt8:
-    case recipes::Dtype::kInt8Dynamic:
-      // The int8 ops take and give fp32; what is not quantized runs in fp32.
-      return at::kFloat;
-  }
-  throw Error(ErrorCode::kInternal, "unknown precision.dtype");
 }
 
 torch::jit::IValue CastFloating(const torch::jit::IValue& value, at::ScalarType dtype) {
@@ -120,6 +107,20 @@ void CastFloatingConstants(const std::shared_ptr<torch::jit::Graph>& graph, at::
 }
 
 }  // namespace
+
+at::ScalarType ComputeDtype(recipes::Dtype dtype) {
+  switch (dtype) {
+    case recipes::Dtype::kFp32:
+      return at::kFloat;
+    case recipes::Dtype::kBf16:
+      return at::kBFloat16;
+    case recipes::Dtype::kInt8:
+    case recipes::Dtype::kInt8Dynamic:
+      // The int8 ops take and give fp32; what is not quantized runs in fp32.
+      return at::kFloat;
+  }
+  throw Error(ErrorCode::kInternal, "unknown precision.dtype");
+}
 
 nlohmann::json Applied::ToJson() const {
   nlohmann::json passes_json = nlohmann::json::array();
@@ -219,6 +220,9 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
     applied.passes.push_back({"freeze", true});
     auto graph = m.get_method("forward").graph();
     torch::jit::removeDropout(graph);
+    // A traced model holds aten::_convolution, which neither the folding nor the lowering
+    // matches; as aten::conv2d both take it.
+    torch::jit::graph_rewrite_helper::replaceConvolutionWithAtenConv(graph);
     if (opt.fold_conv_bn) {
       bool changed = torch::jit::FoldFrozenConvBatchnorm(graph);
       changed |= torch::jit::FoldFrozenConvAddOrSub(graph);

@@ -77,6 +77,10 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
 // The recipe of libtorch's own best fp32 path: frozen + optimize_for_inference, nothing else.
 recipes::Recipe StockRecipe();
 
+// The dtype a recipe's precision computes in: bf16 for bf16, fp32 otherwise (the int8 ops take
+// and give fp32).
+at::ScalarType ComputeDtype(recipes::Dtype dtype);
+
 // Sets the intra-op thread count of libtorch (OpenMP) for the calling process.
 void SetThreads(int64_t threads);
 

@@ -118,6 +118,24 @@ struct Precision {
   std::optional<QParams> qparams;  // int8 only
 };
 
+// How one forward input is cut when a call's batch is shared among streams; every item of the
+// batch goes to exactly one stream and the outputs are concatenated back in order.
+struct InputSplit {
+  enum class Kind {
+    kDim,         // cut along `dim` (a tensor, or every tensor of a list)
+    kReplicate,   // every stream gets the whole input (a table, a flag)
+    kBagIndices,  // EmbeddingBag indices: cut where input `offsets` (a kBagOffsets) cuts its bags
+    kBagOffsets,  // EmbeddingBag offsets (one per bag, include_last_offset false): cut along
+                  // dim 0 and rebased to start at 0
+  };
+  Kind kind = Kind::kDim;
+  int64_t dim = 0;       // kDim only
+  int64_t offsets = -1;  // kBagIndices only: position of the offsets input
+  bool operator==(const InputSplit& other) const {
+    return kind == other.kind && dim == other.dim && offsets == other.offsets;
+  }
+};
+
 struct Runtime {
   int64_t threads = 0;  // total OpenMP threads; 0 means "every CPU of the pool"
   int64_t streams = 1;
@@ -125,6 +143,8 @@ struct Runtime {
   Binding binding = Binding::kCompact;
   Allocator allocator = Allocator::kDefault;
   std::map<std::string, std::string> env;  // extra environment (OMP_WAIT_POLICY, MALLOC_CONF...)
+  // One entry per forward input, in order; empty means every input is cut along dim 0.
+  std::vector<InputSplit> split;
 };
 
 struct Measured {

@@ -161,8 +161,36 @@ Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
   return p;
 }
 
+InputSplit ReadInputSplit(const YamlReader& r, const YamlValue& v) {
+  YamlMap m(r, v, {"kind", "dim", "offsets"});
+  InputSplit split;
+  const YamlValue kind = m.Require("kind");
+  const std::string name = r.NonEmptyString(kind);
+  if (name == "dim") {
+    split.kind = InputSplit::Kind::kDim;
+    if (auto f = m.Get("dim")) split.dim = r.Int(*f, 0);
+  } else if (name == "replicate") {
+    split.kind = InputSplit::Kind::kReplicate;
+  } else if (name == "bag_indices") {
+    split.kind = InputSplit::Kind::kBagIndices;
+    split.offsets = r.Int(m.Require("offsets"), 0);
+  } else if (name == "bag_offsets") {
+    split.kind = InputSplit::Kind::kBagOffsets;
+  } else {
+    r.Fail(kind, "'" + name + "' is not one of dim, replicate, bag_indices, bag_offsets");
+  }
+  if (split.kind != InputSplit::Kind::kDim && m.Get("dim")) {
+    r.Fail(*m.Get("dim"), "only a split of kind dim takes a dim");
+  }
+  if (split.kind != InputSplit::Kind::kBagIndices && m.Get("offsets")) {
+    r.Fail(*m.Get("offsets"), "only a split of kind bag_indices takes offsets");
+  }
+  return split;
+}
+
 Runtime ReadRuntime(const YamlReader& r, const YamlValue& v) {
-  YamlMap m(r, v, {"threads", "streams", "cores_per_stream", "binding", "allocator", "env"});
+  YamlMap m(r, v,
+            {"threads", "streams", "cores_per_stream", "binding", "allocator", "env", "split"});
   Runtime rt;
   if (auto f = m.Get("threads")) rt.threads = r.Int(*f, 0);
   if (auto f = m.Get("streams")) rt.streams = r.Int(*f, 1);
@@ -181,6 +209,20 @@ Runtime ReadRuntime(const YamlReader& r, const YamlValue& v) {
         r.Fail(entry.value, "must be a scalar, got " + DescribeYaml(entry.value.node));
       }
       rt.env[entry.key] = entry.value.node.Scalar();
+    }
+  }
+  if (auto f = m.Get("split")) {
+    const std::vector<YamlValue> items = r.Items(*f);
+    for (const YamlValue& item : items) rt.split.push_back(ReadInputSplit(r, item));
+    for (size_t i = 0; i < rt.split.size(); ++i) {
+      const InputSplit& s = rt.split[i];
+      if (s.kind != InputSplit::Kind::kBagIndices) continue;
+      const bool valid = s.offsets >= 0 && s.offsets < static_cast<int64_t>(rt.split.size()) &&
+                         rt.split[s.offsets].kind == InputSplit::Kind::kBagOffsets;
+      if (!valid) {
+        r.Fail(items[i], "offsets: " + std::to_string(s.offsets) +
+                             " is not the position of a bag_offsets input of this split");
+      }
     }
   }
   return rt;
@@ -403,6 +445,27 @@ void PutPrecision(YAML::Emitter& out, const Precision& p) {
   out << YAML::EndMap;
 }
 
+void PutInputSplit(YAML::Emitter& out, const InputSplit& split) {
+  out << YAML::Flow << YAML::BeginMap;
+  switch (split.kind) {
+    case InputSplit::Kind::kDim:
+      Key(out, "kind") << "dim";
+      Key(out, "dim") << split.dim;
+      break;
+    case InputSplit::Kind::kReplicate:
+      Key(out, "kind") << "replicate";
+      break;
+    case InputSplit::Kind::kBagIndices:
+      Key(out, "kind") << "bag_indices";
+      Key(out, "offsets") << split.offsets;
+      break;
+    case InputSplit::Kind::kBagOffsets:
+      Key(out, "kind") << "bag_offsets";
+      break;
+  }
+  out << YAML::EndMap;
+}
+
 void PutRuntime(YAML::Emitter& out, const Runtime& rt) {
   out << YAML::BeginMap;
   Key(out, "threads") << rt.threads;
@@ -420,6 +483,12 @@ void PutRuntime(YAML::Emitter& out, const Runtime& rt) {
     Put(out, value);
   }
   out << YAML::EndMap;
+  if (!rt.split.empty()) {
+    Key(out, "split");
+    out << YAML::BeginSeq;
+    for (const InputSplit& split : rt.split) PutInputSplit(out, split);
+    out << YAML::EndSeq;
+  }
   out << YAML::EndMap;
 }
 

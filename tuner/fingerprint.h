@@ -8,12 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "core/platform/cpu_info.h"
+#include "core/platform/machine_key.h"
 #include "core/platform/topology.h"
 #include "tuner/worker_client.h"
 
 namespace ipt::tuner {
 
-inline constexpr const char* kIpexTuneVersion = "0.1.0";
+using platform::kIpexTuneVersion;
 
 struct Fingerprint {
   nlohmann::json key_fields;  // hashed into `key`

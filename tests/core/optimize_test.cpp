@@ -249,6 +249,28 @@ TEST(OptimizeBertTest, SwitchingAnySinglePassOffStaysCorrectAndBf16Agrees) {
   EXPECT_GE(Cosine(reference, Optimize(module, bf16).Run(inputs).toTensor()), 0.999);
 }
 
+// What torch.jit.trace records for a convolution: aten::_convolution, not aten::conv2d.
+TEST(OptimizeTracedTest, TracedConvolutionsAreFoldedAndLoweredLikeScriptedOnes) {
+  torch::jit::Module m("Traced");
+  at::manual_seed(4);
+  m.register_parameter("w", at::randn({8, 3, 3, 3}) * 0.3, false);
+  m.register_parameter("b", at::randn({8}), false);
+  m.define(R"(
+def forward(self, x):
+  y = torch._convolution(x, self.w, self.b, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, False,
+                         False, True, True)
+  return torch.relu(y)
+)");
+  m.eval();
+  const at::Tensor x = at::randn({2, 3, 9, 9});
+  const at::Tensor reference = m.forward({x}).toTensor();
+  OptimizedModel optimized = Optimize(m, recipes::Recipe{});
+  EXPECT_EQ(optimized.applied().op_counts.count("aten::_convolution"), 0u);
+  EXPECT_EQ(optimized.applied().op_counts.at("ipt::conv2d"), 1);
+  const at::Tensor out = optimized.Run({x}).toTensor();
+  EXPECT_LT((out - reference).norm().item<double>() / reference.norm().item<double>(), 1e-5);
+}
+
 TEST(OptimizeDlrmTest, MatchesTheReference) {
   workloads::DlrmConfig config;
   config.table_rows = std::vector<int64_t>(26, 100);

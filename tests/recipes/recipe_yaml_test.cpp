@@ -55,6 +55,10 @@ Recipe FullRecipe() {
   r.runtime.allocator = Allocator::kJemalloc;
   r.runtime.env = {{"OMP_WAIT_POLICY", "PASSIVE"},
                    {"MALLOC_CONF", "oversize_threshold:1,background_thread:true"}};
+  r.runtime.split = {{InputSplit::Kind::kDim, 1},
+                     {InputSplit::Kind::kReplicate},
+                     {InputSplit::Kind::kBagIndices, 0, 3},
+                     {InputSplit::Kind::kBagOffsets}};
   Provenance p;
   p.study = 7;
   p.trial = 42;
@@ -129,6 +133,11 @@ runtime:
   env:
     MALLOC_CONF: "oversize_threshold:1,background_thread:true"
     OMP_WAIT_POLICY: PASSIVE
+  split:
+    - {kind: dim, dim: 1}
+    - {kind: replicate}
+    - {kind: bag_indices, offsets: 3}
+    - {kind: bag_offsets}
 provenance:
   study: 7
   trial: 42
@@ -316,6 +325,7 @@ TEST_F(RecipeYamlTest, FullRecipeRoundTripsThroughAFile) {
   EXPECT_EQ(r.runtime.binding, Binding::kScatter);
   EXPECT_EQ(r.runtime.allocator, Allocator::kJemalloc);
   EXPECT_EQ(r.runtime.env, original.runtime.env);
+  EXPECT_EQ(r.runtime.split, original.runtime.split);
   ASSERT_TRUE(r.provenance.has_value());
   EXPECT_EQ(r.provenance->study, 7);
   EXPECT_EQ(r.provenance->trial, 42);
@@ -658,7 +668,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "algorithm, samples, averaging_constant, percentile"},
         BadCase{"runtime", kH + "runtime:\n  threads: 2\n  numa: 0\n",
                 "r.yaml:6: runtime.numa: unknown key; allowed keys are threads, streams, "
-                "cores_per_stream, binding, allocator, env"},
+                "cores_per_stream, binding, allocator, env, split"},
         BadCase{"measured",
                 kH + "provenance:\n  study: 1\n  measured:\n    items_per_s: 1.5\n    p95_ms: 3\n",
                 "r.yaml:8: provenance.measured.p95_ms: unknown key; allowed keys are "
@@ -802,6 +812,27 @@ INSTANTIATE_TEST_SUITE_P(
                 "[A-Za-z_][A-Za-z0-9_]*)"},
         BadCase{"env not a map", kH + "runtime:\n  env: [OMP_WAIT_POLICY=PASSIVE]\n",
                 "r.yaml:5: runtime.env: expected a map, got a list"}),
+    CaseName);
+
+INSTANTIATE_TEST_SUITE_P(
+    Split, RecipeRejectTest,
+    ::testing::Values(
+        BadCase{"unknown kind", kH + "runtime:\n  split:\n    - {kind: rows}\n",
+                "r.yaml:6: runtime.split[0].kind: 'rows' is not one of dim, replicate, "
+                "bag_indices, bag_offsets"},
+        BadCase{"missing kind", kH + "runtime:\n  split:\n    - {dim: 1}\n",
+                "r.yaml:6: runtime.split[0].kind: required key is missing"},
+        BadCase{"negative dim", kH + "runtime:\n  split:\n    - {kind: dim, dim: -1}\n",
+                "r.yaml:6: runtime.split[0].dim: must be >= 0, got -1"},
+        BadCase{"dim on replicate", kH + "runtime:\n  split:\n    - {kind: replicate, dim: 0}\n",
+                "r.yaml:6: runtime.split[0].dim: only a split of kind dim takes a dim"},
+        BadCase{"indices without offsets", kH + "runtime:\n  split:\n    - {kind: bag_indices}\n",
+                "r.yaml:6: runtime.split[0].offsets: required key is missing"},
+        BadCase{"offsets not an offsets input",
+                kH + "runtime:\n  split:\n    - {kind: bag_indices, offsets: 1}\n"
+                     "    - {kind: dim}\n",
+                "r.yaml:6: runtime.split[0]: offsets: 1 is not the position of a bag_offsets "
+                "input of this split"}),
     CaseName);
 
 }  // namespace
