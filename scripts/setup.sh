@@ -16,7 +16,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch  # reference implementation for tests only (a traced model, observers)
   # runtime: allocators and a real BLAS for the stock baselines
-  libjemalloc2 libopenblas0-pthread
+  libjemalloc2 libtcmalloc-minimal4 libopenblas0-pthread
 )
 
 missing=()
