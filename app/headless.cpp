@@ -10,6 +10,14 @@
 namespace ipt::app {
 namespace {
 
+// The trial's accuracy loss against the fp32 reference (docs/accuracy.md), or "-" without one.
+std::string Loss(const nlohmann::json& accuracy) {
+  if (!accuracy.is_object()) return "-";
+  auto loss = accuracy.find("loss");
+  if (loss == accuracy.end() || !loss->is_number()) return "-";
+  return fmt::format("{:.4g}", loss->get<double>());
+}
+
 class TerminalObserver : public tuner::StudyObserver {
  public:
   TerminalObserver() : tty_(isatty(STDERR_FILENO) != 0) {}
@@ -36,8 +44,8 @@ class TerminalObserver : public tuner::StudyObserver {
 
   void OnTrialFinished(const tuner::TrialSummary& t) override {
     if (t.status == "done") {
-      Line(fmt::format("{}: {:.2f} items/s, median {:.2f} ms, p99 {:.2f} ms{}{}", prefix_,
-                       t.items_per_s, t.median_ms, t.p99_ms,
+      Line(fmt::format("{}: {:.2f} items/s, median {:.2f} ms, p99 {:.2f} ms, accuracy loss {}{}{}",
+                       prefix_, t.items_per_s, t.median_ms, t.p99_ms, Loss(t.accuracy),
                        t.noisy ? " (noisy: " + t.noise + ")" : "",
                        t.infeasible.empty() ? "" : "; infeasible: " + t.infeasible));
     } else {
@@ -64,20 +72,22 @@ class TerminalObserver : public tuner::StudyObserver {
   std::string prefix_;
 };
 
-// The results, trials in the order they ran. `vs stock` is the ratio on the study's objective
-// (above 1 better); `*` marks the winner, and notes say why a trial is infeasible or noisy.
+// The results, trials in the order they ran. `loss` is the accuracy loss against the fp32
+// reference, `vs stock` the ratio on the study's objective (above 1 better); `*` marks the
+// winner, and notes say why a trial is infeasible or noisy.
 void PrintTable(const tuner::StudyResult& result) {
   std::printf("\nObjective: %s\n", result.goal.Describe().c_str());
-  std::printf("%-6s %-28s %-9s %12s %10s %10s %10s %7s %9s\n", "trial", "configuration", "status",
-              "items/s", "median ms", "p90 ms", "p99 ms", "cv %", "vs stock");
+  std::printf("%-6s %-28s %-9s %12s %10s %10s %10s %7s %7s %9s\n", "trial", "configuration",
+              "status", "items/s", "median ms", "p90 ms", "p99 ms", "cv %", "loss", "vs stock");
   for (const tuner::TrialSummary& t : result.trials) {
     std::string notes = result.best_trial && *result.best_trial == t.number ? " *" : "";
     if (!t.infeasible.empty()) notes += "  infeasible: " + t.infeasible;
     if (t.noisy) notes += "  noisy: " + t.noise;
     if (t.status == "done") {
-      std::printf("%-6lld %-28s %-9s %12.2f %10.2f %10.2f %10.2f %7.1f %9s%s\n",
+      std::printf("%-6lld %-28s %-9s %12.2f %10.2f %10.2f %10.2f %7.1f %7s %9s%s\n",
                   static_cast<long long>(t.number), t.config.c_str(), t.status.c_str(),
                   t.items_per_s, t.median_ms, t.p90_ms, t.p99_ms, t.cv * 100,
+                  Loss(t.accuracy).c_str(),
                   t.vs_stock ? fmt::format("{:.2f}x", *t.vs_stock).c_str() : "-", notes.c_str());
     } else {
       std::printf("%-6lld %-28s %-9s %s\n", static_cast<long long>(t.number), t.config.c_str(),
@@ -110,7 +120,7 @@ int RunHeadless(HeadlessOptions options, const std::atomic<bool>& cancel) {
   if (result.recipe_path.empty()) {
     std::fprintf(stderr, result.target_report.empty()
                              ? "No candidate finished: no recipe written.\n"
-                             : "No candidate meets the latency bound: no recipe written.\n");
+                             : "No candidate meets the targets: no recipe written.\n");
     return 1;
   }
   std::printf("\nBest: trial %lld (objective: %s). Recipe written to %s\n",

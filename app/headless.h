@@ -15,7 +15,7 @@ struct HeadlessOptions {
 
 // Returns the process exit status: 0 when a recipe was exported and meets every target, 3 when
 // it was exported but misses --min-speedup, 1 when no candidate finished within the latency
-// bound (or at all), 130 when interrupted.
+// bound and the accuracy target (or at all), 130 when interrupted.
 int RunHeadless(HeadlessOptions options, const std::atomic<bool>& cancel);
 
 }  // namespace ipt::app

@@ -51,6 +51,15 @@ std::string NotAnObjective(const std::string& text) {
   return "'" + text + "' is not one of " + ipt::recipes::ObjectiveSpellings();
 }
 
+std::string NotAnAccuracyLoss(const std::string& text) {
+  try {
+    ipt::tuner::ParseAccuracyLoss(text);
+    return "";
+  } catch (const ipt::Error& e) {
+    return e.what();
+  }
+}
+
 int ExitCodeFor(ipt::ErrorCode code) {
   switch (code) {
     case ipt::ErrorCode::kInvalidArgument:
@@ -111,9 +120,19 @@ int main(int argc, char** argv) {
                      "Target ratio to stock on the objective (e.g. 1.5); exit status 3 when the "
                      "exported winner misses it")
           ->check(Check("POSITIVE", NotPositive));
+  std::string accuracy_loss = fmt::format("{:g}", ipt::tuner::kDefaultAccuracyLoss);
+  auto* accuracy_loss_opt =
+      app.add_option("--accuracy-loss", accuracy_loss,
+                     "Tolerable accuracy loss against the fp32 reference: the fraction of the "
+                     "reference's predictions a candidate may change (docs/accuracy.md), as 0.01 "
+                     "or 1%; a trial over it is stored as infeasible and never wins; none: no "
+                     "accuracy target")
+          ->check(Check("LOSS|none", NotAnAccuracyLoss))
+          ->capture_default_str();
   app.add_flag("--stop-when-met", tune.study.goal.stop_when_met,
                "Stop at the first trial that meets every target (--latency-bound, "
-               "--min-speedup) instead of using the whole budget");
+               "--min-speedup, --accuracy-loss given explicitly) instead of using the whole "
+               "budget");
   app.add_option("--time-limit", tune.study.time_limit_s,
                  "Seconds this run may search before the final comparison (0: no limit)")
       ->check(CLI::NonNegativeNumber)
@@ -182,10 +201,15 @@ int main(int argc, char** argv) {
   tune.study.goal.objective = *ipt::recipes::ParseObjective(objective);
   if (latency_bound->count() > 0) tune.study.goal.latency_bound_ms = latency_bound_ms;
   if (min_speedup_opt->count() > 0) tune.study.goal.min_speedup = min_speedup;
-  if (tune.study.goal.stop_when_met && !tune.study.goal.HasTargets()) {
+  tune.study.goal.accuracy_loss = ipt::tuner::ParseAccuracyLoss(accuracy_loss);
+  // Satisfice needs a target the user gave: the default accuracy target alone would stop the
+  // search at the first accurate candidate.
+  const bool given_target = tune.study.goal.latency_bound_ms || tune.study.goal.min_speedup ||
+                            (accuracy_loss_opt->count() > 0 && tune.study.goal.accuracy_loss);
+  if (tune.study.goal.stop_when_met && !given_target) {
     std::fprintf(stderr,
-                 "ipex-tune: error: --stop-when-met needs a target: --latency-bound MS and/or "
-                 "--min-speedup X\n");
+                 "ipex-tune: error: --stop-when-met needs a target: --latency-bound MS, "
+                 "--min-speedup X and/or --accuracy-loss L\n");
     return 2;
   }
   tune.study.measure = ipt::tuner::MeasureSettings::ForBudget(tune_measure_s);

@@ -156,6 +156,9 @@ struct Measured {
   // With a latency objective: the 95% interval of the objective percentile, as the final
   // comparison measured it (median over blocks of each block's percentile).
   std::optional<std::pair<double, double>> ci95_latency_ms;
+  // The winner's accuracy loss against the fp32 reference in [0, 1], as its trial measured it
+  // over the evaluation set (docs/accuracy.md); absent when it had none.
+  std::optional<double> accuracy_loss;
 };
 
 struct Provenance {
@@ -168,6 +171,9 @@ struct Provenance {
   // The latency bound every candidate had to meet (on the objective percentile, or p99 with the
   // throughput objective); absent when the study had none.
   std::optional<double> latency_bound_ms;
+  // The tolerable accuracy loss every candidate had to meet, in [0, 1] (--accuracy-loss);
+  // absent when the study had none.
+  std::optional<double> max_accuracy_loss;
   Measured measured;
   // The ratio to the study's stock baseline on the objective: items/s over stock's, or stock's
   // latency percentile over this one's. Above 1 is better either way.

@@ -240,10 +240,17 @@ std::pair<double, double> ReadInterval(const YamlReader& r, const YamlValue& v) 
   return {low, high};
 }
 
+// An accuracy loss: a fraction of the metric in [0, 1].
+double ReadLoss(const YamlReader& r, const YamlValue& v) {
+  double loss = r.Double(v);
+  if (!(loss >= 0 && loss <= 1)) r.Fail(v, "must be between 0 and 1");
+  return loss;
+}
+
 Measured ReadMeasured(const YamlReader& r, const YamlValue& v) {
-  YamlMap m(
-      r, v,
-      {"items_per_s", "median_ms", "p90_ms", "p99_ms", "ci95_items_per_s", "ci95_latency_ms"});
+  YamlMap m(r, v,
+            {"items_per_s", "median_ms", "p90_ms", "p99_ms", "ci95_items_per_s", "ci95_latency_ms",
+             "accuracy_loss"});
   Measured measured;
   if (auto f = m.Get("items_per_s")) measured.items_per_s = r.Double(*f);
   if (auto f = m.Get("median_ms")) measured.median_ms = r.Double(*f);
@@ -251,13 +258,14 @@ Measured ReadMeasured(const YamlReader& r, const YamlValue& v) {
   if (auto f = m.Get("p99_ms")) measured.p99_ms = r.Double(*f);
   if (auto f = m.Get("ci95_items_per_s")) measured.ci95_items_per_s = ReadInterval(r, *f);
   if (auto f = m.Get("ci95_latency_ms")) measured.ci95_latency_ms = ReadInterval(r, *f);
+  if (auto f = m.Get("accuracy_loss")) measured.accuracy_loss = ReadLoss(r, *f);
   return measured;
 }
 
 Provenance ReadProvenance(const YamlReader& r, const YamlValue& v) {
   YamlMap m(r, v,
             {"study", "trial", "created", "ipex_tune_version", "objective", "latency_bound_ms",
-             "measured", "vs_stock"});
+             "max_accuracy_loss", "measured", "vs_stock"});
   Provenance p;
   if (auto f = m.Get("study")) p.study = r.Int(*f);
   if (auto f = m.Get("trial")) p.trial = r.Int(*f);
@@ -270,6 +278,7 @@ Provenance ReadProvenance(const YamlReader& r, const YamlValue& v) {
     p.latency_bound_ms = r.Double(*f);
     if (*p.latency_bound_ms <= 0) r.Fail(*f, "must be > 0");
   }
+  if (auto f = m.Get("max_accuracy_loss")) p.max_accuracy_loss = ReadLoss(r, *f);
   if (auto f = m.Get("measured")) p.measured = ReadMeasured(r, *f);
   if (auto f = m.Get("vs_stock")) p.vs_stock = r.Double(*f);
   return p;
@@ -512,6 +521,10 @@ void PutProvenance(YAML::Emitter& out, const Provenance& p) {
     Key(out, "latency_bound_ms");
     Put(out, *p.latency_bound_ms);
   }
+  if (p.max_accuracy_loss) {
+    Key(out, "max_accuracy_loss");
+    Put(out, *p.max_accuracy_loss);
+  }
   Key(out, "measured") << YAML::BeginMap;
   Key(out, "items_per_s");
   Put(out, p.measured.items_per_s);
@@ -530,6 +543,10 @@ void PutProvenance(YAML::Emitter& out, const Provenance& p) {
   if (p.measured.ci95_latency_ms) {
     Key(out, "ci95_latency_ms");
     PutInterval(out, *p.measured.ci95_latency_ms);
+  }
+  if (p.measured.accuracy_loss) {
+    Key(out, "accuracy_loss");
+    Put(out, *p.measured.accuracy_loss);
   }
   out << YAML::EndMap;
   if (p.vs_stock) {

@@ -466,13 +466,21 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     workload_ref.inputs.push_back(recipes::ParseInputSpec(input));
   }
 
-  // Trials stored by an earlier run are judged by this run's latency bound.
+  // Why a done trial is infeasible ("" when it is not). Stock is judged by the latency bound
+  // alone: it is the baseline, not a candidate the accuracy target could exclude.
+  auto infeasible_reason = [&](bool stock, const Figures& figures,
+                               const nlohmann::json& accuracy) -> std::string {
+    return (stock ? goal.OverLatencyBound(figures) : goal.Infeasible(figures, accuracy))
+        .value_or("");
+  };
+  // Trials stored by an earlier run are judged by this run's targets.
   {
     std::map<int64_t, int64_t> trial_ids;  // by number
     for (const db::Trial& t : store.ListTrials(study.id)) trial_ids[t.number] = t.id;
     for (const TrialSummary& s : Summaries(store, study.id, objective)) {
       if (!s.done()) continue;
-      std::string infeasible = goal.Infeasible(s.figures()).value_or("");
+      std::string infeasible =
+          infeasible_reason(IsStock(nlohmann::json::parse(s.config_json)), s.figures(), s.accuracy);
       if (infeasible != s.infeasible) store.SetTrialInfeasible(trial_ids.at(s.number), infeasible);
     }
   }
@@ -577,7 +585,8 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       db::Measurement m = MeasurementFromResult(reply.result);
       RecordNoise(m, load.before(), load.after(), load.other_load());
       std::string infeasible =
-          goal.Infeasible({m.items_per_s, m.median_ms, m.p90_ms, m.p99_ms}).value_or("");
+          infeasible_reason(stock, {m.items_per_s, m.median_ms, m.p90_ms, m.p99_ms},
+                            reply.result.value("accuracy", nlohmann::json::object()));
       store.FinishTrial(trial->id, db::TrialStatus::kDone, "", setup_s, m, infeasible);
     } else {
       db::TrialStatus status =
@@ -642,23 +651,36 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   result.trials = Summaries(store, study.id, objective);
   std::vector<const TrialSummary*> ranked;
   const TrialSummary* stock_summary = nullptr;
-  size_t infeasible = 0;
+  // Infeasible candidates, by the target they miss (one can miss both).
+  size_t over_bound = 0;
+  size_t inaccurate = 0;
   for (const TrialSummary& s : result.trials) {
     if (!s.done()) continue;
     if (IsStock(nlohmann::json::parse(s.config_json))) {
       stock_summary = &s;
     } else if (!s.infeasible.empty()) {
-      ++infeasible;
+      if (goal.OverLatencyBound(s.figures())) ++over_bound;
+      if (goal.OverAccuracyLoss(s.accuracy)) ++inaccurate;
     } else if (!result.met_by || *result.met_by == s.number) {
       // Satisfice: the trial that met the targets is the result, whatever came before it.
       ranked.push_back(&s);
     }
   }
   if (ranked.empty()) {
-    if (infeasible > 0) {
-      result.target_report.push_back(fmt::format(
-          "No candidate meets the latency bound of {:g} ms on {}: {} finished over it",
-          *goal.latency_bound_ms, recipes::ToString(goal.BoundPercentile()), infeasible));
+    std::vector<std::string> misses;
+    if (over_bound > 0) {
+      misses.push_back(fmt::format("{} finished over the latency bound of {:g} ms on {}",
+                                   over_bound, *goal.latency_bound_ms,
+                                   recipes::ToString(goal.BoundPercentile())));
+    }
+    if (inaccurate > 0) {
+      misses.push_back(fmt::format("{} finished over the tolerable accuracy loss of {:g}",
+                                   inaccurate, *goal.accuracy_loss));
+    }
+    if (!misses.empty()) {
+      std::string line = "No candidate meets the targets: " + misses.front();
+      if (misses.size() > 1) line += ", " + misses.back();
+      result.target_report.push_back(line);
     }
     for (const std::string& line : result.target_report) observer.OnMessage(line);
     return result;
@@ -735,6 +757,13 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   provenance.ipex_tune_version = kIpexTuneVersion;
   provenance.objective = objective;
   provenance.latency_bound_ms = goal.latency_bound_ms;
+  provenance.max_accuracy_loss = goal.accuracy_loss;
+  if (best->accuracy.is_object()) {
+    auto loss = best->accuracy.find("loss");
+    if (loss != best->accuracy.end() && loss->is_number()) {
+      provenance.measured.accuracy_loss = loss->get<double>();
+    }
+  }
   provenance.measured.items_per_s = best->items_per_s;
   provenance.measured.median_ms = best->median_ms;
   provenance.measured.p90_ms = best->p90_ms;
@@ -770,10 +799,10 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     result.target_report.push_back(fmt::format(
         "Latency bound {:g} ms on {}: met by trial {} in the search ({} candidate(s) over it)",
         *goal.latency_bound_ms, recipes::ToString(goal.BoundPercentile()), best->number,
-        infeasible));
+        over_bound));
     if (final_comparison) {
       double final_ms = ObjectiveValue(goal.BoundPercentile(), reported);
-      if (std::optional<std::string> over = goal.Infeasible(reported)) {
+      if (std::optional<std::string> over = goal.OverLatencyBound(reported)) {
         result.target_report.push_back(
             fmt::format("  warning: in the final comparison {}; the bound is judged on the "
                         "search measurement",
@@ -784,6 +813,16 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
                                                    final_ms));
       }
     }
+  }
+  if (goal.accuracy_loss) {
+    result.target_report.push_back(fmt::format(
+        "Accuracy loss at most {:g} against fp32: met by trial {} (loss {}; {} candidate(s) "
+        "over it)",
+        *goal.accuracy_loss, best->number,
+        provenance.measured.accuracy_loss
+            ? fmt::format("{:.4g}", *provenance.measured.accuracy_loss)
+            : "-",
+        inaccurate));
   }
   if (goal.min_speedup) {
     const char* where = final_comparison ? "final comparison" : "search";

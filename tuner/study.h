@@ -60,11 +60,13 @@ struct TrialSummary {
   double cv = 0;
   bool noisy = false;
   std::string noise;       // why it is noisy: block CV, other load on the machine
-  std::string infeasible;  // a done trial that misses the latency bound: why
+  std::string infeasible;  // a done trial that misses the latency bound or accuracy target: why
   double setup_s = 0;
   double measure_s = 0;
   // The ratio to the baseline on the study's objective (Speedup), above 1 when better.
   std::optional<double> vs_stock;
+  // The search measurement's accuracy against the fp32 reference, as the worker wrote it
+  // (docs/accuracy.md); an empty object for results stored before it existed.
   nlohmann::json accuracy;
 
   bool done() const { return status_value == db::TrialStatus::kDone; }
@@ -84,9 +86,9 @@ struct StudyResult {
   std::vector<std::string> final_report;
   // Satisfice mode: the first trial found to meet every target, where the search stopped.
   std::optional<int64_t> met_by;
-  // Whether the exported winner meets every target: the latency bound (always, since an
-  // infeasible trial never wins) and min_speedup on its reported ratio to stock (the final
-  // comparison's when it ran). Without targets: true. Without a winner: false.
+  // Whether the exported winner meets every target: the latency bound and the accuracy target
+  // (always, since an infeasible trial never wins) and min_speedup on its reported ratio to stock
+  // (the final comparison's when it ran). Without targets: true. Without a winner: false.
   bool targets_met = false;
   // Lines for a person about the targets: which were met, and why not.
   std::vector<std::string> target_report;

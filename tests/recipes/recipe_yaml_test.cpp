@@ -66,12 +66,14 @@ Recipe FullRecipe() {
   p.ipex_tune_version = "0.1.0";
   p.objective = Objective::kP90;
   p.latency_bound_ms = 40;
+  p.max_accuracy_loss = 0.01;
   p.measured.items_per_s = 30.1;
   p.measured.median_ms = 33.2;
   p.measured.p90_ms = 35;
   p.measured.p99_ms = 37.5;
   p.measured.ci95_items_per_s = std::make_pair(29.5, 30.6);
   p.measured.ci95_latency_ms = std::make_pair(34.5, 35.25);
+  p.measured.accuracy_loss = 0.0625;
   p.vs_stock = 1.4;
   r.provenance = p;
   return r;
@@ -145,6 +147,7 @@ provenance:
   ipex_tune_version: "0.1.0"
   objective: p90
   latency_bound_ms: 40
+  max_accuracy_loss: 0.01
   measured:
     items_per_s: 30.1
     median_ms: 33.2
@@ -152,6 +155,7 @@ provenance:
     p99_ms: 37.5
     ci95_items_per_s: [29.5, 30.6]
     ci95_latency_ms: [34.5, 35.25]
+    accuracy_loss: 0.0625
   vs_stock: 1.4
 )";
 
@@ -337,6 +341,8 @@ TEST_F(RecipeYamlTest, FullRecipeRoundTripsThroughAFile) {
   EXPECT_EQ(r.provenance->measured.ci95_items_per_s, std::make_pair(29.5, 30.6));
   EXPECT_EQ(r.provenance->objective, Objective::kP90);
   EXPECT_EQ(r.provenance->latency_bound_ms, 40.0);
+  EXPECT_EQ(r.provenance->max_accuracy_loss, 0.01);
+  EXPECT_EQ(r.provenance->measured.accuracy_loss, 0.0625);
   EXPECT_EQ(r.provenance->measured.p99_ms, 37.5);
   EXPECT_EQ(r.provenance->measured.ci95_latency_ms, std::make_pair(34.5, 35.25));
   EXPECT_EQ(r.provenance->vs_stock, 1.4);
@@ -444,6 +450,8 @@ TEST_F(RecipeYamlTest, PartialSectionsKeepTheOtherDefaults) {
   EXPECT_EQ(r.provenance->study, 0);
   EXPECT_FALSE(r.provenance->measured.ci95_items_per_s.has_value());
   EXPECT_FALSE(r.provenance->vs_stock.has_value());
+  EXPECT_FALSE(r.provenance->max_accuracy_loss.has_value()) << "written before accuracy targets";
+  EXPECT_FALSE(r.provenance->measured.accuracy_loss.has_value());
 }
 
 TEST_F(RecipeYamlTest, FlowStyleInputIsAccepted) {
@@ -672,11 +680,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"measured",
                 kH + "provenance:\n  study: 1\n  measured:\n    items_per_s: 1.5\n    p95_ms: 3\n",
                 "r.yaml:8: provenance.measured.p95_ms: unknown key; allowed keys are "
-                "items_per_s, median_ms, p90_ms, p99_ms, ci95_items_per_s, ci95_latency_ms"},
+                "items_per_s, median_ms, p90_ms, p99_ms, ci95_items_per_s, ci95_latency_ms, "
+                "accuracy_loss"},
         BadCase{"objective", kH + "provenance:\n  objective: p95\n",
                 "r.yaml:5: provenance.objective: 'p95' is not one of throughput, p50, p90, p99"},
         BadCase{"latency bound", kH + "provenance:\n  latency_bound_ms: 0\n",
                 "r.yaml:5: provenance.latency_bound_ms: must be > 0"},
+        BadCase{"accuracy target", kH + "provenance:\n  max_accuracy_loss: 1.5\n",
+                "r.yaml:5: provenance.max_accuracy_loss: must be between 0 and 1"},
+        BadCase{"measured accuracy loss",
+                kH + "provenance:\n  measured:\n    accuracy_loss: -0.1\n",
+                "r.yaml:6: provenance.measured.accuracy_loss: must be between 0 and 1"},
         BadCase{"duplicate", kH + "  batch: 1\n  batch: 2\n",
                 "r.yaml:5: workload.batch: duplicate key"}),
     CaseName);
