@@ -175,6 +175,12 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   bench_cmd->add_option("--threads", bench.threads, "CPUs given to the run (default: all allowed)")
       ->check(CLI::PositiveNumber);
+  bench_cmd
+      ->add_option("--scenario", bench.scenario,
+                   "latency: a multi-stream recipe cuts each batch over its streams; throughput: "
+                   "every stream runs a batch of its own at once")
+      ->check(CLI::IsMember({"latency", "throughput"}))
+      ->capture_default_str();
   double bench_measure_s = bench.measure.min_time_s;
   bench_cmd->add_option("--measure-time", bench_measure_s, "Minimum measured seconds per candidate")
       ->check(CLI::PositiveNumber)

@@ -136,17 +136,23 @@ std::optional<double> Speedup(Objective objective, const Figures& candidate, con
   return IsLatency(objective) ? theirs / ours : ours / theirs;
 }
 
+const char* Scenario(Objective objective) {
+  return IsLatency(objective) ? "latency" : "throughput";
+}
+
 std::vector<double> BlockValues(Objective objective, const nlohmann::json& measurement,
                                 int64_t batch) {
   const nlohmann::json blocks = measurement.value("blocks", nlohmann::json::array());
   const nlohmann::json latencies = measurement.value("latencies_ms", nlohmann::json::array());
+  // A multi-stream candidate in the throughput scenario runs a batch on every stream per call.
+  const int64_t items = measurement.value("items_per_call", batch);
   std::vector<double> values;
   size_t first_call = 0;
   for (const auto& b : blocks) {
     const auto calls = static_cast<size_t>(std::max<int64_t>(0, b.value("calls", int64_t{0})));
     const double seconds = b.value("seconds", 0.0);
     if (!IsLatency(objective)) {
-      if (seconds > 0) values.push_back(static_cast<double>(calls * batch) / seconds);
+      if (seconds > 0) values.push_back(static_cast<double>(calls * items) / seconds);
       continue;
     }
     // The worker records every call of every block in order, so block i's calls follow block

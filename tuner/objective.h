@@ -36,6 +36,11 @@ bool IsLatency(Objective objective);
 double ObjectiveValue(Objective objective, const Figures& figures);
 // Higher is better, as strategies want it: items/s, or minus the percentile.
 double Score(Objective objective, const Figures& figures);
+// How the worker measures for this objective: "throughput" keeps every stream of a
+// multi-stream candidate busy with a batch of its own (items/s of the whole pool), "latency"
+// cuts each batch over the streams (the time of one call). One-stream candidates, stock among
+// them, are measured alike either way.
+const char* Scenario(Objective objective);
 // "items/s", "p99 ms": the unit of ObjectiveValue.
 std::string ObjectiveUnit(Objective objective);
 // "throughput (items/s, higher is better)", "p99 latency (ms per call, lower is better)".
@@ -49,7 +54,9 @@ std::optional<double> Speedup(Objective objective, const Figures& candidate, con
 // comparing candidates over blocks rather than over autocorrelated single calls: the block's
 // items/s, or the objective percentile of the calls in that block. A block has as many calls
 // as fit in its duration, so with a few calls per block a high percentile is close to the
-// block's slowest call. Blocks whose calls are missing from "latencies_ms" are skipped.
+// block's slowest call. Blocks whose calls are missing from "latencies_ms" are skipped. A call
+// holds the measurement's "items_per_call" items when it says (a batch on each stream in the
+// throughput scenario), else `batch`.
 std::vector<double> BlockValues(Objective objective, const nlohmann::json& measurement,
                                 int64_t batch);
 

@@ -9,11 +9,13 @@
 namespace ipt::tuner {
 namespace {
 
-// Threads up to 256: Prune keeps the values this machine can give.
+// Threads up to 256: Prune keeps the values this machine can give. Streams share a trial's
+// threads, at least one each.
 constexpr const char* kDefaultSpace = R"(schema: ipex-tune/space/v1
 dimensions:
   dtype: [fp32, bf16]
   threads: [1, 2, 4, 8, 16, 32, 64, 128, 256]
+  streams: {values: [1, 2, 4], constraint: "streams <= threads"}
 )";
 
 int64_t PositiveInt(const nlohmann::json& value, const std::string& dimension) {

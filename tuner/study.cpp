@@ -268,8 +268,9 @@ std::optional<FinalComparison> CompareFinalists(
   char dir_template[] = "/tmp/ipex-tune-final-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) return std::nullopt;
   std::string dir = dir_template;
-  std::vector<std::string> args = {"bench", "--batch", std::to_string(options.batch), "--baseline",
-                                   "stock"};
+  std::vector<std::string> args = {
+      "bench", "--batch",    std::to_string(options.batch),   "--baseline",
+      "stock", "--scenario", Scenario(options.goal.objective)};
   for (const std::string& a : options.source.ToArgs()) args.push_back(a);
   MeasureSettings final_settings = options.measure;
   final_settings.min_blocks = std::max<int64_t>(final_settings.min_blocks, 9);
@@ -538,8 +539,13 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     store.MarkTrialRunning(trial->id, recipe_yaml);
     observer.OnTrialStarted(trial->number, Describe(candidate), stock ? 0 : index, budget);
 
-    std::vector<std::string> args = {"trial", "--batch", std::to_string(batch), "--threads",
-                                     std::to_string(threads)};
+    std::vector<std::string> args = {"trial",
+                                     "--batch",
+                                     std::to_string(batch),
+                                     "--threads",
+                                     std::to_string(threads),
+                                     "--scenario",
+                                     Scenario(options.goal.objective)};
     for (const std::string& a : options.source.ToArgs()) args.push_back(a);
     for (const std::string& a : options.measure.ToArgs()) args.push_back(a);
     if (stock) {

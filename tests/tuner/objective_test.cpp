@@ -52,6 +52,13 @@ TEST(ObjectiveTest, SpeedupAgainstStockIsAboveOneWhenBetter) {
   EXPECT_FALSE(Speedup(Objective::kP50, Figures{}, kSmall).has_value());
 }
 
+TEST(ObjectiveTest, ThroughputIsMeasuredWithEveryStreamBusyLatencyOneCallAtATime) {
+  EXPECT_STREQ(Scenario(Objective::kThroughput), "throughput");
+  for (Objective o : {Objective::kP50, Objective::kP90, Objective::kP99}) {
+    EXPECT_STREQ(Scenario(o), "latency");
+  }
+}
+
 TEST(ObjectiveTest, BlockValuesAreBlockRatesOrBlockPercentiles) {
   const json measurement = {
       {"blocks", {{{"calls", 3}, {"seconds", 0.3}}, {{"calls", 2}, {"seconds", 0.2}}}},
@@ -67,6 +74,10 @@ TEST(ObjectiveTest, BlockValuesAreBlockRatesOrBlockPercentiles) {
   truncated["latencies_ms"] = {1.0, 2.0, 3.0, 10.0};
   EXPECT_EQ(BlockValues(Objective::kP50, truncated, 4), (std::vector<double>{2}));
   EXPECT_TRUE(BlockValues(Objective::kP50, json::object(), 1).empty());
+  // Two streams in the throughput scenario: a timed call is a batch on each stream.
+  json two_streams = measurement;
+  two_streams["items_per_call"] = 8;
+  EXPECT_EQ(BlockValues(Objective::kThroughput, two_streams, 4), (std::vector<double>{80, 80}));
 }
 
 TEST(GoalTest, TheBoundAppliesToTheObjectivePercentileOrP99) {

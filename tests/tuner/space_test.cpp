@@ -73,12 +73,14 @@ TEST(SpaceTest, DefaultSpaceParsesAndPrunesToTheMachine) {
   std::vector<PruneNote> notes;
   SpaceDefinition pruned = Prune(space, {2, false, false}, false, &notes);
   auto candidates = Enumerate(pruned, 2);
-  // fp32 x {1, 2}: bf16 dropped without avx512_bf16, threads above 2 dropped.
-  EXPECT_EQ(candidates.size(), 2u);
+  // fp32 x (1 thread x 1 stream, 2 threads x 1 or 2 streams): bf16 dropped without avx512_bf16,
+  // threads above 2 dropped, never more streams than threads.
+  EXPECT_EQ(candidates.size(), 3u);
   bool bf16_note = false;
   for (const PruneNote& n : notes) bf16_note |= n.value == "bf16";
   EXPECT_TRUE(bf16_note);
-  EXPECT_EQ(Enumerate(Prune(space, {4, true, true}, false, nullptr), 4).size(), 6u);
+  // {fp32, bf16} x (1x1, 2x{1,2}, 4x{1,2,4}).
+  EXPECT_EQ(Enumerate(Prune(space, {4, true, true}, false, nullptr), 4).size(), 12u);
 }
 
 }  // namespace
