@@ -119,7 +119,10 @@ int RunExport(const ExportOptions& options) {
                                    ? nlohmann::json(*study->goal.latency_bound_ms)
                                    : nlohmann::json()},
           {"min_speedup",
-           study->goal.min_speedup ? nlohmann::json(*study->goal.min_speedup) : nlohmann::json()}}},
+           study->goal.min_speedup ? nlohmann::json(*study->goal.min_speedup) : nlohmann::json()},
+          {"max_accuracy_loss", study->goal.max_accuracy_loss
+                                    ? nlohmann::json(*study->goal.max_accuracy_loss)
+                                    : nlohmann::json()}}},
         {"trials", trials}};
     out << document.dump(2) << '\n';
   } else {

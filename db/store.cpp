@@ -120,6 +120,10 @@ ALTER TABLE trials ADD COLUMN infeasible TEXT;
 ALTER TABLE measurements ADD COLUMN load_before REAL;
 ALTER TABLE measurements ADD COLUMN load_after REAL;
 )sql",
+    // 3: the accuracy target of a study's latest run.
+    R"sql(
+ALTER TABLE studies ADD COLUMN max_accuracy_loss REAL;
+)sql",
 };
 
 constexpr int kLatestSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -159,7 +163,7 @@ bool IsDeadLocalProcess(const std::string& owner) {
 
 constexpr const char* kStudyColumns =
     "id, key, workload_id, machine_id, space_json, settings_json, created_at, lease_owner, "
-    "lease_heartbeat, objective, mode, latency_bound_ms, min_speedup";
+    "lease_heartbeat, objective, mode, latency_bound_ms, min_speedup, max_accuracy_loss";
 
 std::optional<double> GetOptional(const Statement& s, int column) {
   if (s.IsNull(column)) return std::nullopt;
@@ -198,6 +202,7 @@ Study ReadStudy(const Statement& s) {
   study.goal.mode = s.GetText(10);
   study.goal.latency_bound_ms = GetOptional(s, 11);
   study.goal.min_speedup = GetOptional(s, 12);
+  study.goal.max_accuracy_loss = GetOptional(s, 13);
   return study;
 }
 
@@ -714,12 +719,13 @@ void Store::SetStudyGoal(int64_t study_id, const StudyGoal& goal) {
   Connection& c = impl_->connection;
   Transaction transaction(c, Transaction::Kind::kImmediate);
   Statement s(c,
-              "UPDATE studies SET objective = ?, mode = ?, latency_bound_ms = ?, min_speedup = ? "
-              "WHERE id = ?");
+              "UPDATE studies SET objective = ?, mode = ?, latency_bound_ms = ?, min_speedup = ?, "
+              "max_accuracy_loss = ? WHERE id = ?");
   s.BindText(1, goal.objective).BindText(2, goal.mode);
   BindOptional(s, 3, goal.latency_bound_ms);
   BindOptional(s, 4, goal.min_speedup);
-  s.BindInt64(5, study_id);
+  BindOptional(s, 5, goal.max_accuracy_loss);
+  s.BindInt64(6, study_id);
   s.Run();
   if (c.Changes() == 0) {
     throw Error(ErrorCode::kNotFound,

@@ -51,7 +51,8 @@ struct StudyGoal {
   // optimise: use the whole budget; satisfice: stop at the first trial that meets the targets.
   std::string mode = "optimise";
   std::optional<double> latency_bound_ms;
-  std::optional<double> min_speedup;  // on the objective, against the stock baseline
+  std::optional<double> min_speedup;        // on the objective, against the stock baseline
+  std::optional<double> max_accuracy_loss;  // tolerable loss against the fp32 reference, [0, 1]
 };
 
 struct Study {

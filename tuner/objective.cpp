@@ -268,7 +268,7 @@ std::string Goal::Describe() const {
 }
 
 db::StudyGoal Goal::ToStore() const {
-  return {recipes::ToString(objective), Mode(), latency_bound_ms, min_speedup};
+  return {recipes::ToString(objective), Mode(), latency_bound_ms, min_speedup, accuracy_loss};
 }
 
 }  // namespace ipt::tuner

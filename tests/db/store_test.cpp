@@ -423,7 +423,8 @@ TEST_F(StoreTest, StudyGoalIsTheLatestRunsAndRoundTrips) {
     EXPECT_FALSE(study_.goal.latency_bound_ms.has_value());
     EXPECT_FALSE(study_.goal.min_speedup.has_value());
     EXPECT_EQ(store.GetStudy(study_.id)->goal.objective, "throughput");
-    store.SetStudyGoal(study_.id, StudyGoal{"p99", "satisfice", 12.5, 1.5});
+    EXPECT_FALSE(study_.goal.max_accuracy_loss.has_value());
+    store.SetStudyGoal(study_.id, StudyGoal{"p99", "satisfice", 12.5, 1.5, 0.01});
   }
   {
     Store reader = Store::Open(DbPath(), OpenMode::kReadOnly);
@@ -432,14 +433,17 @@ TEST_F(StoreTest, StudyGoalIsTheLatestRunsAndRoundTrips) {
     EXPECT_EQ(goal.mode, "satisfice");
     EXPECT_EQ(goal.latency_bound_ms, 12.5);
     EXPECT_EQ(goal.min_speedup, 1.5);
+    EXPECT_EQ(goal.max_accuracy_loss, 0.01);
   }
   Store store = Store::Open(DbPath(), OpenMode::kReadWrite);
-  store.SetStudyGoal(study_.id, StudyGoal{"p50", "optimise", std::nullopt, std::nullopt});
+  store.SetStudyGoal(study_.id,
+                     StudyGoal{"p50", "optimise", std::nullopt, std::nullopt, std::nullopt});
   const StudyGoal goal = store.FindStudy("study-key")->goal;
   EXPECT_EQ(goal.objective, "p50");
   EXPECT_EQ(goal.mode, "optimise");
   EXPECT_FALSE(goal.latency_bound_ms.has_value());
   EXPECT_FALSE(goal.min_speedup.has_value());
+  EXPECT_FALSE(goal.max_accuracy_loss.has_value());
   ExpectError([&] { store.SetStudyGoal(999, StudyGoal{}); }, ErrorCode::kNotFound, "study 999");
 }
 
@@ -482,7 +486,8 @@ TEST_F(StoreTest, MigratesAVersion1StoreKeepingItsData) {
   {
     // Back to the schema-1 layout: what an older ipex-tune left on disk.
     sqlite::Connection raw(DbPath(), sqlite::Access::kReadWrite);
-    for (const char* column : {"objective", "mode", "latency_bound_ms", "min_speedup"}) {
+    for (const char* column :
+         {"objective", "mode", "latency_bound_ms", "min_speedup", "max_accuracy_loss"}) {
       raw.Exec(std::string("ALTER TABLE studies DROP COLUMN ") + column);
     }
     raw.Exec("ALTER TABLE trials DROP COLUMN infeasible");
@@ -493,11 +498,12 @@ TEST_F(StoreTest, MigratesAVersion1StoreKeepingItsData) {
   ExpectError([&] { Store::Open(DbPath(), OpenMode::kReadOnly); }, ErrorCode::kUnsupported,
               DbPath());
   Store store = Store::Open(DbPath(), OpenMode::kReadWrite);
-  EXPECT_EQ(store.schema_version(), 2);
+  EXPECT_EQ(store.schema_version(), 3);
   const Study study = *store.FindStudy("study-key");
   EXPECT_EQ(study.goal.objective, "throughput");
   EXPECT_EQ(study.goal.mode, "optimise");
   EXPECT_FALSE(study.goal.latency_bound_ms.has_value());
+  EXPECT_FALSE(study.goal.max_accuracy_loss.has_value());
   const Trial trial = store.ListTrials(study.id).at(0);
   EXPECT_EQ(trial.status, TrialStatus::kDone);
   EXPECT_EQ(trial.infeasible, "");
