@@ -117,12 +117,17 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
   }
   std::printf("%s, batch %lld, %lld thread(s)\n", out["workload"].get<std::string>().c_str(),
               static_cast<long long>(batch), static_cast<long long>(threads));
-  std::printf("%-36s %12s %10s %10s %7s %8s\n", "candidate", "items/s", "median ms", "p90 ms",
-              "cv %", "speedup");
+  std::printf("%-36s %12s %10s %10s %7s %8s %7s\n", "candidate", "items/s", "median ms", "p90 ms",
+              "cv %", "speedup", "loss");
   auto row = [](const std::string& name, const nlohmann::json& r, double speedup) {
-    std::printf("%-36s %12.2f %10.2f %10.2f %7.1f %7.2fx\n", name.c_str(),
+    // The accuracy loss against the fp32 reference (docs/accuracy.md); "-" when not finite.
+    const nlohmann::json loss =
+        r.value("accuracy", nlohmann::json::object()).value("loss", nlohmann::json());
+    const std::string loss_text =
+        loss.is_number() ? fmt::format("{:.4g}", loss.get<double>()) : "-";
+    std::printf("%-36s %12.2f %10.2f %10.2f %7.1f %7.2fx %7s\n", name.c_str(),
                 r["items_per_s"].get<double>(), r["median_ms"].get<double>(),
-                r["p90_ms"].get<double>(), r["cv"].get<double>() * 100, speedup);
+                r["p90_ms"].get<double>(), r["cv"].get<double>() * 100, speedup, loss_text.c_str());
   };
   row(fmt::format("{} ({})", options.baseline, out["baseline"]["path"].get<std::string>()),
       out["baseline"], 1.0);
