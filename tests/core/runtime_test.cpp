@@ -12,12 +12,14 @@
 #include "base/error.h"
 #include "core/platform/binding.h"
 #include "recipes/recipe_yaml.h"
+#include "tests/core/test_util.h"
 #include "workloads/dlrm.h"
 
 namespace ipt::core {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::ErrorOf;
 using torch::jit::IValue;
 
 class RuntimeTest : public ::testing::Test {
@@ -48,15 +50,6 @@ def forward(self, x):
 
   fs::path dir_;
 };
-
-std::string ErrorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 recipes::Recipe TwoStreams() {
   recipes::Recipe recipe;

@@ -14,11 +14,13 @@
 #include "core/platform/binding.h"
 #include "core/platform/core_pool.h"
 #include "core/platform/system_source.h"
+#include "tests/core/test_util.h"
 #include "workloads/dlrm.h"
 
 namespace ipt::core {
 namespace {
 
+using testing::ErrorOf;
 using platform::CpuSet;
 using torch::jit::IValue;
 using Kind = InputSplit::Kind;
@@ -40,15 +42,6 @@ platform::StreamPlan Oversubscribed(int streams) {
     plan.streams.push_back({CpuSet{allowed.ids()[i % allowed.size()]}, 1, 0});
   }
   return plan;
-}
-
-std::string ErrorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 void ExpectSame(const IValue& a, const IValue& b) {
