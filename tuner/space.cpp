@@ -88,6 +88,14 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate,
       recipe.runtime.binding = EnumValue(value, key, ParseBinding, BindingSpellings());
     } else if (key == "allocator") {
       recipe.runtime.allocator = EnumValue(value, key, ParseAllocator, AllocatorSpellings());
+    } else if (key == "omp_wait_policy") {
+      // GNU OpenMP's idle threads spin (ACTIVE) or sleep (PASSIVE) between parallel regions.
+      const std::string policy = Text(value, key);
+      if (policy != "active" && policy != "passive") {
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("omp_wait_policy: {} is not one of active, passive", value.dump()));
+      }
+      recipe.runtime.env["OMP_WAIT_POLICY"] = policy == "active" ? "ACTIVE" : "PASSIVE";
     } else if (key == "batch") {
       recipe.workload.batch = PositiveInt(value, key);
     } else if (key == "memory_format") {

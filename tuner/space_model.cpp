@@ -13,9 +13,12 @@
 namespace ipt::tuner {
 
 const std::vector<std::string>& SpaceDimensionNames() {
-  static const std::vector<std::string> names = {
-      "dtype",   "threads",   "calibration", "calibration_samples", "streams", "cores_per_stream",
-      "binding", "allocator", "batch",       "memory_format",       "fusions"};
+  static const std::vector<std::string> names = {"dtype",           "threads",
+                                                 "calibration",     "calibration_samples",
+                                                 "streams",         "cores_per_stream",
+                                                 "binding",         "allocator",
+                                                 "omp_wait_policy", "batch",
+                                                 "memory_format",   "fusions"};
   return names;
 }
 

@@ -64,6 +64,7 @@ nlohmann::json DimensionValue(const YamlReader& r, const std::string& dimension,
   if (dimension == "memory_format") {
     check(recipes::ParseMemoryFormat(s).has_value(), recipes::MemoryFormatSpellings());
   }
+  if (dimension == "omp_wait_policy") check(s == "active" || s == "passive", "active, passive");
   return s;  // calibration: an algorithm name, which the core validates
 }
 

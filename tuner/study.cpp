@@ -1,6 +1,7 @@
 #include "tuner/study.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -248,6 +249,97 @@ class LoadWatch {
   double started_s_ = 0;
   double ended_s_ = 0;
 };
+
+// The environment's share of a winner's gain (the environment alone moves stock libtorch by
+// 2-3x here): stock and the winner re-measured interleaved in one worker started with the
+// winner's environment, beside stock in the default environment (trial 0).
+struct EnvironmentSplit {
+  db::Measurement stock_tuned;
+  db::Measurement ours_tuned;
+  std::vector<std::string> report;
+};
+
+// "jemalloc, OMP_WAIT_POLICY=PASSIVE": what a recipe sets in its worker's environment; empty
+// when it needs none of its own.
+std::string DescribeEnvironment(const recipes::Runtime& runtime) {
+  std::vector<std::string> parts;
+  if (runtime.allocator != recipes::Allocator::kDefault) {
+    parts.push_back(recipes::ToString(runtime.allocator));
+  }
+  for (const auto& [name, value] : runtime.env) parts.push_back(name + "=" + value);
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
+
+std::optional<EnvironmentSplit> SplitEnvironmentGain(
+    const StudyOptions& options, const WorkerClient& worker, const platform::CpuSet& allowed,
+    const recipes::Recipe& winner, const TrialSummary& stock, StudyObserver& observer,
+    LoadWatch& load, const std::function<void()>& heartbeat, const std::atomic<bool>& cancel) {
+  const std::string environment = DescribeEnvironment(winner.runtime);
+  char dir_template[] = "/tmp/ipex-tune-env-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) return std::nullopt;
+  const std::string dir = dir_template;
+  const std::string path = dir + "/winner.yaml";
+  recipes::SaveRecipe(winner, path);
+  std::vector<std::string> args = {
+      "bench", "--batch",    std::to_string(options.batch),    "--baseline",
+      "stock", "--scenario", Scenario(options.goal.objective), "--recipe",
+      path};
+  for (const std::string& a : options.source.ToArgs()) args.push_back(a);
+  for (const std::string& a : options.measure.ToArgs()) args.push_back(a);
+  const int64_t threads =
+      winner.runtime.threads > 0 ? winner.runtime.threads : static_cast<int64_t>(allowed.size());
+  observer.OnMessage(
+      fmt::format("Environment: stock and the winner re-measured in the winner's environment ({})",
+                  environment));
+  load.Started(threads);
+  WorkerReply reply = worker.Run(
+      args, "", FirstCpus(allowed, threads), WorkerEnvironment(winner.runtime, threads),
+      std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) * 2,
+      [&](const nlohmann::json& progress) {
+        heartbeat();
+        observer.OnTrialProgress(-1, progress);
+      },
+      &cancel);
+  load.Ended();
+  std::filesystem::remove_all(dir);
+  if (!reply.ok) {
+    if (reply.error_code != "cancelled") {
+      observer.OnMessage("Environment split failed: " + reply.error);
+    }
+    return std::nullopt;
+  }
+  const nlohmann::json& candidates = reply.result.at("candidates");
+  EnvironmentSplit out;
+  out.stock_tuned = MeasurementFromResult(candidates.at(0));
+  out.ours_tuned = MeasurementFromResult(candidates.at(1));
+  for (db::Measurement* m : {&out.stock_tuned, &out.ours_tuned}) {
+    m->scenario = "environment";
+    RecordNoise(*m, load.before(), load.after(), load.other_load());
+  }
+  const Objective objective = options.goal.objective;
+  const Figures stock_default = stock.figures();
+  const Figures stock_tuned = {out.stock_tuned.items_per_s, out.stock_tuned.median_ms,
+                               out.stock_tuned.p90_ms, out.stock_tuned.p99_ms};
+  const Figures ours_tuned = {out.ours_tuned.items_per_s, out.ours_tuned.median_ms,
+                              out.ours_tuned.p90_ms, out.ours_tuned.p99_ms};
+  auto ratio = [&](const Figures& a, const Figures& b) {
+    const std::optional<double> r = Speedup(objective, a, b);
+    return r ? fmt::format("{:.2f}x", *r) : std::string("n/a");
+  };
+  const std::string unit = ObjectiveUnit(objective);
+  out.report.push_back(fmt::format("  stock, default environment (trial 0):  {:.4g} {}",
+                                   ObjectiveValue(objective, stock_default), unit));
+  out.report.push_back(
+      fmt::format("  stock, winner's environment:          {:.4g} {}  ({} from "
+                  "the environment)",
+                  ObjectiveValue(objective, stock_tuned), unit, ratio(stock_tuned, stock_default)));
+  out.report.push_back(
+      fmt::format("  winner, its environment:              {:.4g} {}  ({} from "
+                  "the core, {} in all)",
+                  ObjectiveValue(objective, ours_tuned), unit, ratio(ours_tuned, stock_tuned),
+                  ratio(ours_tuned, stock_default)));
+  return out;
+}
 
 // How much better `a` is than `b` on the objective: above 1 when a is better.
 double Ratio(Objective objective, double a, double b) {
@@ -745,11 +837,28 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     if (s.number == *result.best_trial) best = &s;
   }
   std::optional<db::Trial> best_row;
+  std::optional<db::Trial> stock_row;
   for (const db::Trial& t : store.ListTrials(study.id)) {
     if (t.number == best->number) best_row = t;
+    if (t.number == 0) stock_row = t;
   }
   recipes::Recipe recipe =
       CandidateToRecipe(nlohmann::json::parse(best_row->config_json), workload_ref);
+  if (stock_summary != nullptr && stock_row && !DescribeEnvironment(recipe.runtime).empty()) {
+    std::optional<EnvironmentSplit> split = SplitEnvironmentGain(
+        options, worker, fingerprint.topology.allowed, recipe, *stock_summary, observer, load,
+        [&lease] { lease.Heartbeat(); }, cancel);
+    if (!split && cancel.load()) {
+      result.interrupted = true;
+      return result;
+    }
+    if (split) {
+      store.AddMeasurement(stock_row->id, split->stock_tuned);
+      store.AddMeasurement(best_row->id, split->ours_tuned);
+      result.environment_report = split->report;
+      for (const std::string& line : split->report) observer.OnMessage(line);
+    }
+  }
   if (recipe.precision.dtype == recipes::Dtype::kInt8)
     recipe.precision.qparams = CalibratedQParams(store, best_row->id);
   recipe.machine.fingerprint = fingerprint.key;

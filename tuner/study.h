@@ -84,6 +84,10 @@ struct StudyResult {
   // The final interleaved comparison: the winner against stock with its interval, and which
   // differences between finalists are significant.
   std::vector<std::string> final_report;
+  // When the winner runs in an environment of its own (allocator, OpenMP variables): stock in
+  // the default environment, stock in the winner's, and the winner, so that a reader sees how
+  // much of the gain came from the environment and how much from the core.
+  std::vector<std::string> environment_report;
   // Satisfice mode: the first trial found to meet every target, where the search stopped.
   std::optional<int64_t> met_by;
   // Whether the exported winner meets every target: the latency bound and the accuracy target

@@ -18,6 +18,7 @@ TEST(SpaceTest, EveryDimensionMapsOntoTheRecipe) {
                  {"cores_per_stream", 1},
                  {"binding", "scatter"},
                  {"allocator", "jemalloc"},
+                 {"omp_wait_policy", "passive"},
                  {"batch", 16},
                  {"memory_format", "channels_last"},
                  {"fusions", {"conv_add_relu"}}};
@@ -31,6 +32,7 @@ TEST(SpaceTest, EveryDimensionMapsOntoTheRecipe) {
   EXPECT_EQ(r.runtime.cores_per_stream, 1);
   EXPECT_EQ(r.runtime.binding, recipes::Binding::kScatter);
   EXPECT_EQ(r.runtime.allocator, recipes::Allocator::kJemalloc);
+  EXPECT_EQ(r.runtime.env, (std::map<std::string, std::string>{{"OMP_WAIT_POLICY", "PASSIVE"}}));
   EXPECT_EQ(r.workload.batch, 16);
   EXPECT_EQ(r.workload.name, "resnet50");
   EXPECT_EQ(r.optimize.memory_format, recipes::MemoryFormat::kChannelsLast);
@@ -45,8 +47,9 @@ TEST(SpaceTest, AbsentDimensionsKeepDefaultsAndCalibrationOnlyForInt8) {
 }
 
 TEST(SpaceTest, BadValuesAreErrorsNamingTheDimension) {
-  for (const Candidate& bad : {Candidate{{"dtype", "fp16"}}, Candidate{{"threads", 0}},
-                               Candidate{{"binding", 3}}, Candidate{{"colour", "red"}}}) {
+  for (const Candidate& bad :
+       {Candidate{{"dtype", "fp16"}}, Candidate{{"threads", 0}}, Candidate{{"binding", 3}},
+        Candidate{{"colour", "red"}}, Candidate{{"omp_wait_policy", "spin"}}}) {
     try {
       CandidateToRecipe(bad, {});
       ADD_FAILURE() << bad.dump();

@@ -115,7 +115,9 @@ TEST_F(SpaceYamlTest, RejectsWithLineAndKey) {
   EXPECT_EQ(LoadError(Space("  dtype: [fp32]\n  thread: [1]\n")),
             "space.yaml:4: dimensions.thread: unknown dimension; known: dtype, threads, "
             "calibration, calibration_samples, streams, cores_per_stream, binding, allocator, "
-            "batch, memory_format, fusions");
+            "omp_wait_policy, batch, memory_format, fusions");
+  EXPECT_EQ(LoadError(Space("  dtype: [fp32]\n  omp_wait_policy: [passive, spin]\n")),
+            "space.yaml:4: dimensions.omp_wait_policy[1]: 'spin' is not one of active, passive");
   EXPECT_EQ(LoadError(Space("  dtype: [fp32,\n          fp16]\n")),
             "space.yaml:4: dimensions.dtype[1]: 'fp16' is not one of fp32, bf16, int8, "
             "int8-dynamic");
