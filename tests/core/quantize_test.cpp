@@ -273,7 +273,7 @@ TEST(QuantizeTest, BertStaticAndDynamicKeepTheLogits) {
   auto calibration = [&](int64_t batch, int64_t index) {
     return workload->MakeCalibrationInputs(batch, index);
   };
-  for (const std::string& algorithm : {"minmax", "histogram", "percentile"}) {
+  for (const std::string algorithm : {"minmax", "histogram", "percentile"}) {
     OptimizedModel model = Optimize(module, Int8(algorithm), calibration);
     EXPECT_EQ(Count(model.applied(), "ipt::linear"), 0) << algorithm;
     EXPECT_GT(Count(model.applied(), "ipt::qlinear"), 0) << algorithm;

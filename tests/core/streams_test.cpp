@@ -12,26 +12,16 @@
 #include "base/error.h"
 #include "core/optimize.h"
 #include "core/platform/binding.h"
-#include "core/platform/core_pool.h"
-#include "core/platform/system_source.h"
 #include "tests/core/test_util.h"
 #include "workloads/dlrm.h"
 
 namespace ipt::core {
 namespace {
 
-using testing::ErrorOf;
 using platform::CpuSet;
+using testing::ErrorOf;
 using torch::jit::IValue;
 using Kind = InputSplit::Kind;
-
-platform::Topology ThisMachine() { return platform::ReadTopology(platform::LinuxSystemSource()); }
-
-platform::StreamPlan Plan(int streams) {
-  const platform::Topology topology = ThisMachine();
-  return platform::PlanStreams(topology, platform::CorePool::AllAllowed(topology),
-                               {streams, 0, platform::Binding::kCompact});
-}
 
 // A stream plan of `streams` streams that all run on the CPUs this process may use, for tests
 // that need more streams than this machine has cores.
