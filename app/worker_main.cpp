@@ -277,7 +277,7 @@ class Session {
     std::shared_ptr<core::StreamExecutor> streams;
     if (rt.streams > 1) {
       streams = std::make_shared<core::StreamExecutor>(
-          core::PlanRuntime(rt, {}),
+          core::PlanRuntime(rt, {}, Machine().topology),
           [model](const std::vector<torch::jit::IValue>& in) { return model->Run(in); },
           rt.split.empty() ? core::InferSplit(module_) : rt.split,
           rt.binding != recipes::Binding::kNone);
@@ -285,8 +285,9 @@ class Session {
       for (const core::StreamBinding& b : streams->bindings()) threads += b.threads;
     }
     double optimize_s = SecondsSince(start);
-    Prepared prepared{name,       model, streams, batch, threads, {},
-                      optimize_s, 0,     Json(),  "",    Json(),  core::RecipeWarnings(recipe)};
+    Prepared prepared{name,    model, streams,    batch,
+                      threads, {},    optimize_s, 0,
+                      Json(),  "",    Json(),     core::RecipeWarnings(recipe, Machine())};
     std::vector<torch::jit::IValue> inputs = workload_->MakeInputs(batch, 0);
     start = Clock::now();
     torch::jit::IValue first_output = prepared.Run(inputs);
@@ -399,6 +400,11 @@ class Session {
   }
 
   const workloads::Workload& workload() const { return *workload_; }
+  // This machine, read on first use: every candidate's recipe is checked against it.
+  const core::Machine& Machine() {
+    if (!machine_) machine_ = core::ReadMachine();
+    return *machine_;
+  }
   const torch::jit::Module& module() const { return module_; }
   double build_s() const { return build_s_; }
 
@@ -450,6 +456,7 @@ class Session {
   std::unique_ptr<workloads::Workload> workload_;
   torch::jit::Module module_;
   double build_s_ = 0;
+  std::optional<core::Machine> machine_;
   std::optional<at::Tensor> reference_;
   int64_t reference_batch_ = 0;
   std::string model_hash_;  // of module_, computed for the first reference

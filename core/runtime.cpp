@@ -79,8 +79,16 @@ std::vector<std::string> EnvironmentWarnings(const recipes::Runtime& runtime) {
 
 }  // namespace
 
-platform::StreamPlan PlanRuntime(const recipes::Runtime& runtime, const platform::CpuSet& cpus) {
-  const platform::Topology topology = platform::ReadTopology(platform::LinuxSystemSource());
+Machine ReadMachine() {
+  const platform::LinuxSystemSource source;
+  Machine machine{platform::ReadTopology(source), platform::ReadCpuInfo(source), ""};
+  machine.key = platform::MachineKey(
+      platform::MachineKeyFields(machine.cpu, machine.topology, CurrentLibraries()));
+  return machine;
+}
+
+platform::StreamPlan PlanRuntime(const recipes::Runtime& runtime, const platform::CpuSet& cpus,
+                                 const platform::Topology& topology) {
   const platform::CorePool pool = cpus.empty() ? platform::CorePool::AllAllowed(topology)
                                                : platform::CorePool::FromCpus(topology, cpus);
   platform::StreamRequest request;
@@ -149,14 +157,10 @@ std::vector<std::string> MachineDifferences(const recipes::MachineRef& recorded,
   return differences;
 }
 
-std::vector<std::string> RecipeWarnings(const recipes::Recipe& recipe) {
-  const platform::LinuxSystemSource source;
-  const platform::Topology topology = platform::ReadTopology(source);
-  const platform::CpuInfo cpu = platform::ReadCpuInfo(source);
-  const std::string key =
-      platform::MachineKey(platform::MachineKeyFields(cpu, topology, CurrentLibraries()));
+std::vector<std::string> RecipeWarnings(const recipes::Recipe& recipe, const Machine& machine) {
   std::vector<std::string> warnings;
-  for (const std::string& d : MachineDifferences(recipe.machine, cpu, topology, key)) {
+  for (const std::string& d :
+       MachineDifferences(recipe.machine, machine.cpu, machine.topology, machine.key)) {
     warnings.push_back("machine: " + d);
   }
   for (std::string& w : EnvironmentWarnings(recipe.runtime)) warnings.push_back(std::move(w));
@@ -170,8 +174,9 @@ Runtime::Runtime(OptimizedModel model, recipes::Recipe recipe, const RuntimeOpti
       report_(std::move(report)) {
   // A recipe built in code may leave the workload unnamed; the saved form needs a name.
   if (recipe_.workload.name.empty()) recipe_.workload.name = "model";
-  report_.warnings = RecipeWarnings(recipe_);
-  const platform::StreamPlan plan = PlanRuntime(recipe_.runtime, options.cpus);
+  const Machine machine = ReadMachine();
+  report_.warnings = RecipeWarnings(recipe_, machine);
+  const platform::StreamPlan plan = PlanRuntime(recipe_.runtime, options.cpus, machine.topology);
   report_.plan = platform::Describe(plan);
   OptimizedModel* shared = model_.get();
   executor_ = std::make_unique<StreamExecutor>(

@@ -103,15 +103,24 @@ class Runtime {
   std::unique_ptr<StreamExecutor> executor_;
 };
 
+// This machine as the runtime compares and plans with it: read once, passed around.
+struct Machine {
+  platform::Topology topology;
+  platform::CpuInfo cpu;
+  std::string key;  // platform::MachineKey with this process's libraries
+};
+Machine ReadMachine();
+
 // The streams a recipe's runtime section asks for, laid over `cpus` (empty: every CPU this
-// process may use), one CPU per physical core. Throws ipt::Error(kInvalidArgument) naming the
-// numbers when they do not fit.
-platform::StreamPlan PlanRuntime(const recipes::Runtime& runtime, const platform::CpuSet& cpus);
+// process may use) of `topology`, one CPU per physical core. Throws ipt::Error(kInvalidArgument)
+// naming the numbers when they do not fit.
+platform::StreamPlan PlanRuntime(const recipes::Runtime& runtime, const platform::CpuSet& cpus,
+                                 const platform::Topology& topology);
 
 // What in `recipe` this process does not match, one sentence each: the machine it was measured
 // on (MachineDifferences, prefixed "machine: "), an allocator or environment variable the
 // process was not started with. RuntimeReport::warnings holds these.
-std::vector<std::string> RecipeWarnings(const recipes::Recipe& recipe);
+std::vector<std::string> RecipeWarnings(const recipes::Recipe& recipe, const Machine& machine);
 
 // The libraries this process runs with (libtorch, oneDNN and the ISA oneDNN dispatches to).
 platform::Libraries CurrentLibraries();

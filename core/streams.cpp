@@ -144,10 +144,12 @@ std::vector<int64_t> ShareItems(int64_t batch, int64_t streams) {
   return counts;
 }
 
-std::vector<std::vector<IValue>> SplitInputs(const std::vector<IValue>& inputs,
-                                             const std::vector<InputSplit>& split,
-                                             const std::vector<int64_t>& counts) {
-  CountItems(inputs, split);  // validates the inputs against the split
+namespace {
+
+// SplitInputs for inputs CountItems has checked against `split`.
+std::vector<std::vector<IValue>> SplitCounted(const std::vector<IValue>& inputs,
+                                              const std::vector<InputSplit>& split,
+                                              const std::vector<int64_t>& counts) {
   std::vector<std::vector<IValue>> shares(counts.size());
   for (auto& share : shares) share.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -200,6 +202,15 @@ std::vector<std::vector<IValue>> SplitInputs(const std::vector<IValue>& inputs,
     }
   }
   return shares;
+}
+
+}  // namespace
+
+std::vector<std::vector<IValue>> SplitInputs(const std::vector<IValue>& inputs,
+                                             const std::vector<InputSplit>& split,
+                                             const std::vector<int64_t>& counts) {
+  CountItems(inputs, split);
+  return SplitCounted(inputs, split, counts);
 }
 
 IValue ConcatOutputs(std::vector<IValue> parts) {
@@ -289,14 +300,15 @@ ScopedTeamBinding::~ScopedTeamBinding() { Restore(); }
 void ScopedTeamBinding::Restore() {
   if (previous_.empty()) return;
   const int n = static_cast<int>(previous_.size());
-  std::vector<platform::CpuMask> masks;
-  for (const CpuSet& previous : previous_) {
-    masks.emplace_back(previous.empty() ? platform::CurrentAffinity() : previous);
+  // A thread whose mask could not be read was never pinned: nothing to put back.
+  std::vector<std::optional<platform::CpuMask>> masks(n);
+  for (int t = 0; t < n; ++t) {
+    if (!previous_[t].empty()) masks[t].emplace(previous_[t]);
   }
 #pragma omp parallel num_threads(n)
   {
     const int t = omp_get_thread_num();
-    if (!previous_[t].empty()) sched_setaffinity(0, masks[t].size_bytes(), masks[t].data());
+    if (masks[t]) sched_setaffinity(0, masks[t]->size_bytes(), masks[t]->data());
   }
   previous_.clear();
   omp_set_num_threads(previous_threads_);
@@ -397,7 +409,7 @@ std::future<IValue> StreamExecutor::RunAsync(std::vector<IValue> inputs) {
   if (counts.size() == 1) {
     shares.push_back(std::move(inputs));
   } else {
-    shares = SplitInputs(inputs, split_, counts);
+    shares = SplitCounted(inputs, split_, counts);
   }
   std::vector<std::future<IValue>> parts;
   for (size_t k = 0; k < shares.size(); ++k) {

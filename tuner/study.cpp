@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <functional>
@@ -250,6 +252,45 @@ class LoadWatch {
   double ended_s_ = 0;
 };
 
+// Stock and `recipes` measured side by side in one `ipex-tune-worker bench` on `cpus` with
+// `env`, for the comparisons after the search. The recipes are written to a temporary folder
+// for the worker and removed after it. A failed worker is the reply's error.
+WorkerReply RunBench(const StudyOptions& options, const WorkerClient& worker,
+                     const std::vector<std::pair<std::string, recipes::Recipe>>& recipes,
+                     const MeasureSettings& settings, const std::vector<int>& cpus,
+                     const std::map<std::string, std::string>& env,
+                     std::chrono::milliseconds timeout, StudyObserver& observer, LoadWatch& load,
+                     const std::function<void()>& heartbeat, const std::atomic<bool>& cancel) {
+  char dir_template[] = "/tmp/ipex-tune-bench-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) {
+    WorkerReply failed;
+    failed.error = std::string("cannot create a temporary folder: ") + std::strerror(errno);
+    return failed;
+  }
+  const std::string dir = dir_template;
+  std::vector<std::string> args = {
+      "bench", "--batch",    std::to_string(options.batch),   "--baseline",
+      "stock", "--scenario", Scenario(options.goal.objective)};
+  for (const std::string& a : options.source.ToArgs()) args.push_back(a);
+  for (const std::string& a : settings.ToArgs()) args.push_back(a);
+  for (const auto& [name, recipe] : recipes) {
+    const std::string path = dir + "/" + name + ".yaml";
+    recipes::SaveRecipe(recipe, path);
+    args.insert(args.end(), {"--recipe", path});
+  }
+  load.Started(static_cast<int64_t>(cpus.size()));
+  WorkerReply reply = worker.Run(
+      args, "", cpus, env, timeout,
+      [&](const nlohmann::json& progress) {
+        heartbeat();
+        observer.OnTrialProgress(-1, progress);
+      },
+      &cancel);
+  load.Ended();
+  std::filesystem::remove_all(dir);
+  return reply;
+}
+
 // The environment's share of a winner's gain (the environment alone moves stock libtorch by
 // 2-3x here): stock and the winner re-measured interleaved in one worker started with the
 // winner's environment, beside stock in the default environment (trial 0).
@@ -274,34 +315,16 @@ std::optional<EnvironmentSplit> SplitEnvironmentGain(
     const StudyOptions& options, const WorkerClient& worker, const platform::CpuSet& allowed,
     const recipes::Recipe& winner, const TrialSummary& stock, StudyObserver& observer,
     LoadWatch& load, const std::function<void()>& heartbeat, const std::atomic<bool>& cancel) {
-  const std::string environment = DescribeEnvironment(winner.runtime);
-  char dir_template[] = "/tmp/ipex-tune-env-XXXXXX";
-  if (mkdtemp(dir_template) == nullptr) return std::nullopt;
-  const std::string dir = dir_template;
-  const std::string path = dir + "/winner.yaml";
-  recipes::SaveRecipe(winner, path);
-  std::vector<std::string> args = {
-      "bench", "--batch",    std::to_string(options.batch),    "--baseline",
-      "stock", "--scenario", Scenario(options.goal.objective), "--recipe",
-      path};
-  for (const std::string& a : options.source.ToArgs()) args.push_back(a);
-  for (const std::string& a : options.measure.ToArgs()) args.push_back(a);
   const int64_t threads =
       winner.runtime.threads > 0 ? winner.runtime.threads : static_cast<int64_t>(allowed.size());
   observer.OnMessage(
       fmt::format("Environment: stock and the winner re-measured in the winner's environment ({})",
-                  environment));
-  load.Started(threads);
-  WorkerReply reply = worker.Run(
-      args, "", FirstCpus(allowed, threads), WorkerEnvironment(winner.runtime, threads),
-      std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) * 2,
-      [&](const nlohmann::json& progress) {
-        heartbeat();
-        observer.OnTrialProgress(-1, progress);
-      },
-      &cancel);
-  load.Ended();
-  std::filesystem::remove_all(dir);
+                  DescribeEnvironment(winner.runtime)));
+  WorkerReply reply =
+      RunBench(options, worker, {{"winner", winner}}, options.measure, FirstCpus(allowed, threads),
+               WorkerEnvironment(winner.runtime, threads),
+               std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) * 2,
+               observer, load, heartbeat, cancel);
   if (!reply.ok) {
     if (reply.error_code != "cancelled") {
       observer.OnMessage("Environment split failed: " + reply.error);
@@ -357,36 +380,22 @@ std::optional<FinalComparison> CompareFinalists(
     StudyObserver& observer, LoadWatch& load, const std::function<void()>& heartbeat,
     const std::atomic<bool>& cancel) {
   const Objective objective = options.goal.objective;
-  char dir_template[] = "/tmp/ipex-tune-final-XXXXXX";
-  if (mkdtemp(dir_template) == nullptr) return std::nullopt;
-  std::string dir = dir_template;
-  std::vector<std::string> args = {
-      "bench", "--batch",    std::to_string(options.batch),   "--baseline",
-      "stock", "--scenario", Scenario(options.goal.objective)};
-  for (const std::string& a : options.source.ToArgs()) args.push_back(a);
   MeasureSettings final_settings = options.measure;
   final_settings.min_blocks = std::max<int64_t>(final_settings.min_blocks, 9);
-  for (const std::string& a : final_settings.ToArgs()) args.push_back(a);
   std::vector<Candidate> configs;
+  std::vector<std::pair<std::string, recipes::Recipe>> recipes;
   for (const TrialSummary* f : finalists) {
     configs.push_back(nlohmann::json::parse(f->config_json));
-    std::string path = fmt::format("{}/trial-{}.yaml", dir, f->number);
-    recipes::SaveRecipe(CandidateToRecipe(configs.back(), workload_ref), path);
-    args.insert(args.end(), {"--recipe", path});
+    recipes.emplace_back(fmt::format("trial-{}", f->number),
+                         CandidateToRecipe(configs.back(), workload_ref));
   }
   std::vector<int> cpus(allowed.begin(), allowed.end());
-  load.Started(static_cast<int64_t>(cpus.size()));
-  WorkerReply reply = worker.Run(
-      args, "", cpus, {{"OMP_NUM_THREADS", std::to_string(cpus.size())}},
-      std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) *
-          static_cast<int64_t>(finalists.size() + 1),
-      [&](const nlohmann::json& progress) {
-        heartbeat();
-        observer.OnTrialProgress(-1, progress);
-      },
-      &cancel);
-  load.Ended();
-  std::filesystem::remove_all(dir);
+  WorkerReply reply =
+      RunBench(options, worker, recipes, final_settings, cpus,
+               {{"OMP_NUM_THREADS", std::to_string(cpus.size())}},
+               std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) *
+                   static_cast<int64_t>(finalists.size() + 1),
+               observer, load, heartbeat, cancel);
   if (!reply.ok) {
     if (reply.error_code != "cancelled") {
       observer.OnMessage("Final comparison failed: " + reply.error +
@@ -795,8 +804,7 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   // be compared there fairly.
   auto comparable_in_one_process = [&](const TrialSummary* t) {
     recipes::Recipe r = CandidateToRecipe(nlohmann::json::parse(t->config_json), workload_ref);
-    return r.runtime.allocator == recipes::Allocator::kDefault && r.runtime.env.empty() &&
-           r.workload.batch == options.batch;
+    return DescribeEnvironment(r.runtime).empty() && r.workload.batch == options.batch;
   };
   if (stock_summary != nullptr && options.finalists > 0 &&
       !comparable_in_one_process(ranked.front())) {

@@ -12,8 +12,8 @@
 #include "base/error.h"
 #include "core/platform/binding.h"
 #include "recipes/recipe_yaml.h"
+#include "tests/core/test_models.h"
 #include "tests/core/test_util.h"
-#include "workloads/dlrm.h"
 
 namespace ipt::core {
 namespace {
@@ -130,11 +130,7 @@ TEST_F(RuntimeTest, AnInt8ModelIsSavedWithItsCalibrationAndLoadsWithoutRecalibra
 
 TEST_F(RuntimeTest, DlrmOnTwoStreamsReadsItsSplitFromTheModelAndKeepsItWhenSaved) {
   if (platform::CurrentAffinity().size() < 2) GTEST_SKIP() << "needs two CPUs";
-  workloads::DlrmConfig config;
-  config.bottom_mlp = {32, 16};
-  config.top_mlp = {32, 1};
-  config.table_rows = std::vector<int64_t>(26, 100);
-  const auto dlrm = workloads::MakeDlrm(config, {});
+  const auto dlrm = workloads::MakeDlrm(testing::SmallDlrm(), {});
   auto runtime = Runtime::Create(dlrm->BuildModel(), TwoStreams());
   const std::vector<recipes::InputSplit> split = {{recipes::InputSplit::Kind::kDim, 0},
                                                   {recipes::InputSplit::Kind::kBagIndices, 0, 2},

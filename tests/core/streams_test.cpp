@@ -12,8 +12,8 @@
 #include "base/error.h"
 #include "core/optimize.h"
 #include "core/platform/binding.h"
+#include "tests/core/test_models.h"
 #include "tests/core/test_util.h"
-#include "workloads/dlrm.h"
 
 namespace ipt::core {
 namespace {
@@ -241,11 +241,7 @@ TEST(StreamExecutorTest, StreamsCutTheBatchAndMatchOneStreamBitForBit) {
 }
 
 TEST(StreamExecutorTest, DlrmBagsRunOnTwoStreamsLikeOne) {
-  workloads::DlrmConfig config;
-  config.bottom_mlp = {32, 16};
-  config.top_mlp = {32, 1};
-  config.table_rows = std::vector<int64_t>(26, 100);
-  const auto dlrm = workloads::MakeDlrm(config, {});
+  const auto dlrm = workloads::MakeDlrm(testing::SmallDlrm(), {});
   OptimizedModel model = Optimize(dlrm->BuildModel(), recipes::Recipe{});
   auto forward = [&](const std::vector<IValue>& in) { return model.Run(in); };
   const std::vector<InputSplit> split = {

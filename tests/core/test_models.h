@@ -2,6 +2,7 @@
 #pragma once
 
 #include "workloads/bert.h"
+#include "workloads/dlrm.h"
 
 namespace ipt::core::testing {
 
@@ -14,6 +15,16 @@ inline workloads::BertConfig TwoLayerBert() {
   config.hidden = 128;
   config.heads = 4;
   config.intermediate = 512;
+  return config;
+}
+
+// DLRM's builder with its 26 tables at 100 rows and narrow MLPs: the full graph (interaction,
+// merged bags) in milliseconds.
+inline workloads::DlrmConfig SmallDlrm() {
+  workloads::DlrmConfig config;
+  config.bottom_mlp = {32, 16};
+  config.top_mlp = {32, 1};
+  config.table_rows = std::vector<int64_t>(26, 100);
   return config;
 }
 
