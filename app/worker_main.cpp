@@ -15,12 +15,15 @@
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <iostream>
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +31,7 @@
 #include "core/measure.h"
 #include "core/optimize.h"
 #include "core/platform/cpu_set.h"
+#include "core/platform/memory_binding.h"
 #include "core/platform/system_source.h"
 #include "core/runtime.h"
 #include "core/stock_int8.h"
@@ -567,8 +571,57 @@ void InjectFault(const recipes::Recipe& recipe) {
   }
 }
 
-void RunTrial(const CommonOptions& o, const std::string& recipe_path, const std::string& baseline) {
+// A trial that is one of several worker processes measuring side by side (the tuner's
+// multi-instance mode).
+struct InstanceOptions {
+  int membind = -1;      // NUMA node for this process's memory; -1 leaves the policy alone
+  std::string sync_dir;  // where the instances meet before timing; empty when alone
+  int sync_count = 0;    // how many meet there
+};
+
+// How long an instance waits for the others at the start of timing. The tuner kills every
+// instance when one fails, so this only ends a wait nobody will end (a wrong count by hand).
+constexpr double kSyncTimeoutS = 300;
+
+// Blocks until `count` instances have reached the start of timing: each leaves a file named
+// after its pid in `dir` and waits for the others' files.
+void MeetOtherInstances(const std::string& dir, int count) {
+  namespace fs = std::filesystem;
+  const fs::path mine = fs::path(dir) / ("ready-" + std::to_string(getpid()));
+  if (!std::ofstream(mine)) {
+    throw Error(ErrorCode::kIo,
+                fmt::format("cannot write {} to meet the other instances", mine.string()));
+  }
+  Emit({{"type", "progress"}, {"phase", "sync"}, {"instances", count}});
   auto start = Clock::now();
+  while (true) {
+    int ready = 0;
+    for (const fs::directory_entry& entry : fs::directory_iterator(dir)) {
+      if (entry.path().filename().string().rfind("ready-", 0) == 0) ++ready;
+    }
+    if (ready >= count) return;
+    if (SecondsSince(start) > kSyncTimeoutS) {
+      throw Error(ErrorCode::kWorkerFailed,
+                  fmt::format("only {} of {} instances reached the start of timing in {}: "
+                              "waited {:.0f} s",
+                              ready, count, dir, kSyncTimeoutS));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void RunTrial(CommonOptions o, const std::string& recipe_path, const std::string& baseline,
+              const InstanceOptions& instance) {
+  auto start = Clock::now();
+  // Before the model exists and before any thread starts, so weights and every OpenMP thread's
+  // pages follow the policy.
+  std::optional<platform::MemoryBinding> memory;
+  if (instance.membind >= 0) memory = platform::BindMemoryToNode(instance.membind);
+  if (!instance.sync_dir.empty()) {
+    o.measure.before_timing = [&instance] {
+      MeetOtherInstances(instance.sync_dir, instance.sync_count);
+    };
+  }
   if (!baseline.empty()) StockPaths(baseline);  // an unknown name fails before the build
   recipes::Recipe recipe = baseline.empty() ? ReadRecipe(recipe_path) : recipes::Recipe{};
   Session session(o);
@@ -587,6 +640,14 @@ void RunTrial(const CommonOptions& o, const std::string& recipe_path, const std:
   result["cpus"] = platform::LinuxSystemSource().Affinity().ToString();
   result["build_s"] = session.build_s();
   result["setup_s"] = setup_s;
+  if (memory) {
+    result["memory"] = {
+        {"node", memory->node}, {"bound", memory->bound}, {"policy", memory->detail}};
+    if (!memory->bound) {
+      if (!result.contains("warnings")) result["warnings"] = Json::array();
+      result["warnings"].push_back("memory not bound: " + memory->detail);
+    }
+  }
   Emit(result);
 }
 
@@ -632,6 +693,17 @@ int Main(int argc, char** argv) {
       ->add_option("--baseline", baseline,
                    fmt::format("Measure a baseline ({}) instead of a recipe", kBaselines))
       ->excludes(recipe_opt);
+  InstanceOptions instance;
+  trial->add_option("--membind", instance.membind,
+                    "Bind this process's memory to a NUMA node (the result says if the kernel "
+                    "refused)");
+  auto* sync_dir = trial->add_option(
+      "--sync-dir", instance.sync_dir,
+      "Folder where instances measured side by side meet before timing (with --sync-count)");
+  trial->add_option("--sync-count", instance.sync_count, "How many instances meet in --sync-dir")
+      ->check(CLI::PositiveNumber)
+      ->needs(sync_dir);
+  sync_dir->needs(trial->get_option("--sync-count"));
   auto* bench = app.add_subcommand("bench", "Measure recipes and a baseline interleaved");
   AddCommonOptions(bench, common);
   bench->add_option("--recipe", recipe_paths, "Recipe YAML files")->required();
@@ -651,7 +723,7 @@ int Main(int argc, char** argv) {
       if (recipe_path.empty() && baseline.empty()) {
         throw Error(ErrorCode::kInvalidArgument, "trial needs --recipe or --baseline");
       }
-      RunTrial(common, recipe_path, baseline);
+      RunTrial(common, recipe_path, baseline, instance);
     }
     if (*bench) RunBench(common, recipe_paths, bench_baseline);
   } catch (const Error& e) {

@@ -51,6 +51,7 @@ std::vector<MeasureResult> MeasureInterleaved(const std::vector<Candidate>& cand
       run();
     }
   }
+  if (options.before_timing) options.before_timing();
   std::vector<MeasureResult> results(candidates.size());
   std::vector<double> measured_s(candidates.size(), 0.0);
   for (size_t i = 0; i < candidates.size(); ++i) results[i].items_per_call = items_per_call[i];

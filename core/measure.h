@@ -20,6 +20,9 @@ struct MeasureOptions {
   double min_total_s = 2.0;  // per candidate, over all blocks
   int64_t min_calls = 10;    // per candidate
   double max_total_s = 120;  // per candidate: a ceiling on slow models, reported when reached
+  // Called once between the warm-up and the first timed block: processes measured side by side
+  // (the tuner's instances) meet here, so their timed blocks overlap.
+  std::function<void()> before_timing;
 };
 
 struct Block {

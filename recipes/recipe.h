@@ -137,7 +137,11 @@ struct InputSplit {
 };
 
 struct Runtime {
-  int64_t threads = 0;  // total OpenMP threads; 0 means "every CPU of the pool"
+  // Processes the recipe was measured as, side by side, each with the rest of this section on
+  // its own share of the CPUs (the tuner's multi-instance mode). One process runs one instance:
+  // a launcher starts the others, each bound to its CPUs (docs/runtime.md).
+  int64_t instances = 1;
+  int64_t threads = 0;  // OpenMP threads of one process; 0 means "every CPU of the pool"
   int64_t streams = 1;
   int64_t cores_per_stream = 0;  // 0 means "pool size / streams"
   Binding binding = Binding::kCompact;

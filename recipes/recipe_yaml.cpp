@@ -190,8 +190,10 @@ InputSplit ReadInputSplit(const YamlReader& r, const YamlValue& v) {
 
 Runtime ReadRuntime(const YamlReader& r, const YamlValue& v) {
   YamlMap m(r, v,
-            {"threads", "streams", "cores_per_stream", "binding", "allocator", "env", "split"});
+            {"instances", "threads", "streams", "cores_per_stream", "binding", "allocator", "env",
+             "split"});
   Runtime rt;
+  if (auto f = m.Get("instances")) rt.instances = r.Int(*f, 1);
   if (auto f = m.Get("threads")) rt.threads = r.Int(*f, 0);
   if (auto f = m.Get("streams")) rt.streams = r.Int(*f, 1);
   if (auto f = m.Get("cores_per_stream")) rt.cores_per_stream = r.Int(*f, 0);
@@ -477,6 +479,8 @@ void PutInputSplit(YAML::Emitter& out, const InputSplit& split) {
 
 void PutRuntime(YAML::Emitter& out, const Runtime& rt) {
   out << YAML::BeginMap;
+  // Written only when it says something, so single-process recipes read as they always did.
+  if (rt.instances != 1) Key(out, "instances") << rt.instances;
   Key(out, "threads") << rt.threads;
   Key(out, "streams") << rt.streams;
   Key(out, "cores_per_stream") << rt.cores_per_stream;

@@ -84,6 +84,8 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate,
       recipe.runtime.streams = PositiveInt(value, key);
     } else if (key == "cores_per_stream") {
       recipe.runtime.cores_per_stream = PositiveInt(value, key);
+    } else if (key == "instances") {
+      recipe.runtime.instances = PositiveInt(value, key);
     } else if (key == "binding") {
       recipe.runtime.binding = EnumValue(value, key, ParseBinding, BindingSpellings());
     } else if (key == "allocator") {

@@ -13,12 +13,10 @@
 namespace ipt::tuner {
 
 const std::vector<std::string>& SpaceDimensionNames() {
-  static const std::vector<std::string> names = {"dtype",           "threads",
-                                                 "calibration",     "calibration_samples",
-                                                 "streams",         "cores_per_stream",
-                                                 "binding",         "allocator",
-                                                 "omp_wait_policy", "batch",
-                                                 "memory_format",   "fusions"};
+  static const std::vector<std::string> names = {
+      "dtype",     "threads", "calibration", "calibration_samples", "streams", "cores_per_stream",
+      "instances", "binding", "allocator",   "omp_wait_policy",     "batch",   "memory_format",
+      "fusions"};
   return names;
 }
 
@@ -296,7 +294,8 @@ bool Constraint::Holds(const nlohmann::json& candidate, int64_t cpus) const {
 namespace {
 
 bool IsCpuCount(const std::string& dimension) {
-  return dimension == "threads" || dimension == "streams" || dimension == "cores_per_stream";
+  return dimension == "threads" || dimension == "streams" || dimension == "cores_per_stream" ||
+         dimension == "instances";
 }
 
 // Dimensions every value of which is an integer: the names a constraint may use.
@@ -394,6 +393,14 @@ std::vector<nlohmann::json> Enumerate(const SpaceDefinition& space, int64_t cpus
   // does not hold contributes no key instead of one copy of the rest per value.
   const std::function<void(size_t)> walk = [&](size_t d) {
     if (d == space.dimensions.size()) {
+      // Instances run side by side on CPUs of their own: more processes than fit would share
+      // CPUs and measure the scheduler. A candidate without threads gives each instance an
+      // equal share.
+      if (const auto it = partial.find("instances");
+          it != partial.end() && partial.contains("threads") &&
+          partial.at("threads").get<int64_t>() * it->get<int64_t>() > cpus) {
+        return;
+      }
       for (const Constraint& c : constraints) {
         if (!c.Holds(partial, cpus)) return;
       }

@@ -86,17 +86,18 @@ struct PruneNote {
 };
 
 // The space this machine can serve. Drops bf16 without avx512_bf16 (unless keep_unsupported:
-// measuring the emulated path is sometimes the point), and threads, streams and cores_per_stream
-// values above `facts.cpus` (always: they would oversubscribe the CPU set and measure the
-// scheduler). Keeps int8 and int8-dynamic without avx512_vnni, with a note. Each drop or warning
-// appends a PruneNote when `notes` is not null. Throws ipt::Error(kUnsupported) naming the
+// measuring the emulated path is sometimes the point), and threads, streams, cores_per_stream
+// and instances values above `facts.cpus` (always: they would oversubscribe the CPU set and measure
+// the scheduler). Keeps int8 and int8-dynamic without avx512_vnni, with a note. Each drop or
+// warning appends a PruneNote when `notes` is not null. Throws ipt::Error(kUnsupported) naming the
 // dimension when pruning leaves a dimension with no value.
 SpaceDefinition Prune(const SpaceDefinition& space, const MachineFacts& facts,
                       bool keep_unsupported, std::vector<PruneNote>* notes);
 
 // Every valid candidate (a JSON object {dimension: value}) in grid order: the last dimension
 // varies fastest. A conditional dimension is absent from a candidate whose `when` does not hold;
-// candidates that fail a constraint are left out; duplicates are removed, the first kept.
+// candidates that fail a constraint are left out, and so are those whose instances times threads
+// (each instance's threads) exceed `cpus`; duplicates are removed, the first kept.
 // Throws ipt::Error(kInvalidArgument) for a constraint that does not parse, a `when` naming a
 // dimension not declared before its own, and a grid whose product of dimension sizes exceeds
 // kMaxGrid: a study measures each candidate for seconds, so that many is a typo, not a plan.

@@ -31,7 +31,7 @@ std::string Show(const nlohmann::json& value) {
 
 bool IsIntegerDimension(const std::string& name) {
   return name == "threads" || name == "calibration_samples" || name == "streams" ||
-         name == "cores_per_stream" || name == "batch";
+         name == "cores_per_stream" || name == "instances" || name == "batch";
 }
 
 // One value of dimension `dimension`, validated and in its canonical JSON form.

@@ -17,10 +17,13 @@
 #include "base/error.h"
 #include "base/sha256.h"
 #include "base/stats.h"
+#include "core/platform/core_pool.h"
+#include "core/platform/stream_plan.h"
 #include "core/platform/system_source.h"
 #include "db/store.h"
 #include "recipes/recipe_yaml.h"
 #include "tuner/fingerprint.h"
+#include "tuner/instances.h"
 #include "tuner/load_noise.h"
 #include "tuner/space.h"
 #include "tuner/space_yaml.h"
@@ -97,12 +100,13 @@ db::Measurement MeasurementFromResult(const nlohmann::json& r) {
   m.noisy = r.value("noisy", false);
   m.accuracy_json = r.value("accuracy", nlohmann::json::object()).dump();
   m.applied_json = r.value("applied", nlohmann::json::object()).dump();
-  m.raw_json = nlohmann::json{{"blocks", r.value("blocks", nlohmann::json::array())},
-                              {"latencies_ms", r.value("latencies_ms", nlohmann::json::array())},
-                              {"optimize_s", r.value("optimize_s", 0.0)},
-                              {"build_s", r.value("build_s", 0.0)},
-                              {"first_call_ms", r.value("first_call_ms", 0.0)}}
-                   .dump();
+  nlohmann::json raw = {{"blocks", r.value("blocks", nlohmann::json::array())},
+                        {"latencies_ms", r.value("latencies_ms", nlohmann::json::array())},
+                        {"optimize_s", r.value("optimize_s", 0.0)},
+                        {"build_s", r.value("build_s", 0.0)},
+                        {"first_call_ms", r.value("first_call_ms", 0.0)}};
+  if (r.contains("instances")) raw["instances"] = r.at("instances");
+  m.raw_json = raw.dump();
   return m;
 }
 
@@ -187,6 +191,16 @@ std::vector<int> FirstCpus(const platform::CpuSet& allowed, int64_t count) {
   return cpus;
 }
 
+// Where a trial's instances run: its CPUs cut into `instances` compact sets, each with its node.
+std::vector<platform::Stream> InstancePlan(const platform::Topology& topology,
+                                           const std::vector<int>& cpus, int64_t instances) {
+  platform::CorePoolOptions every_cpu;
+  every_cpu.physical_cores_only = false;  // exactly the trial's CPUs, as a single process gets
+  platform::CorePool pool =
+      platform::CorePool::FromCpus(topology, platform::CpuSet(cpus), every_cpu);
+  return platform::PlanInstances(topology, pool, static_cast<int>(instances));
+}
+
 // A candidate's complexity, for breaking ties: a recipe that changes less from libtorch's own
 // defaults is easier to trust and to deploy, and fewer threads leave cores for other work.
 std::pair<int, int64_t> Complexity(const Candidate& c) {
@@ -197,6 +211,7 @@ std::pair<int, int64_t> Complexity(const Candidate& c) {
   if (c.value("allocator", "default") != "default") ++changes;
   if (c.value("memory_format", "auto") != "auto") ++changes;
   changes += static_cast<int>(c.value("streams", int64_t{1}) - 1);
+  changes += static_cast<int>(c.value("instances", int64_t{1}) - 1);
   return {changes, c.value("threads", int64_t{0})};
 }
 
@@ -635,17 +650,14 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     }
     recipes::Recipe recipe = stock ? recipes::Recipe{} : CandidateToRecipe(candidate, workload_ref);
     std::string recipe_yaml = stock ? "" : recipes::ToYaml(recipe);
-    int64_t threads = candidate.value("threads", allowed_cpus);
+    const int64_t instances = recipe.runtime.instances;
+    // Threads of each instance; without a threads dimension the instances share every CPU.
+    int64_t threads = candidate.value("threads", allowed_cpus / instances);
     int64_t batch = candidate.value("batch", options.batch);
     store.MarkTrialRunning(trial->id, recipe_yaml);
     observer.OnTrialStarted(trial->number, Describe(candidate), stock ? 0 : index, budget);
 
-    std::vector<std::string> args = {"trial",
-                                     "--batch",
-                                     std::to_string(batch),
-                                     "--threads",
-                                     std::to_string(threads),
-                                     "--scenario",
+    std::vector<std::string> args = {"trial", "--batch", std::to_string(batch), "--scenario",
                                      Scenario(options.goal.objective)};
     for (const std::string& a : options.source.ToArgs()) args.push_back(a);
     for (const std::string& a : options.measure.ToArgs()) args.push_back(a);
@@ -655,18 +667,24 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       args.insert(args.end(), {"--recipe", "-"});
     }
     auto started = Clock::now();
-    load.Started(threads);
+    load.Started(threads * instances);
     WorkerReply reply;
+    auto on_progress = [&](const nlohmann::json& progress) {
+      lease.Heartbeat();
+      observer.OnTrialProgress(trial->number, progress);
+    };
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout);
     try {
-      reply = worker.Run(
-          args, recipe_yaml, FirstCpus(fingerprint.topology.allowed, threads),
-          WorkerEnvironment(recipe.runtime, threads),
-          std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout),
-          [&](const nlohmann::json& progress) {
-            lease.Heartbeat();
-            observer.OnTrialProgress(trial->number, progress);
-          },
-          &cancel);
+      std::vector<int> cpus = FirstCpus(fingerprint.topology.allowed, threads * instances);
+      std::map<std::string, std::string> env = WorkerEnvironment(recipe.runtime, threads);
+      if (instances == 1) {
+        args.insert(args.end(), {"--threads", std::to_string(threads)});
+        reply = worker.Run(args, recipe_yaml, cpus, env, timeout, on_progress, &cancel);
+      } else {
+        reply = RunInstances(worker, args, recipe_yaml,
+                             InstancePlan(fingerprint.topology, cpus, instances), env, timeout,
+                             on_progress, &cancel);
+      }
     } catch (const Error& e) {
       // Losing the lease ends the study: another tuner owns it now.
       if (e.code() == ErrorCode::kBusy) throw;
@@ -804,13 +822,14 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   // be compared there fairly.
   auto comparable_in_one_process = [&](const TrialSummary* t) {
     recipes::Recipe r = CandidateToRecipe(nlohmann::json::parse(t->config_json), workload_ref);
-    return DescribeEnvironment(r.runtime).empty() && r.workload.batch == options.batch;
+    return DescribeEnvironment(r.runtime).empty() && r.workload.batch == options.batch &&
+           r.runtime.instances == 1;
   };
   if (stock_summary != nullptr && options.finalists > 0 &&
       !comparable_in_one_process(ranked.front())) {
     observer.OnMessage(
-        "Final comparison skipped: the best candidate needs a process environment or batch of "
-        "its own; its search measurement stands");
+        "Final comparison skipped: the best candidate needs a process environment, batch or "
+        "instance count of its own; its search measurement stands");
   } else if (stock_summary != nullptr && options.finalists > 0) {
     ranked.erase(
         std::remove_if(ranked.begin(), ranked.end(),
@@ -852,7 +871,25 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   }
   recipes::Recipe recipe =
       CandidateToRecipe(nlohmann::json::parse(best_row->config_json), workload_ref);
-  if (stock_summary != nullptr && stock_row && !DescribeEnvironment(recipe.runtime).empty()) {
+  if (recipe.runtime.instances > 1) {
+    const int64_t instances = recipe.runtime.instances;
+    const int64_t threads =
+        recipe.runtime.threads > 0 ? recipe.runtime.threads : allowed_cpus / instances;
+    std::vector<std::string> layout;
+    for (const platform::Stream& instance :
+         InstancePlan(fingerprint.topology,
+                      FirstCpus(fingerprint.topology.allowed, threads * instances), instances)) {
+      layout.push_back(
+          fmt::format("cpus {} (node {})", instance.cpus.ToString(), instance.numa_node));
+    }
+    // Both halves of the split run in one process; the winner's figure is a sum over several.
+    observer.OnMessage(fmt::format(
+        "The winner runs as {} instances, as measured on {}: start one process per instance, "
+        "each bound to its CPUs (docs/runtime.md); the environment's share of the gain is not "
+        "split out for it",
+        instances, fmt::join(layout, ", ")));
+  } else if (stock_summary != nullptr && stock_row &&
+             !DescribeEnvironment(recipe.runtime).empty()) {
     std::optional<EnvironmentSplit> split = SplitEnvironmentGain(
         options, worker, fingerprint.topology.allowed, recipe, *stock_summary, observer, load,
         [&lease] { lease.Heartbeat(); }, cancel);

@@ -264,7 +264,7 @@ std::string Describe(const StreamPlan& plan) {
   return out;
 }
 
-std::vector<CpuSet> PlanInstances(const Topology& topology, const CorePool& pool, int instances) {
+std::vector<Stream> PlanInstances(const Topology& topology, const CorePool& pool, int instances) {
   StreamRequest request;
   request.streams = instances;
   request.binding = Binding::kCompact;
@@ -274,9 +274,7 @@ std::vector<CpuSet> PlanInstances(const Topology& topology, const CorePool& pool
   } catch (const Error& e) {
     throw e.WithContext("planning " + std::to_string(instances) + " instances");
   }
-  std::vector<CpuSet> sets;
-  for (Stream& stream : plan.streams) sets.push_back(std::move(stream.cpus));
-  return sets;
+  return std::move(plan.streams);
 }
 
 }  // namespace ipt::platform

@@ -81,9 +81,9 @@ StreamPlan PlanStreams(const Topology& topology, const CorePool& pool,
 // stream has no single node, then "idle: cpus 24-27" when some are idle. Lines end with '\n'.
 std::string Describe(const StreamPlan& plan);
 
-// CPU sets for `instances` worker processes (0 = the default count), laid out as compact
-// streams: PlanStreams(topology, pool, {instances, 0, Binding::kCompact}). Same errors, prefixed
-// with "planning N instances: ".
-std::vector<CpuSet> PlanInstances(const Topology& topology, const CorePool& pool, int instances);
+// CPU sets, thread counts and NUMA nodes for `instances` worker processes (0 = the default
+// count), laid out as compact streams: PlanStreams(topology, pool, {instances, 0,
+// Binding::kCompact}).streams. Same errors, prefixed with "planning N instances: ".
+std::vector<Stream> PlanInstances(const Topology& topology, const CorePool& pool, int instances);
 
 }  // namespace ipt::platform

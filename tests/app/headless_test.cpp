@@ -400,6 +400,85 @@ TEST_F(HeadlessTest, AWinnersEnvironmentIsMeasuredOnStockTooAndTheGainSplit) {
   EXPECT_EQ(recipes::LoadRecipe(File("env.yaml")).runtime.env.at("OMP_WAIT_POLICY"), "PASSIVE");
 }
 
+// Multi-instance mode: a trial with instances: 2 is two workers at once, each on a CPU of its
+// own with its memory bound to its node, stored as one result whose throughput is their sum.
+TEST_F(HeadlessTest, MultiInstanceTrialsRunOneBoundWorkerPerInstanceAndSumThem) {
+  ASSERT_NO_FATAL_FAILURE(WriteSmallModel());
+  std::ofstream(File("space.yaml")) << "schema: ipex-tune/space/v1\ndimensions:\n"
+                                       "  threads: [1]\n  instances: [1, 2]\n";
+  const std::string db = File("mi.db");
+  std::vector<std::string> args = SmallStudyArgs(db, File("mi.yaml"));
+  args.insert(args.end(), {"--space", File("space.yaml")});
+  CommandResult r = Tune(args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  db::Store store = db::Store::Open(db, db::OpenMode::kReadOnly);
+  bool saw_two = false;
+  int winner_instances = 0;
+  for (const db::Trial& t : store.ListTrials(store.ListStudies().at(0).id)) {
+    nlohmann::json config = nlohmann::json::parse(t.config_json);
+    if (config.value("instances", 0) != 2) continue;
+    saw_two = true;
+    ASSERT_EQ(t.status, db::TrialStatus::kDone) << t.error;
+    const db::Measurement m = store.ListMeasurements(t.id).at(0);
+    nlohmann::json instances = nlohmann::json::parse(m.raw_json).at("instances");
+    ASSERT_EQ(instances.size(), 2u) << m.raw_json;
+    double sum = 0;
+    std::set<std::string> cpus;
+    for (const nlohmann::json& instance : instances) {
+      sum += instance.at("items_per_s").get<double>();
+      cpus.insert(instance.at("cpus").get<std::string>());
+      EXPECT_EQ(instance.at("threads"), 1);
+      EXPECT_TRUE(instance.at("memory").at("bound").get<bool>()) << instance.dump();
+      EXPECT_EQ(instance.at("memory").at("policy"), "bound to node 0");
+    }
+    EXPECT_EQ(cpus.size(), 2u) << "each instance on a CPU of its own";
+    EXPECT_NEAR(m.items_per_s, sum, 1e-9 * sum);
+    EXPECT_EQ(m.threads, 2);
+  }
+  EXPECT_TRUE(saw_two);
+  const recipes::Recipe exported = recipes::LoadRecipe(File("mi.yaml"));
+  winner_instances = static_cast<int>(exported.runtime.instances);
+  EXPECT_EQ(r.err.find("The winner runs as 2 instances") != std::string::npos,
+            winner_instances == 2)
+      << r.err;
+
+  // One instance failing fails the trial, naming it, and leaves no worker behind.
+  const std::string crash_db = File("crash.db");
+  std::vector<std::string> crash = SmallStudyArgs(crash_db, File("crash.yaml"));
+  crash.insert(crash.end(), {"--space", File("space.yaml")});
+  CommandResult c = Tune(crash, "IPT_FAULT=crash@threads=1");
+  for (const db::Trial& t : Trials(crash_db)) {
+    if (nlohmann::json::parse(t.config_json).value("instances", 0) != 2) continue;
+    EXPECT_EQ(t.status, db::TrialStatus::kFailed);
+    EXPECT_NE(t.error.find(" of 2 (cpus "), std::string::npos) << t.error;
+    EXPECT_NE(t.error.find("signal 11"), std::string::npos) << t.error;
+  }
+  EXPECT_NE(c.status, 0) << "no candidate finished";
+  EXPECT_TRUE(MarkedProcesses().empty());
+
+  // A binding the kernel refuses is a fallback the result records, never a silent one.
+  std::ofstream(File("one.yaml")) << "schema: ipex-tune/recipe/v1\nworkload:\n  name: model\n";
+  const std::string worker = std::string(IPT_BINARY_DIR) + "/app/ipex-tune-worker";
+  const std::string cmd = Quote(worker) + " trial --model " + Quote(small_model_) + " --input " +
+                          kSmallInput + " --recipe " + Quote(File("one.yaml")) +
+                          " --threads 1 --membind 1000 --min-time-s 0.1 --warmup-s 0.05 >" +
+                          Quote(File("w.txt"));
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << Slurp(File("w.txt"));
+  std::istringstream lines(Slurp(File("w.txt")));
+  nlohmann::json result;
+  for (std::string line; std::getline(lines, line);) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.value("type", "") == "result") result = j;
+  }
+  ASSERT_TRUE(result.is_object()) << Slurp(File("w.txt"));
+  EXPECT_FALSE(result.at("memory").at("bound").get<bool>());
+  EXPECT_NE(result.at("memory").at("policy").get<std::string>().find("Invalid argument"),
+            std::string::npos)
+      << result.at("memory");
+  EXPECT_NE(result.at("warnings").dump().find("memory not bound"), std::string::npos)
+      << result.dump();
+}
+
 // A worker that crashes and one that hangs are stored with their reason; the study goes on.
 TEST_F(HeadlessTest, CrashingAndHangingTrialsAreStoredResultsAndTheStudyFinishes) {
   ASSERT_NO_FATAL_FAILURE(WriteSmallModel());

@@ -424,6 +424,8 @@ TEST_F(RecipeYamlTest, MissingSectionsTakeTheDefaults) {
   EXPECT_TRUE(r.precision.fallback.empty());
   EXPECT_EQ(r.runtime.threads, 0);
   EXPECT_EQ(r.runtime.streams, 1);
+  EXPECT_EQ(r.runtime.instances, 1);
+  EXPECT_EQ(ToYaml(r).find("instances"), std::string::npos) << "one process: not written";
   EXPECT_EQ(r.runtime.cores_per_stream, 0);
   EXPECT_EQ(r.runtime.binding, Binding::kCompact);
   EXPECT_EQ(r.runtime.allocator, Allocator::kDefault);
@@ -438,12 +440,15 @@ TEST_F(RecipeYamlTest, PartialSectionsKeepTheOtherDefaults) {
                                    "optimize: {fusions: [conv_relu]}\n"
                                    "runtime:\n"
                                    "  streams: 2\n"
+                                   "  instances: 3\n"
                                    "provenance:\n"
                                    "  trial: 3\n",
                                "p.yaml");
   EXPECT_EQ(r.optimize.fusions, std::vector<std::string>{"conv_relu"});
   EXPECT_TRUE(r.optimize.freeze);
   EXPECT_EQ(r.runtime.streams, 2);
+  EXPECT_EQ(r.runtime.instances, 3);
+  EXPECT_EQ(ParseRecipe(ToYaml(r), "again.yaml").runtime.instances, 3);
   EXPECT_EQ(r.runtime.binding, Binding::kCompact);
   ASSERT_TRUE(r.provenance.has_value());
   EXPECT_EQ(r.provenance->trial, 3);
@@ -675,8 +680,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "r.yaml:8: precision.calibration.bins: unknown key; allowed keys are "
                 "algorithm, samples, averaging_constant, percentile"},
         BadCase{"runtime", kH + "runtime:\n  threads: 2\n  numa: 0\n",
-                "r.yaml:6: runtime.numa: unknown key; allowed keys are threads, streams, "
-                "cores_per_stream, binding, allocator, env, split"},
+                "r.yaml:6: runtime.numa: unknown key; allowed keys are instances, threads, "
+                "streams, cores_per_stream, binding, allocator, env, split"},
         BadCase{"measured",
                 kH + "provenance:\n  study: 1\n  measured:\n    items_per_s: 1.5\n    p95_ms: 3\n",
                 "r.yaml:8: provenance.measured.p95_ms: unknown key; allowed keys are "
@@ -761,6 +766,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "r.yaml:5: runtime.threads: must be >= 0, got -1"},
         BadCase{"streams", kH + "runtime:\n  threads: 2\n  streams: 0\n",
                 "r.yaml:6: runtime.streams: must be >= 1, got 0"},
+        BadCase{"instances", kH + "runtime:\n  instances: 0\n",
+                "r.yaml:5: runtime.instances: must be >= 1, got 0"},
         BadCase{"cores_per_stream", kH + "runtime:\n  cores_per_stream: -2\n",
                 "r.yaml:5: runtime.cores_per_stream: must be >= 0, got -2"},
         BadCase{"calibration samples",

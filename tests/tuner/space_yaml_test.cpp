@@ -114,7 +114,8 @@ TEST_F(SpaceYamlTest, RejectsWithLineAndKey) {
             "constraints");
   EXPECT_EQ(LoadError(Space("  dtype: [fp32]\n  thread: [1]\n")),
             "space.yaml:4: dimensions.thread: unknown dimension; known: dtype, threads, "
-            "calibration, calibration_samples, streams, cores_per_stream, binding, allocator, "
+            "calibration, calibration_samples, streams, cores_per_stream, instances, binding, "
+            "allocator, "
             "omp_wait_policy, batch, memory_format, fusions");
   EXPECT_EQ(LoadError(Space("  dtype: [fp32]\n  omp_wait_policy: [passive, spin]\n")),
             "space.yaml:4: dimensions.omp_wait_policy[1]: 'spin' is not one of active, passive");
@@ -323,6 +324,18 @@ TEST(EnumerateTest, ConditionsChainAndDuplicatesCollapse) {
                           {"calibration", "histogram"},
                           {"calibration_samples", 64},
                           {"threads", 1}}));
+}
+
+TEST(EnumerateTest, InstancesGetCpusOfTheirOwn) {
+  SpaceDefinition space;
+  space.dimensions = {{"threads", {1, 2}, std::nullopt}, {"instances", {1, 2}, std::nullopt}};
+  EXPECT_EQ(Enumerate(space, 2), (std::vector<json>{{{"threads", 1}, {"instances", 1}},
+                                                    {{"threads", 1}, {"instances", 2}},
+                                                    {{"threads", 2}, {"instances", 1}}}));
+  EXPECT_EQ(Enumerate(space, 4).size(), 4u);
+  SpaceDefinition without_threads;
+  without_threads.dimensions = {{"instances", {1, 2}, std::nullopt}};
+  EXPECT_EQ(Enumerate(without_threads, 2).size(), 2u) << "each instance gets an equal share";
 }
 
 TEST(EnumerateTest, RefusesWhatCannotBeEnumerated) {

@@ -258,15 +258,21 @@ TEST(StreamPlanTest, Describe) {
 TEST(StreamPlanTest, PlanInstances) {
   const Topology topology = testing_util::TwoSocketServer();
   const CorePool pool = CorePool::AllAllowed(topology);
-  std::vector<CpuSet> sets = PlanInstances(topology, pool, 4);
   Strings texts;
-  for (const CpuSet& set : sets) texts.push_back(set.ToString());
-  EXPECT_EQ(texts, (Strings{"0-13", "14-27", "28-41", "42-55"}));
+  for (const Stream& instance : PlanInstances(topology, pool, 4)) {
+    texts.push_back(instance.cpus.ToString() + " " + std::to_string(instance.threads) +
+                    " threads node " + std::to_string(instance.numa_node));
+  }
+  EXPECT_EQ(texts, (Strings{"0-13 14 threads node 0", "14-27 14 threads node 0",
+                            "28-41 14 threads node 1", "42-55 14 threads node 1"}));
   EXPECT_EQ(PlanInstances(topology, pool, 0).size(), 14u);
 
   const Topology small = testing_util::TwoCpuMachine();
   const CorePool small_pool = CorePool::AllAllowed(small);
-  EXPECT_EQ(PlanInstances(small, small_pool, 0), (std::vector<CpuSet>{CpuSet({0, 1})}));
+  std::vector<Stream> one = PlanInstances(small, small_pool, 0);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].cpus, CpuSet({0, 1}));
+  EXPECT_EQ(one[0].numa_node, 0);
   ExpectInvalidArgument([&] { PlanInstances(small, small_pool, 3); },
                         {"planning 3 instances: 3 streams requested", "only 2 CPUs"});
 }
