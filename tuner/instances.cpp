@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -122,26 +123,52 @@ WorkerReply RunInstances(const WorkerClient& worker, const std::vector<std::stri
 nlohmann::json MergeInstanceResults(const std::vector<nlohmann::json>& results) {
   if (results.empty()) throw Error(ErrorCode::kInternal, "no instance results to merge");
   nlohmann::json merged = results.front();
-  double items_per_s = 0;
-  double worst_cv = 0;
-  bool noisy = false;
-  int64_t threads = 0;
-  std::vector<double> latencies;
-  std::vector<std::string> cpus;
-  nlohmann::json warnings = nlohmann::json::array();
-  nlohmann::json each = nlohmann::json::array();
   for (const std::string key : {"setup_s", "build_s", "optimize_s", "first_call_ms"}) {
     double slowest = 0;
     for (const nlohmann::json& r : results) slowest = std::max(slowest, r.value(key, 0.0));
     merged[key] = slowest;
   }
+  // The k-th timed block of every instance, summed: the instances start timing together and
+  // time blocks of the same length, so their k-th blocks overlap. Blocks not every instance
+  // has (one may time one more) are left out, with their calls.
+  size_t common_blocks = SIZE_MAX;
+  for (const nlohmann::json& r : results) {
+    common_blocks = std::min(common_blocks, r.value("blocks", nlohmann::json::array()).size());
+  }
+  std::vector<size_t> next_call(results.size(), 0);
+  nlohmann::json blocks = nlohmann::json::array();
+  std::vector<double> latencies;
+  for (size_t k = 0; k < common_blocks; ++k) {
+    int64_t calls = 0;
+    double seconds = 0;
+    for (size_t i = 0; i < results.size(); ++i) {
+      const nlohmann::json& block = results[i].at("blocks").at(k);
+      const std::vector<double> all = Doubles(results[i].value("latencies_ms", nlohmann::json()));
+      const auto n = static_cast<size_t>(block.value("calls", int64_t{0}));
+      for (size_t c = next_call[i]; c < std::min(all.size(), next_call[i] + n); ++c) {
+        latencies.push_back(all[c]);
+      }
+      next_call[i] += n;
+      calls += block.value("calls", int64_t{0});
+      seconds += block.value("seconds", 0.0);
+    }
+    // Summed calls over the instances' mean block length: their summed rate.
+    blocks.push_back(
+        {{"calls", calls}, {"seconds", seconds / static_cast<double>(results.size())}});
+  }
+  double items_per_s = 0;
+  double worst_cv = 0;
+  bool noisy = false;
+  int64_t threads = 0;
+  std::vector<std::string> cpus;
+  nlohmann::json warnings = nlohmann::json::array();
+  nlohmann::json each = nlohmann::json::array();
   for (const nlohmann::json& r : results) {
     items_per_s += r.value("items_per_s", 0.0);
     worst_cv = std::max(worst_cv, r.value("cv", 0.0));
     noisy = noisy || r.value("noisy", false);
     threads += r.value("threads", int64_t{0});
     cpus.push_back(r.value("cpus", ""));
-    for (double ms : Doubles(r.value("latencies_ms", nlohmann::json()))) latencies.push_back(ms);
     for (const nlohmann::json& w : r.value("warnings", nlohmann::json::array())) {
       if (std::find(warnings.begin(), warnings.end(), w) == warnings.end()) warnings.push_back(w);
     }
@@ -157,6 +184,7 @@ nlohmann::json MergeInstanceResults(const std::vector<nlohmann::json>& results) 
   merged["noisy"] = noisy;
   merged["threads"] = threads;
   merged["cpus"] = fmt::format("{}", fmt::join(cpus, ","));
+  merged["blocks"] = std::move(blocks);
   merged["latencies_ms"] = latencies;
   merged["samples"] = static_cast<int64_t>(latencies.size());
   if (!latencies.empty()) {

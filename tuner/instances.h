@@ -39,11 +39,12 @@ WorkerReply RunInstances(const WorkerClient& worker, const std::vector<std::stri
                          const std::atomic<bool>* cancel);
 
 // One trial result from every instance's worker result, in the worker's own format, so it is
-// stored like any trial: items/s summed (the instances ran at once); latency figures over every
-// instance's timed calls together; the worst block CV, noisy when any was; set-up the slowest
-// instance's; accuracy, batch and applied passes from the first (every instance runs the same
-// optimised model on the same data); warnings of all, each once. "instances" lists each one's
-// CPUs, threads, items/s, median and memory policy; "blocks" are the first instance's.
+// stored and compared like any trial: items/s summed (the instances ran at once); timed blocks
+// summed index by index over the blocks every instance has (calls added, seconds averaged), with
+// their calls in the same order, and the latency figures over those calls; the worst block CV,
+// noisy when any was; set-up the slowest instance's; accuracy, batch and applied passes from the
+// first (every instance runs the same optimised model on the same data); warnings of all, each
+// once. "instances" lists each one's CPUs, threads, items/s, median and memory policy.
 nlohmann::json MergeInstanceResults(const std::vector<nlohmann::json>& results);
 
 }  // namespace ipt::tuner

@@ -105,7 +105,9 @@ db::Measurement MeasurementFromResult(const nlohmann::json& r) {
                         {"optimize_s", r.value("optimize_s", 0.0)},
                         {"build_s", r.value("build_s", 0.0)},
                         {"first_call_ms", r.value("first_call_ms", 0.0)}};
-  if (r.contains("instances")) raw["instances"] = r.at("instances");
+  for (const char* key : {"instances", "rounds_items_per_s"}) {
+    if (r.contains(key)) raw[key] = r.at(key);
+  }
   m.raw_json = raw.dump();
   return m;
 }
@@ -226,6 +228,10 @@ struct FinalComparison {
 };
 
 constexpr double kSignificance = 0.05;
+// Worker processes per candidate when the finalists cannot share one process: each round runs
+// stock and every finalist once, in turn, so drift hits them alike and the blocks carry
+// process-to-process variation too.
+constexpr int kFinalRounds = 3;
 constexpr int kBootstrapResamples = 2000;
 
 // Reads the 1-minute load average around the study's workers and says which measurements saw
@@ -304,6 +310,87 @@ WorkerReply RunBench(const StudyOptions& options, const WorkerClient& worker,
   load.Ended();
   std::filesystem::remove_all(dir);
   return reply;
+}
+
+// One candidate (or the stock baseline) measured in a worker of its own, as its trial is: its
+// threads on the first of the study's CPUs, its environment and allocator, its batch, and one
+// worker per instance. Throws ipt::Error when the candidate cannot start here (an allocator that
+// is not installed); everything the worker does is in the reply.
+WorkerReply MeasureCandidate(const StudyOptions& options, const WorkerClient& worker,
+                             const platform::Topology& topology, const Candidate& candidate,
+                             const recipes::WorkloadRef& workload_ref,
+                             const MeasureSettings& settings, LoadWatch& load,
+                             const std::function<void(const nlohmann::json&)>& on_progress,
+                             const std::atomic<bool>& cancel) {
+  const bool stock = IsStock(candidate);
+  const recipes::Recipe recipe =
+      stock ? recipes::Recipe{} : CandidateToRecipe(candidate, workload_ref);
+  const int64_t instances = recipe.runtime.instances;
+  // Threads of each instance; without a threads dimension the instances share every CPU.
+  const int64_t threads =
+      candidate.value("threads", static_cast<int64_t>(topology.allowed.size()) / instances);
+  std::vector<std::string> args = {"trial", "--batch",
+                                   std::to_string(candidate.value("batch", options.batch)),
+                                   "--scenario", Scenario(options.goal.objective)};
+  for (const std::string& a : options.source.ToArgs()) args.push_back(a);
+  for (const std::string& a : settings.ToArgs()) args.push_back(a);
+  if (stock) {
+    args.insert(args.end(), {"--baseline", "stock"});
+  } else {
+    args.insert(args.end(), {"--recipe", "-"});
+  }
+  const std::string recipe_yaml = stock ? "" : recipes::ToYaml(recipe);
+  const std::vector<int> cpus = FirstCpus(topology.allowed, threads * instances);
+  const std::map<std::string, std::string> env = WorkerEnvironment(recipe.runtime, threads);
+  const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout);
+  load.Started(threads * instances);
+  WorkerReply reply;
+  if (instances == 1) {
+    args.insert(args.end(), {"--threads", std::to_string(threads)});
+    reply = worker.Run(args, recipe_yaml, cpus, env, timeout, on_progress, &cancel);
+  } else {
+    reply = RunInstances(worker, args, recipe_yaml, InstancePlan(topology, cpus, instances), env,
+                         timeout, on_progress, &cancel);
+  }
+  load.Ended();
+  return reply;
+}
+
+// One measurement from a candidate's results in several worker processes: their timed blocks
+// and calls together, in order, and the figures recomputed over them. items/s is the median
+// block rate, as the worker reports it.
+nlohmann::json PoolRounds(const std::vector<nlohmann::json>& rounds, int64_t batch) {
+  nlohmann::json pooled = rounds.front();
+  nlohmann::json blocks = nlohmann::json::array();
+  std::vector<double> latencies;
+  nlohmann::json per_round = nlohmann::json::array();
+  bool noisy = false;
+  for (const nlohmann::json& r : rounds) {
+    for (const nlohmann::json& b : r.value("blocks", nlohmann::json::array())) blocks.push_back(b);
+    for (const nlohmann::json& ms : r.value("latencies_ms", nlohmann::json::array())) {
+      latencies.push_back(ms.get<double>());
+    }
+    noisy = noisy || r.value("noisy", false);
+    per_round.push_back(r.value("items_per_s", 0.0));
+  }
+  pooled["blocks"] = blocks;
+  pooled["latencies_ms"] = latencies;
+  pooled["samples"] = static_cast<int64_t>(latencies.size());
+  pooled["rounds_items_per_s"] = per_round;
+  const std::vector<double> rates = BlockValues(Objective::kThroughput, pooled, batch);
+  if (!rates.empty()) {
+    pooled["items_per_s"] = stats::Median(rates);
+    pooled["cv"] = stats::CoefficientOfVariation(rates);
+  }
+  if (!latencies.empty()) {
+    pooled["median_ms"] = stats::Median(latencies);
+    pooled["p90_ms"] = stats::Quantile(latencies, 0.9);
+    pooled["p99_ms"] = stats::Quantile(latencies, 0.99);
+    pooled["mean_ms"] = stats::Mean(latencies);
+    pooled["stddev_ms"] = stats::Stddev(latencies);
+  }
+  pooled["noisy"] = noisy;
+  return pooled;
 }
 
 // The environment's share of a winner's gain (the environment alone moves stock libtorch by
@@ -390,35 +477,66 @@ double Ratio(Objective objective, double a, double b) {
 // significantly worse (Mann-Whitney U over those block values), in which case the simpler wins.
 // Returns nullopt when the comparison could not run (cancelled, or the worker failed).
 std::optional<FinalComparison> CompareFinalists(
-    const StudyOptions& options, const WorkerClient& worker, const platform::CpuSet& allowed,
+    const StudyOptions& options, const WorkerClient& worker, const platform::Topology& topology,
     const recipes::WorkloadRef& workload_ref, const std::vector<const TrialSummary*>& finalists,
-    StudyObserver& observer, LoadWatch& load, const std::function<void()>& heartbeat,
-    const std::atomic<bool>& cancel) {
+    bool in_one_process, StudyObserver& observer, LoadWatch& load,
+    const std::function<void()>& heartbeat, const std::atomic<bool>& cancel) {
   const Objective objective = options.goal.objective;
-  MeasureSettings final_settings = options.measure;
-  final_settings.min_blocks = std::max<int64_t>(final_settings.min_blocks, 9);
   std::vector<Candidate> configs;
-  std::vector<std::pair<std::string, recipes::Recipe>> recipes;
-  for (const TrialSummary* f : finalists) {
-    configs.push_back(nlohmann::json::parse(f->config_json));
-    recipes.emplace_back(fmt::format("trial-{}", f->number),
-                         CandidateToRecipe(configs.back(), workload_ref));
-  }
-  std::vector<int> cpus(allowed.begin(), allowed.end());
-  WorkerReply reply =
-      RunBench(options, worker, recipes, final_settings, cpus,
-               {{"OMP_NUM_THREADS", std::to_string(cpus.size())}},
-               std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) *
-                   static_cast<int64_t>(finalists.size() + 1),
-               observer, load, heartbeat, cancel);
-  if (!reply.ok) {
+  for (const TrialSummary* f : finalists) configs.push_back(nlohmann::json::parse(f->config_json));
+  auto failed = [&](const WorkerReply& reply, const std::string& what) {
     if (reply.error_code != "cancelled") {
-      observer.OnMessage("Final comparison failed: " + reply.error +
+      observer.OnMessage("Final comparison failed: " + what + reply.error +
                          "; the winner is the search's fastest");
     }
     return std::nullopt;
+  };
+  // Stock first, then the finalists: each with its blocks and calls.
+  std::vector<nlohmann::json> candidates;
+  if (in_one_process) {
+    MeasureSettings final_settings = options.measure;
+    final_settings.min_blocks = std::max<int64_t>(final_settings.min_blocks, 9);
+    std::vector<std::pair<std::string, recipes::Recipe>> recipes;
+    for (size_t i = 0; i < finalists.size(); ++i) {
+      recipes.emplace_back(fmt::format("trial-{}", finalists[i]->number),
+                           CandidateToRecipe(configs[i], workload_ref));
+    }
+    std::vector<int> cpus(topology.allowed.begin(), topology.allowed.end());
+    WorkerReply reply =
+        RunBench(options, worker, recipes, final_settings, cpus,
+                 {{"OMP_NUM_THREADS", std::to_string(cpus.size())}},
+                 std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) *
+                     static_cast<int64_t>(finalists.size() + 1),
+                 observer, load, heartbeat, cancel);
+    if (!reply.ok) return failed(reply, "");
+    for (const nlohmann::json& c : reply.result.at("candidates")) candidates.push_back(c);
+  } else {
+    configs.insert(configs.begin(), StockCandidate(static_cast<int64_t>(topology.allowed.size())));
+    std::vector<std::vector<nlohmann::json>> rounds(configs.size());
+    for (int round = 0; round < kFinalRounds; ++round) {
+      for (size_t i = 0; i < configs.size(); ++i) {
+        WorkerReply reply;
+        try {
+          reply = MeasureCandidate(
+              options, worker, topology, configs[i], workload_ref, options.measure, load,
+              [&](const nlohmann::json& progress) {
+                heartbeat();
+                observer.OnTrialProgress(-1, progress);
+              },
+              cancel);
+        } catch (const Error& e) {
+          reply.error = e.what();
+        }
+        if (!reply.ok) return failed(reply, Describe(configs[i]) + ": ");
+        rounds[i].push_back(std::move(reply.result));
+      }
+    }
+    configs.erase(configs.begin());
+    for (size_t i = 0; i < rounds.size(); ++i) {
+      const int64_t batch = i == 0 ? options.batch : configs[i - 1].value("batch", options.batch);
+      candidates.push_back(PoolRounds(rounds[i], batch));
+    }
   }
-  const nlohmann::json& candidates = reply.result.at("candidates");
   FinalComparison out;
   std::optional<std::string> other_load = load.other_load();
   auto final_measurement = [&](const nlohmann::json& candidate) {
@@ -650,41 +768,19 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     }
     recipes::Recipe recipe = stock ? recipes::Recipe{} : CandidateToRecipe(candidate, workload_ref);
     std::string recipe_yaml = stock ? "" : recipes::ToYaml(recipe);
-    const int64_t instances = recipe.runtime.instances;
-    // Threads of each instance; without a threads dimension the instances share every CPU.
-    int64_t threads = candidate.value("threads", allowed_cpus / instances);
-    int64_t batch = candidate.value("batch", options.batch);
     store.MarkTrialRunning(trial->id, recipe_yaml);
     observer.OnTrialStarted(trial->number, Describe(candidate), stock ? 0 : index, budget);
 
-    std::vector<std::string> args = {"trial", "--batch", std::to_string(batch), "--scenario",
-                                     Scenario(options.goal.objective)};
-    for (const std::string& a : options.source.ToArgs()) args.push_back(a);
-    for (const std::string& a : options.measure.ToArgs()) args.push_back(a);
-    if (stock) {
-      args.insert(args.end(), {"--baseline", "stock"});
-    } else {
-      args.insert(args.end(), {"--recipe", "-"});
-    }
     auto started = Clock::now();
-    load.Started(threads * instances);
     WorkerReply reply;
-    auto on_progress = [&](const nlohmann::json& progress) {
-      lease.Heartbeat();
-      observer.OnTrialProgress(trial->number, progress);
-    };
-    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout);
     try {
-      std::vector<int> cpus = FirstCpus(fingerprint.topology.allowed, threads * instances);
-      std::map<std::string, std::string> env = WorkerEnvironment(recipe.runtime, threads);
-      if (instances == 1) {
-        args.insert(args.end(), {"--threads", std::to_string(threads)});
-        reply = worker.Run(args, recipe_yaml, cpus, env, timeout, on_progress, &cancel);
-      } else {
-        reply = RunInstances(worker, args, recipe_yaml,
-                             InstancePlan(fingerprint.topology, cpus, instances), env, timeout,
-                             on_progress, &cancel);
-      }
+      reply = MeasureCandidate(
+          options, worker, fingerprint.topology, candidate, workload_ref, options.measure, load,
+          [&](const nlohmann::json& progress) {
+            lease.Heartbeat();
+            observer.OnTrialProgress(trial->number, progress);
+          },
+          cancel);
     } catch (const Error& e) {
       // Losing the lease ends the study: another tuner owns it now.
       if (e.code() == ErrorCode::kBusy) throw;
@@ -692,7 +788,6 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       reply.error_code = ErrorCodeName(e.code());
       reply.error = e.what();
     }
-    load.Ended();
     if (reply.error_code == "cancelled") {
       store.RequeueRunningTrials(study.id);
       return std::nullopt;
@@ -817,30 +912,29 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   if (result.interrupted) return result;
 
   std::optional<FinalComparison> final_comparison;
-  // The final comparison runs every finalist in one process: only candidates that need no
-  // process environment of their own (allocator, variables) and share the study's batch can
-  // be compared there fairly.
+  // One process measures every finalist with the tightest interleaving (block by block), but
+  // only candidates that need no process environment of their own (allocator, variables),
+  // share the study's batch and run as one instance can share it fairly.
   auto comparable_in_one_process = [&](const TrialSummary* t) {
     recipes::Recipe r = CandidateToRecipe(nlohmann::json::parse(t->config_json), workload_ref);
     return DescribeEnvironment(r.runtime).empty() && r.workload.batch == options.batch &&
            r.runtime.instances == 1;
   };
-  if (stock_summary != nullptr && options.finalists > 0 &&
-      !comparable_in_one_process(ranked.front())) {
-    observer.OnMessage(
-        "Final comparison skipped: the best candidate needs a process environment, batch or "
-        "instance count of its own; its search measurement stands");
-  } else if (stock_summary != nullptr && options.finalists > 0) {
-    ranked.erase(
-        std::remove_if(ranked.begin(), ranked.end(),
-                       [&](const TrialSummary* t) { return !comparable_in_one_process(t); }),
-        ranked.end());
+  if (stock_summary != nullptr && options.finalists > 0) {
     ranked.resize(std::min(ranked.size(), static_cast<size_t>(options.finalists)));
-    observer.OnMessage(fmt::format(
-        "Final comparison: the {} leading candidate(s) and stock, re-measured interleaved",
-        ranked.size()));
+    const bool in_one_process =
+        std::all_of(ranked.begin(), ranked.end(), comparable_in_one_process);
+    observer.OnMessage(
+        in_one_process
+            ? fmt::format("Final comparison: the {} leading candidate(s) and stock, re-measured "
+                          "interleaved in one worker",
+                          ranked.size())
+            : fmt::format("Final comparison: the {} leading candidate(s) and stock, each in "
+                          "workers of its own, {} interleaved rounds (a finalist needs a process "
+                          "environment, batch or instance count of its own)",
+                          ranked.size(), kFinalRounds));
     final_comparison = CompareFinalists(
-        options, worker, fingerprint.topology.allowed, workload_ref, ranked, observer, load,
+        options, worker, fingerprint.topology, workload_ref, ranked, in_one_process, observer, load,
         [&lease] { lease.Heartbeat(); }, cancel);
     if (!final_comparison && cancel.load()) {
       result.interrupted = true;

@@ -387,16 +387,27 @@ TEST_F(HeadlessTest, AWinnersEnvironmentIsMeasuredOnStockTooAndTheGainSplit) {
       << r.err;
   EXPECT_NE(r.err.find("x from the environment)"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("x from the core, "), std::string::npos) << r.err;
+  // The winner cannot share a process with stock, so the final comparison runs each in
+  // workers of its own, round after round.
+  EXPECT_NE(r.err.find("each in workers of its own, 3 interleaved rounds"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("Winner: trial 1"), std::string::npos) << r.err;
   db::Store store = db::Store::Open(db, db::OpenMode::kReadOnly);
   int environment_measurements = 0;
+  int final_measurements = 0;
   for (const db::Trial& t : store.ListTrials(store.ListStudies().at(0).id)) {
     for (const db::Measurement& m : store.ListMeasurements(t.id)) {
+      if (m.scenario == "final") {
+        ++final_measurements;
+        EXPECT_EQ(nlohmann::json::parse(m.raw_json).at("rounds_items_per_s").size(), 3u);
+      }
       if (m.scenario != "environment") continue;
       ++environment_measurements;
       EXPECT_GT(m.items_per_s, 0);
     }
   }
   EXPECT_EQ(environment_measurements, 2) << "stock's and the winner's";
+  EXPECT_EQ(final_measurements, 2) << "stock's and the winner's";
   EXPECT_EQ(recipes::LoadRecipe(File("env.yaml")).runtime.env.at("OMP_WAIT_POLICY"), "PASSIVE");
 }
 
