@@ -150,6 +150,12 @@ int main(int argc, char** argv) {
   app.add_option("--measure-time", tune_measure_s, "Minimum measured seconds per trial")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  int64_t tune_eval_items = 0;
+  app.add_option("--eval-items", tune_eval_items,
+                 "Items of the evaluation set accuracy is judged on (default: 16 at batch 1, "
+                 "fewer for very slow models); one changed prediction in N items is a loss of "
+                 "1/N, so --accuracy-loss 0.01 needs 100 to allow any")
+      ->check(CLI::PositiveNumber);
   app.add_option("--trial-timeout", tune.trial_timeout_s, "Seconds before a trial is killed")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -185,6 +191,11 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--measure-time", bench_measure_s, "Minimum measured seconds per candidate")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  int64_t bench_eval_items = 0;
+  bench_cmd
+      ->add_option("--eval-items", bench_eval_items,
+                   "Items of the evaluation set accuracy is judged on (default: 16 at batch 1)")
+      ->check(CLI::PositiveNumber);
   bench_cmd->add_flag("--json", bench.json, "Machine output (schema: docs/bench-json.md)");
 
   ipt::app::ExportOptions export_options;
@@ -220,6 +231,8 @@ int main(int argc, char** argv) {
   }
   tune.study.measure = ipt::tuner::MeasureSettings::ForBudget(tune_measure_s);
   bench.measure = ipt::tuner::MeasureSettings::ForBudget(bench_measure_s);
+  tune.study.measure.eval_items = tune_eval_items;
+  bench.measure.eval_items = bench_eval_items;
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   try {

@@ -131,6 +131,7 @@ struct CommonOptions {
   // of its own, so one timed call is one batch per stream.
   std::string scenario = "latency";
   core::MeasureOptions measure;
+  int64_t eval_items = 0;  // 0: workloads::DefaultEvalSet
 };
 
 void AddCommonOptions(CLI::App* cmd, CommonOptions& o) {
@@ -157,6 +158,9 @@ void AddCommonOptions(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--min-calls", o.measure.min_calls, "Minimum timed calls per candidate");
   cmd->add_option("--max-time-s", o.measure.max_total_s,
                   "Ceiling on measured seconds per candidate");
+  cmd->add_option("--eval-items", o.eval_items,
+                  "Items of the evaluation set at least (default: the workload's default set)")
+      ->check(CLI::PositiveNumber);
 }
 
 // One candidate of a trial or bench: an optimised model with its batch and threads.
@@ -297,7 +301,9 @@ class Session {
     torch::jit::IValue first_output = prepared.Run(inputs);
     double first_call_ms = SecondsSince(start) * 1e3;
     // The evaluation set's batch 0 is `inputs`: the first call's output counts.
-    workloads::EvalSet eval_set = workloads::DefaultEvalSet(batch, workload_->FlopsPerItem());
+    workloads::EvalSet eval_set = options_.eval_items > 0
+                                      ? workloads::EvalSetOfAtLeast(batch, options_.eval_items)
+                                      : workloads::DefaultEvalSet(batch, workload_->FlopsPerItem());
     start = Clock::now();
     std::vector<at::Tensor> outputs = {workloads::OutputTensor(first_output)};
     for (int64_t i = 1; i < eval_set.batches; ++i) {
@@ -428,7 +434,9 @@ class Session {
   // reference cache (IPT_CACHE_DIR, XDG_CACHE_HOME or HOME: workloads/accuracy.h), which computes
   // and stores them when it has none. How they were obtained goes to reference_source_.
   const at::Tensor& Reference(const workloads::EvalSet& set) {
-    if (reference_ && reference_batch_ == set.batch) return *reference_;
+    if (reference_ && reference_set_.batch == set.batch && reference_set_.batches == set.batches) {
+      return *reference_;
+    }
     Emit({{"type", "progress"}, {"phase", "reference"}, {"items", set.items()}});
     auto start = Clock::now();
     if (model_hash_.empty()) model_hash_ = workloads::ModelHash(module_);
@@ -452,7 +460,7 @@ class Session {
       Emit({{"type", "progress"}, {"phase", "reference"}, {"warning", cached.warning}});
     }
     reference_ = std::move(cached.outputs);
-    reference_batch_ = set.batch;
+    reference_set_ = set;
     return *reference_;
   }
 
@@ -462,7 +470,7 @@ class Session {
   double build_s_ = 0;
   std::optional<core::Machine> machine_;
   std::optional<at::Tensor> reference_;
-  int64_t reference_batch_ = 0;
+  workloads::EvalSet reference_set_;
   std::string model_hash_;  // of module_, computed for the first reference
   Json reference_source_;
 };

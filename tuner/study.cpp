@@ -671,6 +671,9 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   nlohmann::json identity = {{"workload", workload.name}, {"model_hash", workload.model_hash},
                              {"inputs", workload.inputs}, {"batch", options.batch},
                              {"space", space.ToJson()},   {"fingerprint", fingerprint.key}};
+  // Accuracy is judged on this set: another size is another study. Absent when default, so
+  // studies from before the option keep their identity.
+  if (options.measure.eval_items > 0) identity["eval_items"] = options.measure.eval_items;
   int64_t machine_id = store.UpsertMachine(fingerprint.key, fingerprint.key_fields.dump(),
                                            fingerprint.context.dump());
   int64_t workload_id =

@@ -13,10 +13,12 @@
 namespace ipt::tuner {
 
 std::vector<std::string> MeasureSettings::ToArgs() const {
-  return {
+  std::vector<std::string> args = {
       "--warmup-s",   fmt::format("{}", warmup_s), "--block-s",    fmt::format("{}", block_s),
       "--min-blocks", std::to_string(min_blocks),  "--min-time-s", fmt::format("{}", min_time_s),
       "--min-calls",  std::to_string(min_calls),   "--max-time-s", fmt::format("{}", max_time_s)};
+  if (eval_items > 0) args.insert(args.end(), {"--eval-items", std::to_string(eval_items)});
+  return args;
 }
 
 std::vector<std::string> WorkloadSource::ToArgs() const {

@@ -39,7 +39,8 @@ struct WorkloadInfo {
   nlohmann::json inputs;      // ["input:1x3x224x224:float32", ...]
 };
 
-// Measurement settings passed to the worker (see core/measure.h for their meaning).
+// Settings passed to the worker: the timing protocol (see core/measure.h for their meaning) and
+// the size of the evaluation set accuracy is judged on.
 struct MeasureSettings {
   double warmup_s = 0.5;
   double block_s = 0.3;
@@ -47,6 +48,8 @@ struct MeasureSettings {
   double min_time_s = 2.0;
   int64_t min_calls = 10;
   double max_time_s = 120;
+  // Items of the evaluation set at least (workloads::EvalSetOfAtLeast); 0: the default set.
+  int64_t eval_items = 0;
   std::vector<std::string> ToArgs() const;
   // Settings for a measuring budget of `seconds` per candidate: blocks shrink so that the
   // minimum block count still fits, and warm-up stays at most half the budget.

@@ -158,6 +158,16 @@ EvalSet DefaultEvalSet(int64_t batch, double flops_per_item) {
   return {batch, std::max(kMinEvalBatches, batches)};
 }
 
+EvalSet EvalSetOfAtLeast(int64_t batch, int64_t items) {
+  if (items < 1) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("the evaluation set needs at least 1 item, got {}", items));
+  }
+  EvalSet set = DefaultEvalSet(batch);
+  set.batches = std::max(kMinEvalBatches, (items + batch - 1) / batch);
+  return set;
+}
+
 at::Tensor OutputTensor(const torch::jit::IValue& output) {
   if (output.isTensor()) {
     at::Tensor t = output.toTensor().detach().to(at::kCPU, at::kFloat).contiguous();

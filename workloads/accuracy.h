@@ -37,6 +37,11 @@ inline constexpr int64_t kMinEvalItems = 16;
 inline constexpr double kEvalFlops = 4e11;
 EvalSet DefaultEvalSet(int64_t batch, double flops_per_item = 0);
 
+// The evaluation set a user asked for (--eval-items): at least `items` items and
+// kMinEvalBatches batches at `batch`, whatever it costs. With 100 items one changed prediction is
+// a loss of 1%, the default target. Throws ipt::Error(kInvalidArgument) when batch or items < 1.
+EvalSet EvalSetOfAtLeast(int64_t batch, int64_t items);
+
 // The output of one call as the metrics read it: the first tensor of the output (recursing
 // into tuples and lists), as float32 on the CPU, at least 1-D. Throws ipt::Error(kUnsupported)
 // for an output that holds no tensor.

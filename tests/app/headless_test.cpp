@@ -619,6 +619,37 @@ void ExpectOneLineError(const CommandResult& r, const std::string& fragment) {
   EXPECT_NE(last.find(fragment), std::string::npos) << r.err;
 }
 
+// --eval-items sizes the evaluation set of every trial, stock's too, and is part of the
+// study's identity: accuracy judged on another set is another study.
+TEST_F(HeadlessTest, EvalItemsSizesEveryTrialsEvaluationSetAndKeysTheStudy) {
+  ASSERT_NO_FATAL_FAILURE(WriteSmallModel());
+  std::ofstream(File("space.yaml")) << "schema: ipex-tune/space/v1\ndimensions:\n"
+                                       "  threads: [1]\n";
+  const std::string db = File("eval.db");
+  std::vector<std::string> args = SmallStudyArgs(db, File("eval.yaml"));
+  args.insert(args.end(), {"--space", File("space.yaml"), "--finalists", "0"});
+  std::vector<std::string> hundred = args;
+  hundred.insert(hundred.end(), {"--eval-items", "100"});
+  CommandResult r = Tune(hundred);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<db::Trial> trials = Trials(db);
+  ASSERT_EQ(trials.size(), 2u);
+  db::Store store = db::Store::Open(db, db::OpenMode::kReadOnly);
+  for (const db::Trial& t : trials) {
+    ASSERT_EQ(t.status, db::TrialStatus::kDone) << t.error;
+    nlohmann::json accuracy =
+        nlohmann::json::parse(store.ListMeasurements(t.id).at(0).accuracy_json);
+    EXPECT_EQ(accuracy.at("items"), 100) << t.config_json;
+  }
+  CommandResult again = Tune(args);
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(db::Store::Open(db, db::OpenMode::kReadOnly).ListStudies().size(), 2u)
+      << "the default evaluation set is another study";
+  ExpectOneLineError(Tune({"--model", small_model_, "--input", kSmallInput, "--headless", "--db",
+                           File("bad.db"), "--eval-items", "0"}),
+                     "--eval-items");
+}
+
 // An int8 study calibrates in its worker; the exported recipe carries the calibrated
 // parameters, and bench applies it without calibrating again.
 TEST_F(HeadlessTest, Int8StudyExportsARecipeWithItsCalibratedParameters) {

@@ -125,6 +125,15 @@ TEST(AccuracyTest, DefaultEvalSetHasFourBatchesAndSixteenItemsUnlessCostly) {
   EXPECT_EQ(DefaultEvalSet(8, 78.92e9).batches, 4);
 }
 
+TEST(AccuracyTest, EvalSetOfAtLeastHoldsWhatWasAskedForWhateverItCosts) {
+  EXPECT_EQ(EvalSetOfAtLeast(1, 100).items(), 100);
+  EXPECT_EQ(EvalSetOfAtLeast(8, 100).batches, 13);
+  EXPECT_EQ(EvalSetOfAtLeast(8, 100).items(), 104);
+  EXPECT_EQ(EvalSetOfAtLeast(4, 2).batches, 4) << "still several calls";
+  EXPECT_THROW(EvalSetOfAtLeast(1, 0), Error);
+  EXPECT_THROW(EvalSetOfAtLeast(0, 16), Error);
+}
+
 TEST(AccuracyTest, CacheDirectoryFollowsTheEnvironment) {
   EXPECT_EQ(ReferenceCacheDir("/c", "/x", "/h"), "/c/references");
   EXPECT_EQ(ReferenceCacheDir(nullptr, "/x", "/h"), "/x/ipex-tune/references");
