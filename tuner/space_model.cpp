@@ -30,6 +30,26 @@ nlohmann::json SpaceDefinition::ToJson() const {
   return {{"schema", kSpaceSchema}, {"dimensions", dims}, {"constraints", constraints}};
 }
 
+SpaceDefinition SpaceDefinition::FromJson(const nlohmann::json& j) {
+  SpaceDefinition space;
+  try {
+    for (const nlohmann::json& d : j.at("dimensions")) {
+      SpaceDimension dimension{d.at("name").get<std::string>(),
+                               d.at("values").get<std::vector<nlohmann::json>>(), std::nullopt};
+      if (d.contains("when")) {
+        dimension.when =
+            std::make_pair(d.at("when").at("dimension").get<std::string>(),
+                           d.at("when").at("values").get<std::vector<nlohmann::json>>());
+      }
+      space.dimensions.push_back(std::move(dimension));
+    }
+    space.constraints = j.value("constraints", std::vector<std::string>{});
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::kCorrupt, fmt::format("not a stored search space: {}", e.what()));
+  }
+  return space;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Constraint expressions
 

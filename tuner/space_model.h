@@ -32,6 +32,9 @@ struct SpaceDefinition {
   std::vector<std::string> constraints;
   // Stable: the same definition always gives the same JSON, so it can key a study.
   nlohmann::json ToJson() const;
+  // The inverse of ToJson, for the space a study stored. Throws ipt::Error(kCorrupt) naming
+  // what is missing or mistyped.
+  static SpaceDefinition FromJson(const nlohmann::json& j);
 };
 
 // The dimension names a space may use, in the order docs/search-space.md lists them.

@@ -326,6 +326,25 @@ TEST(EnumerateTest, ConditionsChainAndDuplicatesCollapse) {
                           {"threads", 1}}));
 }
 
+TEST(SpaceDefinitionTest, JsonRoundTripsAndBadJsonIsCorrupt) {
+  SpaceDefinition space;
+  space.dimensions = {
+      {"dtype", {"fp32", "int8"}, std::nullopt},
+      {"calibration", {"minmax"}, std::make_pair("dtype", std::vector<json>{"int8"})},
+      {"threads", {1, 2}, std::nullopt}};
+  space.constraints = {"threads <= cpus"};
+  const SpaceDefinition back = SpaceDefinition::FromJson(space.ToJson());
+  EXPECT_EQ(back.ToJson(), space.ToJson());
+  EXPECT_EQ(Enumerate(back, 2), Enumerate(space, 2));
+  try {
+    SpaceDefinition::FromJson(json{{"dimensions", json::array({{{"name", "dtype"}}})}});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kCorrupt);
+    EXPECT_NE(std::string(e.what()).find("not a stored search space"), std::string::npos);
+  }
+}
+
 TEST(EnumerateTest, InstancesGetCpusOfTheirOwn) {
   SpaceDefinition space;
   space.dimensions = {{"threads", {1, 2}, std::nullopt}, {"instances", {1, 2}, std::nullopt}};
