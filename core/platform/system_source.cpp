@@ -2,7 +2,9 @@
 #include "core/platform/system_source.h"
 
 #include <sys/utsname.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -59,6 +61,32 @@ std::optional<LoadAverage> LinuxSystemSource::ReadLoadAverage() const {
   double loads[3];
   if (getloadavg(loads, 3) != 3) return std::nullopt;
   return LoadAverage{loads[0], loads[1], loads[2]};
+}
+
+std::optional<double> ProcessAgeSeconds(const SystemSource& source) {
+  std::optional<std::string> stat = source.ReadProcFile("self/stat");
+  std::optional<std::string> uptime = source.ReadProcFile("uptime");
+  if (!stat || !uptime) return std::nullopt;
+  // The command name in parentheses may hold spaces and parentheses: fields count from the
+  // last ')'. The state is field 3, the start time (in clock ticks after boot) field 22.
+  const size_t name_end = stat->rfind(')');
+  if (name_end == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat->substr(name_end + 1));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) {
+    if (!(fields >> field)) return std::nullopt;
+  }
+  double up_s = 0;
+  unsigned long long start_ticks = 0;
+  try {
+    start_ticks = std::stoull(field);
+    up_s = std::stod(*uptime);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  const long ticks_per_s = sysconf(_SC_CLK_TCK);
+  if (ticks_per_s <= 0) return std::nullopt;
+  return std::max(0.0, up_s - static_cast<double>(start_ticks) / static_cast<double>(ticks_per_s));
 }
 
 }  // namespace ipt::platform

@@ -55,4 +55,10 @@ class LinuxSystemSource : public SystemSource {
   std::optional<CpuSet> affinity_;
 };
 
+// How long ago this process started, from procfs's self/stat start time and the uptime, to
+// the clock tick (10 ms on most kernels): it covers what no clock inside the program can,
+// exec, the dynamic loader and static initialisers (loading libtorch alone takes about half a
+// second). nullopt when either file is missing or unreadable.
+std::optional<double> ProcessAgeSeconds(const SystemSource& source);
+
 }  // namespace ipt::platform

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -237,6 +238,29 @@ TEST(RealMachineTest, TopologyAndCpuInfo) {
   EXPECT_NE(info.kernel_release, "unknown");
   EXPECT_FALSE(info.governor.empty());
   EXPECT_TRUE(info.load_average.has_value());
+}
+
+TEST(ProcessAgeTest, ReadsTheStartTimeAfterTheCommandName) {
+  FakeMachine machine;
+  const double tick = 1.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  // A command name with a space and a parenthesis; start time 250 ticks after boot.
+  machine.WriteProc("self/stat",
+                    "4242 (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 250 "
+                    "1000 10 18446744073709551615\n");
+  machine.WriteProc("uptime", "10.00 15.00\n");
+  std::optional<double> age = ProcessAgeSeconds(machine.Source(std::nullopt));
+  ASSERT_TRUE(age.has_value());
+  EXPECT_NEAR(*age, 10.0 - 250 * tick, 1e-9);
+
+  machine.WriteProc("self/stat", "4242 (truncated) S 1\n");
+  EXPECT_FALSE(ProcessAgeSeconds(machine.Source(std::nullopt)).has_value());
+}
+
+TEST(ProcessAgeTest, ThisProcessStartedBeforeNowAndNotLongAgo) {
+  std::optional<double> age = ProcessAgeSeconds(LinuxSystemSource());
+  ASSERT_TRUE(age.has_value());
+  EXPECT_GE(*age, 0.0);
+  EXPECT_LT(*age, 3600.0);
 }
 
 }  // namespace
