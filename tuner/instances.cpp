@@ -123,7 +123,7 @@ WorkerReply RunInstances(const WorkerClient& worker, const std::vector<std::stri
 nlohmann::json MergeInstanceResults(const std::vector<nlohmann::json>& results) {
   if (results.empty()) throw Error(ErrorCode::kInternal, "no instance results to merge");
   nlohmann::json merged = results.front();
-  for (const std::string key : {"setup_s", "build_s", "optimize_s", "first_call_ms"}) {
+  for (const char* key : {"setup_s", "build_s", "optimize_s", "first_call_ms"}) {
     double slowest = 0;
     for (const nlohmann::json& r : results) slowest = std::max(slowest, r.value(key, 0.0));
     merged[key] = slowest;
@@ -136,6 +136,10 @@ nlohmann::json MergeInstanceResults(const std::vector<nlohmann::json>& results) 
     common_blocks = std::min(common_blocks, r.value("blocks", nlohmann::json::array()).size());
   }
   std::vector<size_t> next_call(results.size(), 0);
+  std::vector<std::vector<double>> calls_ms;
+  for (const nlohmann::json& r : results) {
+    calls_ms.push_back(Doubles(r.value("latencies_ms", nlohmann::json())));
+  }
   nlohmann::json blocks = nlohmann::json::array();
   std::vector<double> latencies;
   for (size_t k = 0; k < common_blocks; ++k) {
@@ -143,7 +147,7 @@ nlohmann::json MergeInstanceResults(const std::vector<nlohmann::json>& results) 
     double seconds = 0;
     for (size_t i = 0; i < results.size(); ++i) {
       const nlohmann::json& block = results[i].at("blocks").at(k);
-      const std::vector<double> all = Doubles(results[i].value("latencies_ms", nlohmann::json()));
+      const std::vector<double>& all = calls_ms[i];
       const auto n = static_cast<size_t>(block.value("calls", int64_t{0}));
       for (size_t c = next_call[i]; c < std::min(all.size(), next_call[i] + n); ++c) {
         latencies.push_back(all[c]);
