@@ -31,6 +31,7 @@
 #include "core/measure.h"
 #include "core/optimize.h"
 #include "core/platform/cpu_set.h"
+#include "core/platform/machine_key.h"
 #include "core/platform/memory_binding.h"
 #include "core/platform/system_source.h"
 #include "core/runtime.h"
@@ -39,6 +40,7 @@
 #include "kernels/onednn_info.h"
 #include "recipes/recipe_yaml.h"
 #include "workloads/accuracy.h"
+#include "workloads/model_cache.h"
 #include "workloads/user_model.h"
 #include "workloads/workload.h"
 
@@ -118,6 +120,28 @@ at::Tensor FirstTensor(const torch::jit::IValue& output) {
     return FirstTensor(output.toTupleRef().elements()[0]);
   }
   throw Error(ErrorCode::kUnsupported, "the model's output is not a tensor or a tuple of tensors");
+}
+
+// IPT_NO_MODEL_CACHE=1 (set, and not 0) builds built-in workloads in the process.
+bool ModelCacheDisabled() {
+  const char* no_cache = std::getenv("IPT_NO_MODEL_CACHE");
+  return no_cache != nullptr && *no_cache != '\0' && std::string(no_cache) != "0";
+}
+
+// A built-in workload's model from the model cache (IPT_CACHE_DIR, XDG_CACHE_HOME or HOME:
+// workloads/model_cache.h), which builds and stores it when it has none, with its ModelHash.
+// With the cache disabled it is built here, through the same serialization, so that the model
+// hash does not depend on the cache.
+workloads::CachedModel BuildThroughCache(const workloads::Workload& workload) {
+  const bool disabled = ModelCacheDisabled();
+  return workloads::LoadOrBuildModel(
+      disabled ? std::filesystem::path()
+               : workloads::ModelCacheDir(std::getenv("IPT_CACHE_DIR"),
+                                          std::getenv("XDG_CACHE_HOME"), std::getenv("HOME")),
+      disabled ? workloads::ModelKey()
+               : workloads::MakeModelKey(workload, platform::kIpexTuneVersion,
+                                         workloads::ExecutableHash()),
+      [&workload] { return workload.BuildModel(); });
 }
 
 struct CommonOptions {
@@ -253,7 +277,25 @@ class Session {
     workload_ = o.model.empty() ? workloads::MakeWorkload(o.workload, workload_options)
                                 : workloads::MakeUserModel(workload_options);
     Emit({{"type", "progress"}, {"phase", "build"}, {"workload", workload_->name()}});
-    module_ = workload_->BuildModel();
+    auto model_start = Clock::now();
+    if (o.model.empty()) {
+      const bool disabled = ModelCacheDisabled();
+      workloads::CachedModel cached = BuildThroughCache(*workload_);
+      module_ = std::move(cached.module);
+      model_hash_ = std::move(cached.model_hash);
+      model_source_ = {
+          {"cache", disabled ? "disabled" : workloads::CacheOutcomeName(cached.outcome)},
+          {"file", cached.file.string()}};
+      if (!disabled && !cached.warning.empty()) {
+        model_source_["warning"] = cached.warning;
+        Emit({{"type", "progress"}, {"phase", "build"}, {"warning", cached.warning}});
+      }
+    } else {
+      // The user's file, loaded already: nothing to cache.
+      module_ = workload_->BuildModel();
+      model_source_ = {{"cache", "user_model"}, {"file", o.model}};
+    }
+    model_source_["seconds"] = SecondsSince(model_start);
     build_s_ = SecondsSince(start);
   }
 
@@ -417,6 +459,12 @@ class Session {
   }
   const torch::jit::Module& module() const { return module_; }
   double build_s() const { return build_s_; }
+  // How module() was obtained: docs/accuracy.md, "The model cache".
+  const Json& model_source() const { return model_source_; }
+  // ModelHash(module()): the model cache gives a built-in workload's, a user's model is hashed.
+  std::string model_hash() const {
+    return model_hash_.empty() ? workloads::ModelHash(module_) : model_hash_;
+  }
 
  private:
   // Calibration for stock int8: as many samples as the core's own int8 calibration takes by
@@ -471,8 +519,9 @@ class Session {
   std::optional<core::Machine> machine_;
   std::optional<at::Tensor> reference_;
   workloads::EvalSet reference_set_;
-  std::string model_hash_;  // of module_, computed for the first reference
+  std::string model_hash_;  // of module_: from the model cache, or computed for the first reference
   Json reference_source_;
+  Json model_source_;
 };
 
 Json CandidateJson(const Prepared& p, const core::MeasureResult& r) {
@@ -525,7 +574,7 @@ void RunWorkloads(const std::vector<std::string>& names) {
     }
     Emit({{"type", "workload"},
           {"name", name},
-          {"model_hash", workloads::ModelHash(w->BuildModel())},
+          {"model_hash", BuildThroughCache(*w).model_hash},
           {"flops_per_item", w->FlopsPerItem()},
           {"inputs", inputs}});
   }
@@ -553,11 +602,12 @@ void RunDry(const CommonOptions& o) {
   Emit({{"type", "result"},
         {"workload", w.name()},
         {"batch", batch},
-        {"model_hash", workloads::ModelHash(session.module())},
+        {"model_hash", session.model_hash()},
         {"flops_per_item", w.FlopsPerItem()},
         {"inputs", inputs},
         {"output_shape", out.sizes().vec()},
-        {"build_s", session.build_s()}});
+        {"build_s", session.build_s()},
+        {"model_source", session.model_source()}});
 }
 
 // Fault injection for the tuner's tests, which must see real workers crash and hang:
@@ -649,6 +699,7 @@ void RunTrial(CommonOptions o, const std::string& recipe_path, const std::string
   result["threads"] = at::get_num_threads();
   result["cpus"] = platform::LinuxSystemSource().Affinity().ToString();
   result["build_s"] = session.build_s();
+  result["model_source"] = session.model_source();
   result["startup_s"] = startup_s;
   result["setup_s"] = setup_s;
   if (memory) {
@@ -680,7 +731,8 @@ void RunBench(const CommonOptions& o, const std::vector<std::string>& recipe_pat
   Emit({{"type", "result"},
         {"schema_version", kSchemaVersion},
         {"workload", session.workload().name()},
-        {"model_hash", workloads::ModelHash(session.module())},
+        {"model_hash", session.model_hash()},
+        {"model_source", session.model_source()},
         {"candidates", candidates}});
 }
 

@@ -2,10 +2,8 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -101,45 +99,19 @@ std::optional<at::Tensor> ReadReference(const std::filesystem::path& file, const
   return t;
 }
 
-// Writes `outputs` as `file` through a temporary file in the same directory and a rename.
-// Returns an empty string, or why it could not.
+// Writes `outputs` as `file`; returns an empty string, or why it could not.
 std::string WriteReference(const std::filesystem::path& file, const std::string& key,
                            const at::Tensor& outputs) {
-  std::error_code ec;
-  std::filesystem::create_directories(file.parent_path(), ec);
-  if (ec) return fmt::format("cannot create {}: {}", file.parent_path().string(), ec.message());
   const char* payload = static_cast<const char*>(outputs.data_ptr());
   size_t payload_bytes = outputs.nbytes();
   Sha256 sum;
   sum.Update(payload, payload_bytes);
   std::string header = fmt::format("{}\nkey {}\nshape {}\nsha256 {}\n", kCacheMagic, key,
                                    ShapeText(outputs.sizes()), sum.HexDigest());
-  std::string temp = file.string() + ".tmp.XXXXXX";
-  int fd = mkstemp(temp.data());
-  if (fd < 0)
-    return fmt::format("cannot create a file in {}: {}", file.parent_path().string(),
-                       std::strerror(errno));
-  auto write_all = [fd](const char* data, size_t size) {
-    while (size > 0) {
-      ssize_t written = write(fd, data, size);
-      if (written < 0 && errno == EINTR) continue;
-      if (written <= 0) return false;
-      data += written;
-      size -= static_cast<size_t>(written);
-    }
-    return true;
-  };
-  bool ok = write_all(header.data(), header.size()) && write_all(payload, payload_bytes);
-  std::string why = ok ? "" : fmt::format("cannot write {}: {}", temp, std::strerror(errno));
-  // Durable before it is visible under the final name.
-  if (ok && fsync(fd) != 0) why = fmt::format("cannot sync {}: {}", temp, std::strerror(errno));
-  if (close(fd) != 0 && why.empty()) why = fmt::format("cannot close {}", temp);
-  if (why.empty()) {
-    std::filesystem::rename(temp, file, ec);
-    if (ec) why = fmt::format("cannot rename {} to {}: {}", temp, file.string(), ec.message());
-  }
-  if (!why.empty()) std::filesystem::remove(temp, ec);
-  return why;
+  return WriteFileAtomically(file, [&](const AppendFn& append) {
+    append(header.data(), header.size());
+    append(payload, payload_bytes);
+  });
 }
 
 }  // namespace
@@ -254,11 +226,8 @@ Accuracy CompareOutputs(MetricKind kind, const at::Tensor& reference, const at::
 
 std::filesystem::path ReferenceCacheDir(const char* ipt_cache_dir, const char* xdg_cache_home,
                                         const char* home) {
-  auto set = [](const char* value) { return value != nullptr && *value != '\0'; };
-  if (set(ipt_cache_dir)) return std::filesystem::path(ipt_cache_dir) / "references";
-  if (set(xdg_cache_home)) return std::filesystem::path(xdg_cache_home) / "ipex-tune/references";
-  if (set(home)) return std::filesystem::path(home) / ".cache/ipex-tune/references";
-  return {};
+  std::filesystem::path root = CacheRoot(ipt_cache_dir, xdg_cache_home, home);
+  return root.empty() ? root : root / "references";
 }
 
 std::string ReferenceKey(const std::string& model_hash, const Workload& workload,
@@ -271,20 +240,6 @@ std::string ReferenceKey(const std::string& model_hash, const Workload& workload
     for (const auto& input : workload.MakeInputs(set.batch, i)) HashValue(hash, input);
   }
   return hash.HexDigest();
-}
-
-const char* CacheOutcomeName(CacheOutcome outcome) {
-  switch (outcome) {
-    case CacheOutcome::kHit:
-      return "hit";
-    case CacheOutcome::kComputed:
-      return "computed";
-    case CacheOutcome::kCorrupt:
-      return "corrupt";
-    case CacheOutcome::kNotStored:
-      return "not_stored";
-  }
-  return "unknown";
 }
 
 CachedReference LoadOrComputeReference(const std::filesystem::path& dir, const std::string& key,

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "workloads/cache.h"
 #include "workloads/workload.h"
 
 namespace ipt::workloads {
@@ -91,10 +92,9 @@ const char* MetricKindName(MetricKind kind);
 // Throws ipt::Error(kInvalidArgument) when the two shapes differ or hold no item.
 Accuracy CompareOutputs(MetricKind kind, const at::Tensor& reference, const at::Tensor& candidate);
 
-// Where reference outputs are cached, from the environment's values (null when unset):
-// $IPT_CACHE_DIR/references, else $XDG_CACHE_HOME/ipex-tune/references, else
-// $HOME/.cache/ipex-tune/references; empty (no cache) when none is set. Empty values count as
-// unset.
+// Where reference outputs are cached: CacheRoot(...)/references ($IPT_CACHE_DIR/references, else
+// $XDG_CACHE_HOME/ipex-tune/references, else $HOME/.cache/ipex-tune/references); empty (no
+// cache) when CacheRoot is.
 std::filesystem::path ReferenceCacheDir(const char* ipt_cache_dir, const char* xdg_cache_home,
                                         const char* home);
 
@@ -104,15 +104,6 @@ std::filesystem::path ReferenceCacheDir(const char* ipt_cache_dir, const char* x
 std::string ReferenceKey(const std::string& model_hash, const Workload& workload,
                          const EvalSet& set);
 
-enum class CacheOutcome {
-  kHit,        // read from the cache
-  kComputed,   // not in the cache: computed and stored
-  kCorrupt,    // a file was there but unreadable, truncated or failing its checksum: computed
-               // again and replaced
-  kNotStored,  // computed, but the cache could not be written (or there is none)
-};
-const char* CacheOutcomeName(CacheOutcome outcome);
-
 struct CachedReference {
   at::Tensor outputs;
   CacheOutcome outcome = CacheOutcome::kComputed;
@@ -121,12 +112,11 @@ struct CachedReference {
 };
 
 // The reference outputs for `key`: read from `dir` when a valid file is there, else computed
-// by `compute` (float32, any shape) and stored. A stored file is written to a temporary name
-// in `dir` and renamed over the final one, so a concurrent reader sees the old file, the new
-// one or none, never a part. A file is trusted only when its header names `key` and its
-// payload has the length and SHA-256 the header gives. Nothing here throws for the cache: a
-// cache that cannot be read or written costs a recomputation, said in `warning`; exceptions of
-// `compute` propagate. Safe to call from several processes at once.
+// by `compute` (float32, any shape) and stored, atomically (WriteFileAtomically). A file is trusted
+// only when its header names `key` and its payload has the length and SHA-256 the header gives.
+// Nothing here throws for the cache: a cache that cannot be read or written costs a recomputation,
+// said in `warning`; exceptions of `compute` propagate. Safe to call from several processes at
+// once.
 CachedReference LoadOrComputeReference(const std::filesystem::path& dir, const std::string& key,
                                        const std::function<at::Tensor()>& compute);
 

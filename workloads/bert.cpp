@@ -210,6 +210,12 @@ class Bert : public Workload {
 
   const std::string& name() const override { return config_.name; }
 
+  std::string BuildDescription() const override {
+    return fmt::format("{} bert layers={} hidden={} heads={} intermediate={} seq_len={} seed={}",
+                       config_.name, config_.layers, config_.hidden, config_.heads,
+                       config_.intermediate, seq_len_, options_.seed);
+  }
+
   torch::jit::Module BuildModel() const override {
     Builder b(/*init=*/true, options_.seed, seq_len_);
     BuildBert(b, config_);

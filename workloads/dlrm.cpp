@@ -183,6 +183,14 @@ class Dlrm : public Workload {
 
   const std::string& name() const override { return config_.name; }
 
+  // table_rows as fitted: with mlperf_size they depend on the memory of the machine.
+  std::string BuildDescription() const override {
+    return fmt::format("{} dlrm dense={} bottom=[{}] top=[{}] tables=[{}] seed={}", config_.name,
+                       config_.dense_features, fmt::join(config_.bottom_mlp, " "),
+                       fmt::join(config_.top_mlp, " "), fmt::join(config_.table_rows, " "),
+                       options_.seed);
+  }
+
   torch::jit::Module BuildModel() const override {
     Builder b(/*init=*/true, options_.seed);
     BuildDlrm(b, config_);

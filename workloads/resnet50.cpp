@@ -185,6 +185,10 @@ class ResNet50 : public Workload {
     return {{"input", {batch, 3, kImageSize, kImageSize}, "float32"}};
   }
 
+  std::string BuildDescription() const override {
+    return fmt::format("{} seed={}", name_, options_.seed);
+  }
+
   MetricKind Metric() const override { return MetricKind::kTopK; }
 
  private:

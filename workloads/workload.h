@@ -40,6 +40,12 @@ class Workload {
   virtual const std::string& name() const = 0;
   // The fp32 model in eval mode, not frozen: optimisation is the core's job.
   virtual torch::jit::Module BuildModel() const = 0;
+  // Everything BuildModel's result depends on besides the code that builds it, as one line: the
+  // name, the configuration (layers, widths, table sizes...) and the options that shape the
+  // weights (seed, seq_len). The model cache (model_cache.h) keys on it, so two workloads with
+  // the same description must build the same model. Empty, the default, keeps the model out of
+  // the cache: a user's file is loaded, not built.
+  virtual std::string BuildDescription() const { return {}; }
   // Evaluation inputs for one call at `batch`; `index` selects one of many distinct batches.
   virtual std::vector<torch::jit::IValue> MakeInputs(int64_t batch, int64_t index) const = 0;
   // Calibration inputs: the evaluation generator on indices no evaluation batch uses (every
