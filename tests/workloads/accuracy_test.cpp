@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "tests/workloads/test_util.h"
 #include "workloads/dlrm.h"
 
 namespace ipt::workloads {
@@ -150,16 +151,9 @@ TEST(AccuracyTest, OutputTensorTakesTheFirstTensorAsFloat) {
   EXPECT_THROW(OutputTensor(torch::jit::IValue(3)), Error);
 }
 
-// A fresh cache directory per test, removed afterwards.
-class ReferenceCacheTest : public ::testing::Test {
+class ReferenceCacheTest : public testing_util::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("ipt-reference-test-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  ReferenceCacheTest() : TempDirTest("ipt-reference-test") {}
 
   // Outputs that count how often they were computed.
   CachedReference Get(const std::string& key) {
@@ -169,15 +163,6 @@ class ReferenceCacheTest : public ::testing::Test {
     });
   }
 
-  std::vector<std::string> Files() const {
-    std::vector<std::string> names;
-    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
-      names.push_back(e.path().filename().string());
-    }
-    return names;
-  }
-
-  std::filesystem::path dir_;
   int computed_ = 0;
 };
 

@@ -10,27 +10,14 @@
 #include <vector>
 
 #include "base/error.h"
+#include "tests/workloads/test_util.h"
 #include "workloads/workload.h"
 
 namespace ipt::workloads {
 namespace {
 
-// The same builder as bert-base at a size whose forward takes milliseconds.
-BertConfig TinyConfig(int64_t layers) {
-  BertConfig config;
-  config.name = "bert-tiny";
-  config.layers = layers;
-  config.hidden = 32;
-  config.heads = 4;
-  config.intermediate = 64;
-  return config;
-}
-
-WorkloadOptions SeqLen(int64_t seq_len) {
-  WorkloadOptions options;
-  options.seq_len = seq_len;
-  return options;
-}
+using testing_util::SeqLen;
+using testing_util::TinyBert;
 
 int64_t CountParameters(const torch::jit::Module& m, bool with_classifier) {
   int64_t total = 0;
@@ -94,7 +81,7 @@ TEST(BertTest, FlopsMatchTheKnownFigures) {
   EXPECT_DOUBLE_EQ(MakeWorkload("bert-base", {})->FlopsPerItem(), 22348434432.0);
   EXPECT_DOUBLE_EQ(MakeWorkload("bert-large", {})->FlopsPerItem(), 78922125312.0);
   // The attention matmuls grow with the square of the sequence.
-  const BertConfig c = TinyConfig(2);
+  const BertConfig c = TinyBert(2);
   const double s = 16, h = 32, i = 64;
   double expected = 2 * (2 * (s * (4 * h * h + 2 * h * i) + 2 * s * s * h) + h * h + 2 * h);
   EXPECT_DOUBLE_EQ(MakeBert(c, SeqLen(16))->FlopsPerItem(), expected);
@@ -110,7 +97,7 @@ TEST(BertTest, BertIsAnAliasOfBertBase) {
 }
 
 TEST(BertTest, RejectsBadShapes) {
-  BertConfig uneven = TinyConfig(1);
+  BertConfig uneven = TinyBert(1);
   uneven.heads = 5;
   for (const auto& make : std::vector<std::function<void()>>{
            [&] { MakeBert(uneven, {}); },
@@ -163,8 +150,8 @@ TEST(BertTest, InputsAreSequencesWithPadding) {
 }
 
 TEST(BertTest, WeightsAndInputsAreDeterministic) {
-  auto a = MakeBert(TinyConfig(2), SeqLen(16));
-  auto b = MakeBert(TinyConfig(2), SeqLen(16));
+  auto a = MakeBert(TinyBert(2), SeqLen(16));
+  auto b = MakeBert(TinyBert(2), SeqLen(16));
   EXPECT_EQ(ModelHash(a->BuildModel()), ModelHash(b->BuildModel()));
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_TRUE(a->MakeInputs(4, 3)[i].toTensor().equal(b->MakeInputs(4, 3)[i].toTensor()));
@@ -172,11 +159,11 @@ TEST(BertTest, WeightsAndInputsAreDeterministic) {
   EXPECT_FALSE(a->MakeInputs(4, 3)[0].toTensor().equal(a->MakeInputs(4, 4)[0].toTensor()));
   WorkloadOptions other = SeqLen(16);
   other.seed = 7;
-  EXPECT_NE(ModelHash(a->BuildModel()), ModelHash(MakeBert(TinyConfig(2), other)->BuildModel()));
+  EXPECT_NE(ModelHash(a->BuildModel()), ModelHash(MakeBert(TinyBert(2), other)->BuildModel()));
 }
 
 TEST(BertTest, WeightsFollowTheInitialisation) {
-  torch::jit::Module m = MakeBert(TinyConfig(1), SeqLen(16))->BuildModel();
+  torch::jit::Module m = MakeBert(TinyBert(1), SeqLen(16))->BuildModel();
   auto param = [&m](const std::string& name) { return m.attr(name).toTensor(); };
   at::Tensor words = param("embeddings_word_embeddings_weight");
   EXPECT_EQ(words.sizes(), (std::vector<int64_t>{30522, 32}));
@@ -195,7 +182,7 @@ TEST(BertTest, WeightsFollowTheInitialisation) {
 }
 
 TEST(BertTest, GraphHoldsPlainAtenOpsForThePasses) {
-  torch::jit::Module m = MakeBert(TinyConfig(2), SeqLen(16))->BuildModel();
+  torch::jit::Module m = MakeBert(TinyBert(2), SeqLen(16))->BuildModel();
   EXPECT_EQ(CountOps(m, "aten::embedding"), 3);
   EXPECT_EQ(CountOps(m, "aten::linear"), 2 * 6 + 2);
   EXPECT_EQ(CountOps(m, "aten::matmul"), 2 * 2);
@@ -208,7 +195,7 @@ TEST(BertTest, GraphHoldsPlainAtenOpsForThePasses) {
 // Padded positions are masked out of every attention, so whatever tokens they hold cannot
 // reach the [CLS] vector and the logits.
 TEST(BertTest, PaddedPositionsDoNotChangeTheLogits) {
-  auto w = MakeBert(TinyConfig(2), SeqLen(32));
+  auto w = MakeBert(TinyBert(2), SeqLen(32));
   torch::jit::Module m = w->BuildModel();
   std::vector<torch::jit::IValue> inputs = w->MakeInputs(6, 0);
   at::Tensor ids = inputs[0].toTensor();
@@ -276,7 +263,7 @@ at::Tensor ReferenceBert(const torch::jit::Module& m, const BertConfig& c,
 
 TEST(BertTest, MatchesAReferenceWrittenInAten) {
   for (int64_t layers : {1, 2}) {
-    const BertConfig config = TinyConfig(layers);
+    const BertConfig config = TinyBert(layers);
     auto w = MakeBert(config, SeqLen(24));
     torch::jit::Module m = w->BuildModel();
     std::vector<torch::jit::IValue> inputs = w->MakeInputs(5, 1);

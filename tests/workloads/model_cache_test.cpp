@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/workloads/test_util.h"
 #include "workloads/accuracy.h"
 #include "workloads/bert.h"
 #include "workloads/dlrm.h"
@@ -21,23 +22,8 @@
 namespace ipt::workloads {
 namespace {
 
-// bert-base's builder at a size that builds in milliseconds. BERT, because its graph is the one
-// whose constants loading reorders.
-BertConfig TinyBert() {
-  BertConfig config;
-  config.name = "bert-tiny";
-  config.layers = 2;
-  config.hidden = 32;
-  config.heads = 4;
-  config.intermediate = 64;
-  return config;
-}
-
-WorkloadOptions SeqLen(int64_t seq_len) {
-  WorkloadOptions options;
-  options.seq_len = seq_len;
-  return options;
-}
+using testing_util::SeqLen;
+using testing_util::TinyBert;
 
 std::vector<at::Tensor> Outputs(torch::jit::Module module, const Workload& workload) {
   torch::NoGradGuard no_grad;
@@ -123,16 +109,9 @@ TEST(ModelKeyTest, ChangesWithEveryOptionThatShapesTheModel) {
   EXPECT_TRUE(MakeModelKey(*MakeBert(TinyBert(), {}), "1.0", "").empty());
 }
 
-// A fresh cache directory per test, removed afterwards.
-class ModelCacheTest : public ::testing::Test {
+class ModelCacheTest : public testing_util::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("ipt-model-cache-test-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  ModelCacheTest() : TempDirTest("ipt-model-cache-test") {}
 
   // The tiny BERT's model through the cache in `dir`, counting builds.
   CachedModel Get(const std::filesystem::path& dir, const std::string& executable = "exe") {
@@ -142,15 +121,6 @@ class ModelCacheTest : public ::testing::Test {
     });
   }
 
-  std::vector<std::string> Files() const {
-    std::vector<std::string> names;
-    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
-      names.push_back(e.path().filename().string());
-    }
-    return names;
-  }
-
-  std::filesystem::path dir_;
   std::unique_ptr<Workload> workload_ = MakeBert(TinyBert(), SeqLen(16));
   std::atomic<int> built_{0};
 };
