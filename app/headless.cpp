@@ -32,7 +32,8 @@ class TerminalObserver : public tuner::StudyObserver {
   }
 
   void OnTrialProgress(int64_t number, const nlohmann::json& progress) override {
-    if (number < 0) prefix_ = "[final comparison]";
+    if (number == tuner::kFinalComparisonProgress) prefix_ = "[final comparison]";
+    if (number == tuner::kEnvironmentSplitProgress) prefix_ = "[environment]";
     std::string phase = progress.value("phase", "");
     if (phase == "measure" && progress.contains("blocks")) {
       Status(fmt::format("{}: measuring, block {} ({:.1f} s)", prefix_, progress.value("blocks", 0),

@@ -281,7 +281,8 @@ WorkerReply RunBench(const StudyOptions& options, const WorkerClient& worker,
                      const MeasureSettings& settings, const std::vector<int>& cpus,
                      const std::map<std::string, std::string>& env,
                      std::chrono::milliseconds timeout, StudyObserver& observer, LoadWatch& load,
-                     const std::function<void()>& heartbeat, const std::atomic<bool>& cancel) {
+                     const std::function<void()>& heartbeat, int64_t progress_number,
+                     const std::atomic<bool>& cancel) {
   char dir_template[] = "/tmp/ipex-tune-bench-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) {
     WorkerReply failed;
@@ -304,7 +305,7 @@ WorkerReply RunBench(const StudyOptions& options, const WorkerClient& worker,
       args, "", cpus, env, timeout,
       [&](const nlohmann::json& progress) {
         heartbeat();
-        observer.OnTrialProgress(-1, progress);
+        observer.OnTrialProgress(progress_number, progress);
       },
       &cancel);
   load.Ended();
@@ -426,7 +427,7 @@ std::optional<EnvironmentSplit> SplitEnvironmentGain(
       RunBench(options, worker, {{"winner", winner}}, options.measure, FirstCpus(allowed, threads),
                WorkerEnvironment(winner.runtime, threads),
                std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) * 2,
-               observer, load, heartbeat, cancel);
+               observer, load, heartbeat, kEnvironmentSplitProgress, cancel);
   if (!reply.ok) {
     if (reply.error_code != "cancelled") {
       observer.OnMessage("Environment split failed: " + reply.error);
@@ -507,7 +508,7 @@ std::optional<FinalComparison> CompareFinalists(
                  {{"OMP_NUM_THREADS", std::to_string(cpus.size())}},
                  std::chrono::duration_cast<std::chrono::milliseconds>(options.trial_timeout) *
                      static_cast<int64_t>(finalists.size() + 1),
-                 observer, load, heartbeat, cancel);
+                 observer, load, heartbeat, kFinalComparisonProgress, cancel);
     if (!reply.ok) return failed(reply, "");
     for (const nlohmann::json& c : reply.result.at("candidates")) candidates.push_back(c);
   } else {
@@ -521,7 +522,7 @@ std::optional<FinalComparison> CompareFinalists(
               options, worker, topology, configs[i], workload_ref, options.measure, load,
               [&](const nlohmann::json& progress) {
                 heartbeat();
-                observer.OnTrialProgress(-1, progress);
+                observer.OnTrialProgress(kFinalComparisonProgress, progress);
               },
               cancel);
         } catch (const Error& e) {

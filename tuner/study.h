@@ -98,6 +98,11 @@ struct StudyResult {
   std::vector<std::string> target_report;
 };
 
+// The trial numbers OnTrialProgress gives for work after the search that measures several
+// candidates at once.
+inline constexpr int64_t kFinalComparisonProgress = -1;
+inline constexpr int64_t kEnvironmentSplitProgress = -2;
+
 class StudyObserver {
  public:
   virtual ~StudyObserver() = default;
@@ -105,7 +110,7 @@ class StudyObserver {
   // `index` counts candidates from 1 over the study's `total` budget; 0 is the stock baseline.
   virtual void OnTrialStarted(int64_t number, const std::string& config, size_t index,
                               size_t total) {}
-  // `number` is -1 during the final comparison, which measures several trials at once.
+  // `number` is kFinalComparisonProgress or kEnvironmentSplitProgress after the search.
   virtual void OnTrialProgress(int64_t number, const nlohmann::json& progress) {}
   virtual void OnTrialFinished(const TrialSummary& trial) {}
 };

@@ -392,6 +392,7 @@ TEST_F(HeadlessTest, AWinnersEnvironmentIsMeasuredOnStockTooAndTheGainSplit) {
   EXPECT_NE(r.err.find("each in workers of its own, 3 interleaved rounds"), std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("Winner: trial 1"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[environment]: "), std::string::npos) << "the split's own progress";
   db::Store store = db::Store::Open(db, db::OpenMode::kReadOnly);
   int environment_measurements = 0;
   int final_measurements = 0;
