@@ -12,14 +12,11 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -31,6 +28,7 @@
 
 #include "base/error.h"
 #include "base/stats.h"
+#include "base/temp_dir.h"
 #include "core/platform/binding.h"
 #include "db/store.h"
 #include "recipes/recipe.h"
@@ -419,29 +417,6 @@ struct CompareOptions {
   std::string threads_vs;  // "1,2": the one recipe at each thread count
 };
 
-// Removes its folder however the comparison ends.
-class TempDir {
- public:
-  TempDir() {
-    char name[] = "/tmp/ipt-tuner-quality-XXXXXX";
-    if (mkdtemp(name) == nullptr) {
-      throw Error(ErrorCode::kIo,
-                  std::string("cannot create a temporary folder: ") + std::strerror(errno));
-    }
-    path_ = name;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 std::pair<int64_t, int64_t> ParseThreadPair(const std::string& text) {
   int64_t a = 0;
   int64_t b = 0;
@@ -477,7 +452,8 @@ int RunCompare(const CompareOptions& options) {
   std::vector<Side> sides;
   for (const std::string& path : o.recipes)
     sides.push_back({path, path, LoadOneProcessRecipe(path)});
-  std::optional<TempDir> dir;  // the thread-count variants, written for the worker
+  // The thread-count variants, written for the worker; removed however the comparison ends.
+  std::optional<TempDir> dir;
   std::string mode = "A/B";
   if (options.aa) {
     mode = "A/A";
@@ -485,7 +461,7 @@ int RunCompare(const CompareOptions& options) {
   } else if (thread_pair) {
     const auto [a, b] = *thread_pair;
     mode = fmt::format("{} against {} threads", a, b);
-    dir.emplace();
+    dir.emplace("ipt-tuner-quality");
     Side base = sides.front();
     sides.clear();
     for (int64_t t : {a, b}) {

@@ -1,45 +1,21 @@
 #include "tuner/instances.h"
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <cstdint>
-#include <filesystem>
 #include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "base/error.h"
-#include "base/stats.h"
+#include "base/temp_dir.h"
+#include "tuner/objective.h"
 
 namespace ipt::tuner {
 namespace {
 
 // How often the waiting thread looks at the study's cancel flag.
 constexpr std::chrono::milliseconds kCancelPoll{20};
-
-// The folder where the instances meet before timing, removed with everything in it.
-class MeetingFolder {
- public:
-  MeetingFolder() {
-    char path[] = "/tmp/ipt-instances-XXXXXX";
-    if (mkdtemp(path) == nullptr) {
-      throw Error(ErrorCode::kIo, "cannot create a folder in /tmp for the instances to meet in");
-    }
-    path_ = path;
-  }
-  ~MeetingFolder() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  MeetingFolder(const MeetingFolder&) = delete;
-  MeetingFolder& operator=(const MeetingFolder&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::vector<double> Doubles(const nlohmann::json& j) {
   return j.is_array() ? j.get<std::vector<double>>() : std::vector<double>{};
@@ -55,7 +31,8 @@ WorkerReply RunInstances(const WorkerClient& worker, const std::vector<std::stri
                          const std::function<void(const nlohmann::json&)>& on_progress,
                          const std::atomic<bool>* cancel) {
   const size_t n = instances.size();
-  MeetingFolder folder;
+  // Where the instances meet before timing.
+  TempDir folder("ipt-instances");
   std::atomic<bool> stop{false};
   std::atomic<size_t> running{n};
   std::mutex progress_mutex;
@@ -189,15 +166,7 @@ nlohmann::json MergeInstanceResults(const std::vector<nlohmann::json>& results) 
   merged["threads"] = threads;
   merged["cpus"] = fmt::format("{}", fmt::join(cpus, ","));
   merged["blocks"] = std::move(blocks);
-  merged["latencies_ms"] = latencies;
-  merged["samples"] = static_cast<int64_t>(latencies.size());
-  if (!latencies.empty()) {
-    merged["median_ms"] = stats::Median(latencies);
-    merged["p90_ms"] = stats::Quantile(latencies, 0.9);
-    merged["p99_ms"] = stats::Quantile(latencies, 0.99);
-    merged["mean_ms"] = stats::Mean(latencies);
-    merged["stddev_ms"] = stats::Stddev(latencies);
-  }
+  SetCallFigures(merged, latencies);
   if (warnings.empty()) {
     merged.erase("warnings");
   } else {

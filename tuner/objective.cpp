@@ -168,6 +168,17 @@ std::vector<double> BlockValues(Objective objective, const nlohmann::json& measu
   return values;
 }
 
+void SetCallFigures(nlohmann::json& measurement, const std::vector<double>& latencies_ms) {
+  measurement["latencies_ms"] = latencies_ms;
+  measurement["samples"] = static_cast<int64_t>(latencies_ms.size());
+  if (latencies_ms.empty()) return;
+  measurement["median_ms"] = stats::Median(latencies_ms);
+  measurement["p90_ms"] = stats::Quantile(latencies_ms, 0.9);
+  measurement["p99_ms"] = stats::Quantile(latencies_ms, 0.99);
+  measurement["mean_ms"] = stats::Mean(latencies_ms);
+  measurement["stddev_ms"] = stats::Stddev(latencies_ms);
+}
+
 void Goal::Validate() const {
   auto positive = [](const std::optional<double>& v) {
     return !v || (std::isfinite(*v) && *v > 0);

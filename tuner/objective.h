@@ -60,6 +60,11 @@ std::optional<double> Speedup(Objective objective, const Figures& candidate, con
 std::vector<double> BlockValues(Objective objective, const nlohmann::json& measurement,
                                 int64_t batch);
 
+// Sets a measurement's "latencies_ms", "samples" and the call figures a worker derives from
+// them ("median_ms", "p90_ms", "p99_ms", "mean_ms", "stddev_ms"), for a measurement put
+// together from several (instances side by side, rounds of workers). No figures for no calls.
+void SetCallFigures(nlohmann::json& measurement, const std::vector<double>& latencies_ms);
+
 // The accuracy target a front end sets when the user gives none: a candidate may change at most
 // 1% of the reference's predictions (docs/accuracy.md). The usual tolerance for reduced
 // precision (Intel Neural Compressor's default criterion is a 1% relative loss); on an

@@ -5,11 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <ctime>
-#include <filesystem>
 #include <functional>
 #include <limits>
 #include <map>
@@ -17,6 +14,7 @@
 #include "base/error.h"
 #include "base/sha256.h"
 #include "base/stats.h"
+#include "base/temp_dir.h"
 #include "core/platform/core_pool.h"
 #include "core/platform/stream_plan.h"
 #include "core/platform/system_source.h"
@@ -283,13 +281,15 @@ WorkerReply RunBench(const StudyOptions& options, const WorkerClient& worker,
                      std::chrono::milliseconds timeout, StudyObserver& observer, LoadWatch& load,
                      const std::function<void()>& heartbeat, int64_t progress_number,
                      const std::atomic<bool>& cancel) {
-  char dir_template[] = "/tmp/ipex-tune-bench-XXXXXX";
-  if (mkdtemp(dir_template) == nullptr) {
+  std::optional<TempDir> folder;
+  try {
+    folder.emplace("ipex-tune-bench");
+  } catch (const Error& e) {
     WorkerReply failed;
-    failed.error = std::string("cannot create a temporary folder: ") + std::strerror(errno);
+    failed.error = e.what();
     return failed;
   }
-  const std::string dir = dir_template;
+  const std::string& dir = folder->path();
   std::vector<std::string> args = {
       "bench", "--batch",    std::to_string(options.batch),   "--baseline",
       "stock", "--scenario", Scenario(options.goal.objective)};
@@ -309,7 +309,6 @@ WorkerReply RunBench(const StudyOptions& options, const WorkerClient& worker,
       },
       &cancel);
   load.Ended();
-  std::filesystem::remove_all(dir);
   return reply;
 }
 
@@ -375,20 +374,12 @@ nlohmann::json PoolRounds(const std::vector<nlohmann::json>& rounds, int64_t bat
     per_round.push_back(r.value("items_per_s", 0.0));
   }
   pooled["blocks"] = blocks;
-  pooled["latencies_ms"] = latencies;
-  pooled["samples"] = static_cast<int64_t>(latencies.size());
+  SetCallFigures(pooled, latencies);
   pooled["rounds_items_per_s"] = per_round;
   const std::vector<double> rates = BlockValues(Objective::kThroughput, pooled, batch);
   if (!rates.empty()) {
     pooled["items_per_s"] = stats::Median(rates);
     pooled["cv"] = stats::CoefficientOfVariation(rates);
-  }
-  if (!latencies.empty()) {
-    pooled["median_ms"] = stats::Median(latencies);
-    pooled["p90_ms"] = stats::Quantile(latencies, 0.9);
-    pooled["p99_ms"] = stats::Quantile(latencies, 0.99);
-    pooled["mean_ms"] = stats::Mean(latencies);
-    pooled["stddev_ms"] = stats::Stddev(latencies);
   }
   pooled["noisy"] = noisy;
   return pooled;
