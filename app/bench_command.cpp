@@ -14,13 +14,15 @@ namespace ipt::app {
 namespace {
 
 nlohmann::json Figures(const nlohmann::json& c) {
-  return {{"items_per_s", c.value("items_per_s", 0.0)},
-          {"median_ms", c.value("median_ms", 0.0)},
-          {"p90_ms", c.value("p90_ms", 0.0)},
-          {"cv", c.value("cv", 0.0)},
-          {"samples", c.value("samples", 0)},
-          {"applied", c.value("applied", nlohmann::json())},
-          {"accuracy", c.value("accuracy", nlohmann::json())}};
+  nlohmann::json figures = {{"items_per_s", c.value("items_per_s", 0.0)},
+                            {"median_ms", c.value("median_ms", 0.0)},
+                            {"p90_ms", c.value("p90_ms", 0.0)},
+                            {"cv", c.value("cv", 0.0)},
+                            {"samples", c.value("samples", 0)},
+                            {"applied", c.value("applied", nlohmann::json())},
+                            {"accuracy", c.value("accuracy", nlohmann::json())}};
+  if (c.contains("calibration_source")) figures["calibration_source"] = c["calibration_source"];
+  return figures;
 }
 
 }  // namespace

@@ -40,6 +40,7 @@
 #include "kernels/onednn_info.h"
 #include "recipes/recipe_yaml.h"
 #include "workloads/accuracy.h"
+#include "workloads/calibration_cache.h"
 #include "workloads/model_cache.h"
 #include "workloads/user_model.h"
 #include "workloads/workload.h"
@@ -122,11 +123,20 @@ at::Tensor FirstTensor(const torch::jit::IValue& output) {
   throw Error(ErrorCode::kUnsupported, "the model's output is not a tensor or a tuple of tensors");
 }
 
-// IPT_NO_MODEL_CACHE=1 (set, and not 0) builds built-in workloads in the process.
-bool ModelCacheDisabled() {
-  const char* no_cache = std::getenv("IPT_NO_MODEL_CACHE");
-  return no_cache != nullptr && *no_cache != '\0' && std::string(no_cache) != "0";
+// A switch in the environment: set, and neither empty nor 0.
+bool EnvFlag(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' && std::string(value) != "0";
 }
+
+// workloads::ExecutableHash(), read once: it reads the whole executable.
+const std::string& ThisExecutableHash() {
+  static const std::string hash = workloads::ExecutableHash();
+  return hash;
+}
+
+// IPT_NO_MODEL_CACHE=1 builds built-in workloads in the process.
+bool ModelCacheDisabled() { return EnvFlag("IPT_NO_MODEL_CACHE"); }
 
 // A built-in workload's model from the model cache (IPT_CACHE_DIR, XDG_CACHE_HOME or HOME:
 // workloads/model_cache.h), which builds and stores it when it has none, with its ModelHash.
@@ -138,9 +148,9 @@ workloads::CachedModel BuildThroughCache(const workloads::Workload& workload) {
       disabled ? std::filesystem::path()
                : workloads::ModelCacheDir(std::getenv("IPT_CACHE_DIR"),
                                           std::getenv("XDG_CACHE_HOME"), std::getenv("HOME")),
-      disabled ? workloads::ModelKey()
-               : workloads::MakeModelKey(workload, platform::kIpexTuneVersion,
-                                         workloads::ExecutableHash()),
+      disabled
+          ? workloads::ModelKey()
+          : workloads::MakeModelKey(workload, platform::kIpexTuneVersion, ThisExecutableHash()),
       [&workload] { return workload.BuildModel(); });
 }
 
@@ -204,6 +214,8 @@ struct Prepared {
   Json paths;
   // What in the recipe this process does not match (core::RecipeWarnings).
   std::vector<std::string> warnings;
+  // Static int8: where its quantization parameters came from (calibration cache); null otherwise.
+  Json calibration_source = Json();
 
   torch::jit::IValue Run(const std::vector<torch::jit::IValue>& inputs) const {
     return streams ? streams->Run(inputs) : model->Run(inputs);
@@ -300,11 +312,12 @@ class Session {
   }
 
   Prepared Prepare(const std::string& name, const recipes::Recipe& recipe) {
-    return Prepare(name, recipe, [&](int64_t) {
-      return core::Optimize(module_, recipe, [&](int64_t batch, int64_t index) {
-        return workload_->MakeCalibrationInputs(batch, index);
-      });
+    Json calibration_source;
+    Prepared prepared = Prepare(name, recipe, [&](int64_t) {
+      return OptimizeThroughCalibrationCache(recipe, calibration_source);
     });
+    prepared.calibration_source = std::move(calibration_source);
+    return prepared;
   }
 
   // The same with the model made by `make` (given the batch) instead of core::Optimize; the
@@ -361,6 +374,51 @@ class Session {
     prepared.first_call_ms = first_call_ms;
     prepared.accuracy = std::move(accuracy);
     return prepared;
+  }
+
+  // core::Optimize, with a static int8 recipe's parameters from the calibration cache
+  // (IPT_CACHE_DIR, XDG_CACHE_HOME or HOME: workloads/calibration_cache.h) when it has them, and
+  // stored there when they were calibrated. `source` says which (null when nothing calibrates).
+  core::OptimizedModel OptimizeThroughCalibrationCache(const recipes::Recipe& recipe,
+                                                       Json& source) {
+    auto calibrate = [&](int64_t batch, int64_t index) {
+      return workload_->MakeCalibrationInputs(batch, index);
+    };
+    if (recipe.precision.dtype != recipes::Dtype::kInt8 || recipe.precision.qparams) {
+      return core::Optimize(module_, recipe, calibrate);
+    }
+    const bool disabled = EnvFlag("IPT_NO_CALIBRATION_CACHE");
+    const std::filesystem::path dir =
+        disabled
+            ? std::filesystem::path()
+            : workloads::CalibrationCacheDir(std::getenv("IPT_CACHE_DIR"),
+                                             std::getenv("XDG_CACHE_HOME"), std::getenv("HOME"));
+    const std::string key = dir.empty() ? std::string()
+                                        : workloads::CalibrationKey(
+                                              ThisExecutableHash(), model_hash(), workload_->name(),
+                                              kernels::QueryOneDnn().effective_isa, recipe);
+    workloads::CachedCalibration cached = workloads::FindCalibration(dir, key);
+    if (!cached.warning.empty()) {
+      Emit({{"type", "progress"}, {"phase", "calibrate"}, {"warning", cached.warning}});
+    }
+    if (cached.qparams) {
+      recipes::Recipe with_qparams = recipe;
+      with_qparams.precision.qparams = cached.qparams;
+      source = {{"cache", "hit"}, {"file", cached.file.string()}};
+      return core::Optimize(module_, with_qparams, calibrate);
+    }
+    core::OptimizedModel model = core::Optimize(module_, recipe, calibrate);
+    source = {{"cache", disabled ? "disabled" : workloads::CacheOutcomeName(cached.outcome)},
+              {"file", cached.file.string()}};
+    if (!cached.warning.empty()) source["warning"] = cached.warning;
+    if (model.applied().qparams && !dir.empty() && !key.empty()) {
+      std::string why = workloads::StoreCalibration(dir, key, *model.applied().qparams);
+      if (!why.empty()) {
+        source["cache"] = workloads::CacheOutcomeName(workloads::CacheOutcome::kNotStored);
+        source["warning"] = "calibration cache not written: " + why;
+      }
+    }
+    return model;
   }
 
   // The fastest of the baseline's stock paths, chosen by a short interleaved measurement
@@ -535,6 +593,7 @@ Json CandidateJson(const Prepared& p, const core::MeasureResult& r) {
   j["accuracy"] = p.accuracy;
   j["applied"] = p.model->applied().ToJson();
   if (!p.warnings.empty()) j["warnings"] = p.warnings;
+  if (!p.calibration_source.is_null()) j["calibration_source"] = p.calibration_source;
   if (p.streams) {
     Json streams = Json::array();
     for (const core::StreamBinding& b : p.streams->bindings()) {

@@ -682,6 +682,50 @@ TEST_F(HeadlessTest, Int8StudyExportsARecipeWithItsCalibratedParameters) {
   EXPECT_EQ(applied["qparams"]["graph"], recipe.precision.qparams->graph);
 }
 
+// Trials that quantize the same model the same way calibrate once: the first worker calibrates
+// and stores the parameters, the next one (another process) applies them and gives the same
+// outputs; IPT_NO_CALIBRATION_CACHE=1 calibrates anyway.
+TEST_F(HeadlessTest, CalibrationIsCachedAcrossWorkersWithIdenticalResults) {
+  ASSERT_NO_FATAL_FAILURE(WriteSmallModel());
+  std::ofstream(File("int8.yaml"))
+      << "schema: ipex-tune/recipe/v1\nworkload:\n  name: model\nprecision:\n  dtype: int8\n"
+         "  calibration: {algorithm: histogram}\n";
+  auto bench = [&](const std::string& env) {
+    CommandResult b = Tune({"bench", "--model", small_model_, "--input", kSmallInput, "--recipe",
+                            File("int8.yaml"), "--json", "--measure-time", "0.2"},
+                           "IPT_CACHE_DIR=" + Quote(File("cache")) + " " + env);
+    EXPECT_EQ(b.status, 0) << b.err;
+    return nlohmann::json::parse(b.out)["results"][0];
+  };
+  nlohmann::json first = bench("");
+  ASSERT_EQ(first["calibration_source"]["cache"], "computed") << first.dump();
+  EXPECT_GT(first["applied"]["calibration_s"].get<double>(), 0);
+  const std::string file = first["calibration_source"]["file"];
+  EXPECT_EQ(fs::path(file).parent_path(), fs::path(File("cache")) / "calibrations");
+  ASSERT_TRUE(fs::exists(file));
+
+  nlohmann::json second = bench("");
+  EXPECT_EQ(second["calibration_source"]["cache"], "hit") << second.dump();
+  EXPECT_EQ(second["calibration_source"]["file"], file);
+  EXPECT_EQ(second["applied"]["calibration_s"], 0);
+  EXPECT_EQ(second["applied"]["qparams"], first["applied"]["qparams"]);
+  EXPECT_EQ(second["accuracy"]["max_abs_error"], first["accuracy"]["max_abs_error"])
+      << "the same parameters give the same outputs";
+
+  nlohmann::json off = bench("IPT_NO_CALIBRATION_CACHE=1");
+  EXPECT_EQ(off["calibration_source"]["cache"], "disabled") << off.dump();
+  EXPECT_GT(off["applied"]["calibration_s"].get<double>(), 0);
+  EXPECT_EQ(off["applied"]["qparams"], first["applied"]["qparams"]);
+
+  // A damaged file is calibrated again, said, and replaced.
+  std::ofstream(file, std::ios::trunc) << "{";
+  nlohmann::json damaged = bench("");
+  EXPECT_EQ(damaged["calibration_source"]["cache"], "corrupt") << damaged.dump();
+  EXPECT_NE(damaged["calibration_source"]["warning"].get<std::string>().find("cannot be read"),
+            std::string::npos);
+  EXPECT_EQ(bench("")["calibration_source"]["cache"], "hit");
+}
+
 // A latency objective whose bound nothing meets: every trial is done but infeasible, with its
 // reason, none wins and no recipe is written. The same study resumed without the bound judges
 // the stored trials again and exports the best on p90, without measuring them again.

@@ -1,0 +1,143 @@
+#include "workloads/calibration_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "tests/workloads/test_util.h"
+#include "workloads/model_cache.h"
+
+namespace ipt::workloads {
+namespace {
+
+recipes::Recipe Int8Recipe() {
+  recipes::Recipe r;
+  r.precision.dtype = recipes::Dtype::kInt8;
+  r.precision.calibration = recipes::Calibration{};
+  return r;
+}
+
+recipes::QParams SomeQParams() {
+  recipes::QParams q;
+  q.graph = "7bb4cfedcd1d8e48";
+  // Scales with every bit significant: a cached value must come back exactly.
+  q.inputs["conv2d.0"] = {0.1 + 0.2, 57, 127};
+  q.inputs["linear.3"] = {1.0 / 3.0 * 1e-7, 0, 255};
+  return q;
+}
+
+std::string Key(const recipes::Recipe& r) { return CalibrationKey("exe", "model", "w", "avx2", r); }
+
+TEST(CalibrationCacheDirTest, IsBesideTheModels) {
+  EXPECT_EQ(CalibrationCacheDir("/c", "/x", "/h"), "/c/calibrations");
+  EXPECT_EQ(CalibrationCacheDir(nullptr, nullptr, "/h"), "/h/.cache/ipex-tune/calibrations");
+  EXPECT_EQ(CalibrationCacheDir(nullptr, nullptr, nullptr), "");
+  EXPECT_EQ(CalibrationCacheDir("/c", nullptr, nullptr).parent_path(),
+            ModelCacheDir("/c", nullptr, nullptr).parent_path());
+}
+
+TEST(CalibrationKeyTest, ChangesWithWhatDecidesTheParametersOnly) {
+  const recipes::Recipe base = Int8Recipe();
+  const std::string key = Key(base);
+  EXPECT_EQ(key.size(), 64U);
+  EXPECT_EQ(Key(base), key) << "deterministic";
+
+  EXPECT_NE(CalibrationKey("exe2", "model", "w", "avx2", base), key);
+  EXPECT_NE(CalibrationKey("exe", "model2", "w", "avx2", base), key);
+  EXPECT_NE(CalibrationKey("exe", "model", "w2", "avx2", base), key);
+  EXPECT_NE(CalibrationKey("exe", "model", "w", "avx512_core_vnni", base), key) << "u8, not u7";
+  recipes::Recipe r = base;
+  r.precision.calibration->algorithm = "histogram";
+  EXPECT_NE(Key(r), key);
+  r = base;
+  r.precision.calibration->samples = 64;
+  EXPECT_NE(Key(r), key);
+  r = base;
+  r.precision.fallback = {"linear.0"};
+  EXPECT_NE(Key(r), key);
+  r = base;
+  r.optimize.fusions.pop_back();
+  EXPECT_NE(Key(r), key) << "another graph";
+
+  // How the model runs and what a recipe already carries do not change its calibration.
+  r = base;
+  r.runtime.threads = 2;
+  r.runtime.allocator = recipes::Allocator::kJemalloc;
+  r.runtime.env["OMP_WAIT_POLICY"] = "PASSIVE";
+  r.workload.batch = 16;
+  r.precision.qparams = SomeQParams();
+  EXPECT_EQ(Key(r), key);
+
+  EXPECT_EQ(CalibrationKey("", "model", "w", "avx2", base), "") << "unknown executable";
+  EXPECT_EQ(CalibrationKey("exe", "", "w", "avx2", base), "") << "unknown model";
+}
+
+class CalibrationCacheTest : public testing_util::TempDirTest {
+ protected:
+  CalibrationCacheTest() : TempDirTest("ipt_calibration_cache") {}
+};
+
+TEST_F(CalibrationCacheTest, StoredParametersComeBackExactly) {
+  const std::string key = Key(Int8Recipe());
+  CachedCalibration miss = FindCalibration(dir_, key);
+  EXPECT_EQ(miss.outcome, CacheOutcome::kComputed);
+  EXPECT_FALSE(miss.qparams.has_value());
+  EXPECT_TRUE(miss.warning.empty());
+
+  ASSERT_EQ(StoreCalibration(dir_, key, SomeQParams()), "");
+  CachedCalibration hit = FindCalibration(dir_, key);
+  ASSERT_EQ(hit.outcome, CacheOutcome::kHit) << hit.warning;
+  EXPECT_EQ(hit.file, dir_ / (key + ".json"));
+  ASSERT_TRUE(hit.qparams.has_value());
+  const recipes::QParams want = SomeQParams();
+  EXPECT_EQ(hit.qparams->graph, want.graph);
+  ASSERT_EQ(hit.qparams->inputs.size(), want.inputs.size());
+  for (const auto& [op, p] : want.inputs) {
+    const recipes::ActivationQParams& got = hit.qparams->inputs.at(op);
+    EXPECT_EQ(got.scale, p.scale) << op;  // bit for bit, not near
+    EXPECT_EQ(got.zero_point, p.zero_point) << op;
+    EXPECT_EQ(got.qmax, p.qmax) << op;
+  }
+  EXPECT_EQ(Files().size(), 1U) << "no temporary left behind";
+}
+
+TEST_F(CalibrationCacheTest, DamagedOrForeignFilesAreNotTrusted) {
+  recipes::Recipe other = Int8Recipe();
+  other.precision.calibration->algorithm = "entropy";
+  const std::string key = Key(Int8Recipe());
+  ASSERT_EQ(StoreCalibration(dir_, Key(other), SomeQParams()), "");
+  // Another key's file under this key's name: copied, as a stray or swapped file would be.
+  std::filesystem::copy_file(dir_ / (Key(other) + ".json"), dir_ / (key + ".json"));
+  CachedCalibration foreign = FindCalibration(dir_, key);
+  EXPECT_EQ(foreign.outcome, CacheOutcome::kCorrupt);
+  EXPECT_FALSE(foreign.qparams.has_value());
+  EXPECT_NE(foreign.warning.find("names another calibration"), std::string::npos)
+      << foreign.warning;
+
+  std::string text;
+  {
+    std::ifstream in(dir_ / (Key(other) + ".json"));
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::ofstream(dir_ / (key + ".json"), std::ios::trunc) << text.substr(0, text.size() / 2);
+  CachedCalibration truncated = FindCalibration(dir_, key);
+  EXPECT_EQ(truncated.outcome, CacheOutcome::kCorrupt);
+  EXPECT_NE(truncated.warning.find("cannot be read"), std::string::npos) << truncated.warning;
+  EXPECT_NE(truncated.warning.find(key), std::string::npos) << "names the file";
+
+  // Storing again replaces the damaged file.
+  ASSERT_EQ(StoreCalibration(dir_, key, SomeQParams()), "");
+  EXPECT_EQ(FindCalibration(dir_, key).outcome, CacheOutcome::kHit);
+}
+
+TEST_F(CalibrationCacheTest, NoDirectoryOrKeyMeansNoCache) {
+  EXPECT_EQ(FindCalibration("", Key(Int8Recipe())).outcome, CacheOutcome::kNotStored);
+  EXPECT_EQ(FindCalibration(dir_, "").outcome, CacheOutcome::kNotStored);
+  EXPECT_NE(StoreCalibration("", Key(Int8Recipe()), SomeQParams()), "");
+  EXPECT_FALSE(std::filesystem::exists(dir_));
+}
+
+}  // namespace
+}  // namespace ipt::workloads
