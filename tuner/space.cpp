@@ -90,6 +90,9 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate,
       recipe.runtime.binding = EnumValue(value, key, ParseBinding, BindingSpellings());
     } else if (key == "allocator") {
       recipe.runtime.allocator = EnumValue(value, key, ParseAllocator, AllocatorSpellings());
+      if (recipe.runtime.allocator == Allocator::kJemalloc) {
+        recipe.runtime.env["MALLOC_CONF"] = kJemallocConf;
+      }
     } else if (key == "omp_wait_policy") {
       // GNU OpenMP's idle threads spin (ACTIVE) or sleep (PASSIVE) between parallel regions.
       const std::string policy = Text(value, key);

@@ -34,7 +34,8 @@ TEST(SpaceTest, EveryDimensionMapsOntoTheRecipe) {
   EXPECT_EQ(r.runtime.instances, 2);
   EXPECT_EQ(r.runtime.binding, recipes::Binding::kScatter);
   EXPECT_EQ(r.runtime.allocator, recipes::Allocator::kJemalloc);
-  EXPECT_EQ(r.runtime.env, (std::map<std::string, std::string>{{"OMP_WAIT_POLICY", "PASSIVE"}}));
+  EXPECT_EQ(r.runtime.env, (std::map<std::string, std::string>{{"OMP_WAIT_POLICY", "PASSIVE"},
+                                                               {"MALLOC_CONF", kJemallocConf}}));
   EXPECT_EQ(r.workload.batch, 16);
   EXPECT_EQ(r.workload.name, "resnet50");
   EXPECT_EQ(r.optimize.memory_format, recipes::MemoryFormat::kChannelsLast);
