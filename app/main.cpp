@@ -150,6 +150,13 @@ int main(int argc, char** argv) {
   app.add_option("--measure-time", tune_measure_s, "Minimum measured seconds per trial")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  double tune_measure_share = tune.study.measure.measure_share;
+  app.add_option("--measure-share", tune_measure_share,
+                 "Least share of each trial's time spent measuring: a trial slow to set up "
+                 "(start, build, optimise, check accuracy) measures at least set-up x F / (1 - F) "
+                 "seconds, beyond --measure-time (0: --measure-time alone)")
+      ->check(CLI::Range(0.0, 0.95))
+      ->capture_default_str();
   int64_t tune_eval_items = 0;
   app.add_option("--eval-items", tune_eval_items,
                  "Items of the evaluation set accuracy is judged on (default: 16 at batch 1, "
@@ -232,6 +239,7 @@ int main(int argc, char** argv) {
   tune.study.measure = ipt::tuner::MeasureSettings::ForBudget(tune_measure_s);
   bench.measure = ipt::tuner::MeasureSettings::ForBudget(bench_measure_s);
   tune.study.measure.eval_items = tune_eval_items;
+  tune.study.measure.measure_share = tune_measure_share;
   bench.measure.eval_items = bench_eval_items;
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

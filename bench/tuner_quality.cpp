@@ -379,7 +379,8 @@ int RunRepeat(const RepeatOptions& options) {
                                    "--scenario",
                                    tuner::Scenario(objective)};
   for (const std::string& a : o.source.ToArgs()) args.push_back(a);
-  for (const std::string& a : tuner::MeasureSettings::ForBudget(o.measure_time_s).ToArgs())
+  // As a study's trial measures, set-up-dependent minimum included.
+  for (const std::string& a : tuner::MeasureSettings::ForBudget(o.measure_time_s).TrialArgs())
     args.push_back(a);
   args.insert(args.end(), {"--recipe", path});
 

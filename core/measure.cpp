@@ -37,6 +37,11 @@ double MeasureResult::BlockCv() const {
 
 bool MeasureResult::Noisy() const { return BlockCv() > 0.05; }
 
+double MeasuringForShare(double overhead_s, double share) {
+  if (!(share > 0 && share < 1) || !(overhead_s > 0)) return 0;
+  return overhead_s * share / (1 - share);
+}
+
 std::vector<MeasureResult> MeasureInterleaved(const std::vector<Candidate>& candidates,
                                               const std::vector<int64_t>& items_per_call,
                                               const MeasureOptions& options,

@@ -46,6 +46,11 @@ struct MeasureResult {
   bool Noisy() const;
 };
 
+// The timed seconds that make `share` of a candidate's wall time measuring when `overhead_s` of it
+// is not (process start, model build, optimisation, accuracy check, warm-up): overhead * share /
+// (1 - share). 0 when `share` is not in (0, 1).
+double MeasuringForShare(double overhead_s, double share);
+
 using Candidate = std::function<void()>;
 // Called after each block: candidate index, blocks done for it, seconds spent measuring so far.
 using MeasureProgress = std::function<void(size_t candidate, size_t blocks, double elapsed_s)>;

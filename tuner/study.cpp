@@ -103,7 +103,8 @@ db::Measurement MeasurementFromResult(const nlohmann::json& r) {
                         {"optimize_s", r.value("optimize_s", 0.0)},
                         {"build_s", r.value("build_s", 0.0)},
                         {"first_call_ms", r.value("first_call_ms", 0.0)}};
-  for (const char* key : {"instances", "rounds_items_per_s"}) {
+  for (const char* key :
+       {"instances", "rounds_items_per_s", "startup_s", "min_time_s", "calibration_source"}) {
     if (r.contains(key)) raw[key] = r.at(key);
   }
   m.raw_json = raw.dump();
@@ -333,7 +334,7 @@ WorkerReply MeasureCandidate(const StudyOptions& options, const WorkerClient& wo
                                    std::to_string(candidate.value("batch", options.batch)),
                                    "--scenario", Scenario(options.goal.objective)};
   for (const std::string& a : options.source.ToArgs()) args.push_back(a);
-  for (const std::string& a : settings.ToArgs()) args.push_back(a);
+  for (const std::string& a : settings.TrialArgs()) args.push_back(a);
   if (stock) {
     args.insert(args.end(), {"--baseline", "stock"});
   } else {
@@ -675,7 +676,7 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
                              {"max_trials", options.max_trials},
                              {"strategy", options.strategy},
                              {"seed", options.seed},
-                             {"measure", options.measure.ToArgs()}};
+                             {"measure", options.measure.TrialArgs()}};
   db::Study study = store.FindOrCreateStudy(Sha256Hex(identity.dump()), workload_id, machine_id,
                                             space.ToJson().dump(), settings.dump());
   LeaseGuard lease(store, study.id, LeaseOwner());

@@ -21,6 +21,12 @@ std::vector<std::string> MeasureSettings::ToArgs() const {
   return args;
 }
 
+std::vector<std::string> MeasureSettings::TrialArgs() const {
+  std::vector<std::string> args = ToArgs();
+  args.insert(args.end(), {"--measure-share", fmt::format("{}", measure_share)});
+  return args;
+}
+
 std::vector<std::string> WorkloadSource::ToArgs() const {
   if (model_path.empty()) return {"--workload", workload};
   std::vector<std::string> args = {"--model", model_path};

@@ -50,7 +50,14 @@ struct MeasureSettings {
   double max_time_s = 120;
   // Items of the evaluation set at least (workloads::EvalSetOfAtLeast); 0: the default set.
   int64_t eval_items = 0;
+  // Trials only: the least share of a trial's worker time spent measuring. The worker measures
+  // at least its set-up time x share / (1 - share), so a model that is slow to start, build or
+  // check is measured longer rather than costing more than it measures. 0: min_time_s alone.
+  double measure_share = 0.7;
+  // The options of every measuring mode (bench, trial).
   std::vector<std::string> ToArgs() const;
+  // ToArgs() and the options only `trial` takes.
+  std::vector<std::string> TrialArgs() const;
   // Settings for a measuring budget of `seconds` per candidate: blocks shrink so that the
   // minimum block count still fits, and warm-up stays at most half the budget.
   static MeasureSettings ForBudget(double seconds);

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -29,8 +30,9 @@ namespace {
 
 namespace fs = std::filesystem;
 const std::string kTune = std::string(IPT_BINARY_DIR) + "/app/ipex-tune";
-// Short measurements: these tests check behaviour, not speed.
-const std::vector<std::string> kQuick = {"--measure-time", "0.3"};
+// Short measurements: these tests check behaviour, not speed. A study's trials would otherwise
+// measure at least as long as their set-up takes (--measure-share).
+const std::vector<std::string> kQuick = {"--measure-time", "0.3", "--measure-share", "0"};
 // The only argument of the small model's forward (make_traced_model.py).
 const std::string kSmallInput = "image:1x3x16x16:float32";
 
@@ -135,11 +137,12 @@ class HeadlessTest : public ::testing::Test {
     small_model_ = model;
   }
 
-  // A study of the small model (WriteSmallModel first) in its default space.
+  // A study of the small model (WriteSmallModel first) in its default space, measuring
+  // `measure_time` per trial whatever the set-up takes (--measure-share 0).
   std::vector<std::string> SmallStudyArgs(const std::string& db, const std::string& recipe,
                                           const std::string& measure_time = "0.3") const {
-    return {"--model", small_model_, "--input", kSmallInput,      "--headless", "--db",
-            db,        "--export",   recipe,    "--measure-time", measure_time};
+    return {"--model",  small_model_, "--input",        kSmallInput,  "--headless",      "--db", db,
+            "--export", recipe,       "--measure-time", measure_time, "--measure-share", "0"};
   }
 
   std::string dir_;
@@ -225,9 +228,8 @@ TEST_F(HeadlessTest, StudyStoresEveryTrialAndExportsARecipeThatBenchAccepts) {
   EXPECT_EQ(goal.objective, "throughput");
   EXPECT_EQ(goal.mode, "optimise");
 
-  std::vector<std::string> bench = {"bench",    "--workload",   "resnet50",
-                                    "--recipe", File("r.yaml"), "--json"};
-  bench.insert(bench.end(), kQuick.begin(), kQuick.end());
+  std::vector<std::string> bench = {"bench",        "--workload", "resnet50",       "--recipe",
+                                    File("r.yaml"), "--json",     "--measure-time", "0.3"};
   CommandResult b = Tune(bench);
   ASSERT_EQ(b.status, 0) << b.err;
   nlohmann::json j = nlohmann::json::parse(b.out);
@@ -618,6 +620,36 @@ void ExpectOneLineError(const CommandResult& r, const std::string& fragment) {
   last = last.substr(last.rfind('\n') == std::string::npos ? 0 : last.rfind('\n') + 1);
   EXPECT_EQ(last.rfind("ipex-tune: error: ", 0), 0u) << r.err;
   EXPECT_NE(last.find(fragment), std::string::npos) << r.err;
+}
+
+// By default a trial measures at least as long as its share of the time asks: --measure-share
+// 0.5 makes each trial measure at least its set-up time, and each stored measurement says the
+// minimum it was given and holds that much timing.
+TEST_F(HeadlessTest, MeasureShareStretchesEachTrialsTimingToItsSetUp) {
+  ASSERT_NO_FATAL_FAILURE(WriteSmallModel());
+  std::ofstream(File("space.yaml")) << "schema: ipex-tune/space/v1\ndimensions:\n"
+                                       "  threads: [1]\n";
+  const std::string db = File("share.db");
+  std::vector<std::string> args = SmallStudyArgs(db, File("share.yaml"));
+  args.insert(args.end(), {"--space", File("space.yaml"), "--finalists", "0"});
+  auto share = std::find(args.begin(), args.end(), "--measure-share");
+  ASSERT_NE(share, args.end());
+  *(share + 1) = "0.5";
+  CommandResult r = Tune(args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<db::Trial> trials = Trials(db);
+  ASSERT_EQ(trials.size(), 2u) << "stock and one candidate";
+  db::Store store = db::Store::Open(db, db::OpenMode::kReadOnly);
+  for (const db::Trial& t : trials) {
+    ASSERT_EQ(t.status, db::TrialStatus::kDone) << t.error;
+    nlohmann::json raw = nlohmann::json::parse(store.ListMeasurements(t.id).at(0).raw_json);
+    const double min_time_s = raw.at("min_time_s").get<double>();
+    EXPECT_GE(min_time_s, t.setup_s * 0.999) << "set-up x 0.5 / (1 - 0.5), warm-up on top";
+    EXPECT_GT(min_time_s, 0.3) << "the small model takes over 0.3 s to set up";
+    double timed = 0;
+    for (const auto& block : raw.at("blocks")) timed += block.at("seconds").get<double>();
+    EXPECT_GE(timed, min_time_s) << t.config_json;
+  }
 }
 
 // --eval-items sizes the evaluation set of every trial, stock's too, and is part of the

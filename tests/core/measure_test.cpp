@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <thread>
 
 namespace ipt::core {
@@ -84,6 +85,19 @@ TEST(MeasureTest, ReportsTheTimeCeilingWhenTheMinimumsWereNotMet) {
   o.max_total_s = 10;
   r = MeasureInterleaved({[] {}}, {1}, o);
   EXPECT_FALSE(r[0].hit_time_ceiling);
+}
+
+TEST(MeasureTest, MeasuringForShareKeepsTheOverheadToItsPart) {
+  // 3 s of set-up at 70%: 7 s measuring, so 7 / (3 + 7) of the time measures.
+  EXPECT_DOUBLE_EQ(MeasuringForShare(3.0, 0.7), 7.0);
+  EXPECT_DOUBLE_EQ(MeasuringForShare(2.0, 0.5), 2.0);
+  const double m = MeasuringForShare(1.7, 0.85);
+  EXPECT_NEAR(m / (m + 1.7), 0.85, 1e-12);
+  EXPECT_EQ(MeasuringForShare(3.0, 0.0), 0.0) << "off";
+  EXPECT_EQ(MeasuringForShare(3.0, 1.0), 0.0) << "no finite time reaches 100%";
+  EXPECT_EQ(MeasuringForShare(3.0, -0.5), 0.0);
+  EXPECT_EQ(MeasuringForShare(0.0, 0.7), 0.0);
+  EXPECT_EQ(MeasuringForShare(std::nan(""), 0.7), 0.0);
 }
 
 }  // namespace
