@@ -21,7 +21,9 @@ nlohmann::json Figures(const nlohmann::json& c) {
                             {"samples", c.value("samples", 0)},
                             {"applied", c.value("applied", nlohmann::json())},
                             {"accuracy", c.value("accuracy", nlohmann::json())}};
-  if (c.contains("calibration_source")) figures["calibration_source"] = c["calibration_source"];
+  for (const char* key : {"calibration_source", "auto_fallback"}) {
+    if (c.contains(key)) figures[key] = c[key];
+  }
   return figures;
 }
 

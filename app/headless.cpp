@@ -38,6 +38,9 @@ class TerminalObserver : public tuner::StudyObserver {
     if (phase == "measure" && progress.contains("blocks")) {
       Status(fmt::format("{}: measuring, block {} ({:.1f} s)", prefix_, progress.value("blocks", 0),
                          progress.value("elapsed_s", 0.0)));
+    } else if (phase == "fallback" && progress.contains("what")) {
+      Status(fmt::format("{}: fallback search, {} ({} of {})", prefix_, progress.value("what", ""),
+                         progress.value("step", 0), progress.value("of", 0)));
     } else if (!phase.empty()) {
       Status(fmt::format("{}: {}", prefix_, phase));
     }

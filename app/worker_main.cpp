@@ -219,6 +219,9 @@ struct Prepared {
   std::vector<std::string> warnings;
   // Static int8: where its quantization parameters came from (calibration cache); null otherwise.
   Json calibration_source = Json();
+  // precision.auto_fallback: the search's report (Session::OptimizeWithAutoFallback); null
+  // otherwise.
+  Json auto_fallback = Json();
 
   torch::jit::IValue Run(const std::vector<torch::jit::IValue>& inputs) const {
     return streams ? streams->Run(inputs) : model->Run(inputs);
@@ -316,11 +319,114 @@ class Session {
 
   Prepared Prepare(const std::string& name, const recipes::Recipe& recipe) {
     Json calibration_source;
-    Prepared prepared = Prepare(name, recipe, [&](int64_t) {
-      return OptimizeThroughCalibrationCache(recipe, calibration_source);
+    Json search;
+    Prepared prepared = Prepare(name, recipe, [&](int64_t batch) {
+      return recipe.precision.auto_fallback
+                 ? OptimizeWithAutoFallback(recipe, batch, calibration_source, search)
+                 : OptimizeThroughCalibrationCache(recipe, calibration_source);
     });
     prepared.calibration_source = std::move(calibration_source);
+    prepared.auto_fallback = std::move(search);
     return prepared;
+  }
+
+  // precision.auto_fallback: the int8 model with the fewest ops kept in fp32 (beyond the
+  // recipe's own fallback) whose accuracy loss on the evaluation set is within the target.
+  // Each op's sensitivity is the relative L2 distance from the fp32 reference with that op alone
+  // in int8; ops are kept in fp32 most sensitive first, and the shortest such prefix that meets
+  // the target is found by bisection (the loss falls as ops are kept, up to noise). Every variant
+  // reuses the parameters calibrated for the full model: a subset of ops quantizes exactly as it
+  // would on its own, since calibration observes the fp32 graph. `search` reports what was done.
+  core::OptimizedModel OptimizeWithAutoFallback(const recipes::Recipe& recipe, int64_t batch,
+                                                Json& calibration_source, Json& search) {
+    const auto start = Clock::now();
+    const double target = *recipe.precision.auto_fallback;
+    recipes::Recipe base = recipe;
+    base.precision.auto_fallback.reset();
+    core::OptimizedModel model = OptimizeThroughCalibrationCache(base, calibration_source);
+    if (model.applied().qparams) base.precision.qparams = model.applied().qparams;
+    const workloads::EvalSet set = EvalSetFor(batch);
+    const at::Tensor& reference = Reference(set);
+    int64_t evaluations = 0;
+    auto accuracy = [&](core::OptimizedModel& m) {
+      ++evaluations;
+      return workloads::CompareOutputs(
+          workload_->Metric(), reference,
+          workloads::RunEvalSet(*workload_, set, [&m](const std::vector<torch::jit::IValue>& in) {
+            return m.Run(in);
+          }));
+    };
+    auto meets = [target](const workloads::Accuracy& a) {
+      return a.distance_ok && a.loss <= target;
+    };
+    auto keeping = [&](const std::vector<std::string>& ops) {
+      recipes::Recipe r = base;
+      r.precision.fallback.insert(r.precision.fallback.end(), ops.begin(), ops.end());
+      return core::Optimize(module_, r);
+    };
+    auto progress = [](const std::string& what, size_t step, size_t of) {
+      Emit({{"type", "progress"},
+            {"phase", "fallback"},
+            {"what", what},
+            {"step", step},
+            {"of", of}});
+    };
+    const workloads::Accuracy all = accuracy(model);
+    search = {{"max_loss", target}, {"loss_all_int8", all.loss}};
+    std::vector<std::string> kept;
+    bool met = meets(all);
+    if (!met) {
+      const std::vector<std::string> ops = model.applied().quantized;
+      std::vector<std::pair<double, std::string>> sensitivity;
+      for (size_t i = 0; i < ops.size(); ++i) {
+        progress("sensitivity of " + ops[i], i + 1, ops.size());
+        std::vector<std::string> others = ops;
+        others.erase(others.begin() + static_cast<std::ptrdiff_t>(i));
+        core::OptimizedModel alone = keeping(others);
+        sensitivity.emplace_back(accuracy(alone).relative_l2, ops[i]);
+      }
+      std::stable_sort(sensitivity.begin(), sensitivity.end(),
+                       [](const auto& a, const auto& b) { return a.first > b.first; });
+      auto prefix = [&](size_t n) {
+        std::vector<std::string> names;
+        for (size_t i = 0; i < n; ++i) names.push_back(sensitivity[i].second);
+        return names;
+      };
+      // lo fails (nothing kept), hi is the shortest prefix known to meet the target.
+      size_t lo = 0;
+      size_t hi = sensitivity.size();
+      std::optional<core::OptimizedModel> best;
+      while (hi - lo > 1) {
+        const size_t mid = lo + (hi - lo) / 2;
+        progress(fmt::format("{} ops kept in fp32", mid), mid, sensitivity.size());
+        core::OptimizedModel candidate = keeping(prefix(mid));
+        if (meets(accuracy(candidate))) {
+          hi = mid;
+          best.emplace(std::move(candidate));
+        } else {
+          lo = mid;
+        }
+      }
+      kept = prefix(hi);
+      if (best) {
+        model = std::move(*best);
+        met = true;
+      } else {
+        // Nothing shorter met the target, and bisection never tried every op in fp32.
+        model = keeping(kept);
+        met = meets(accuracy(model));
+      }
+      Json ranked = Json::array();
+      for (const auto& [distance, op] : sensitivity) {
+        ranked.push_back({{"op", op}, {"relative_l2", distance}});
+      }
+      search["sensitivity"] = std::move(ranked);
+    }
+    search["kept"] = kept;
+    search["met"] = met;
+    search["evaluations"] = evaluations;
+    search["seconds"] = SecondsSince(start);
+    return model;
   }
 
   // The same with the model made by `make` (given the batch) instead of core::Optimize; the
@@ -359,9 +465,7 @@ class Session {
     torch::jit::IValue first_output = prepared.Run(inputs);
     double first_call_ms = SecondsSince(start) * 1e3;
     // The evaluation set's batch 0 is `inputs`: the first call's output counts.
-    workloads::EvalSet eval_set = options_.eval_items > 0
-                                      ? workloads::EvalSetOfAtLeast(batch, options_.eval_items)
-                                      : workloads::DefaultEvalSet(batch, workload_->FlopsPerItem());
+    const workloads::EvalSet eval_set = EvalSetFor(batch);
     start = Clock::now();
     std::vector<at::Tensor> outputs = {workloads::OutputTensor(first_output)};
     for (int64_t i = 1; i < eval_set.batches; ++i) {
@@ -512,6 +616,12 @@ class Session {
                                     });
   }
 
+  // The evaluation set accuracy is judged on at `batch`: --eval-items, or the workload's default.
+  workloads::EvalSet EvalSetFor(int64_t batch) const {
+    return options_.eval_items > 0 ? workloads::EvalSetOfAtLeast(batch, options_.eval_items)
+                                   : workloads::DefaultEvalSet(batch, workload_->FlopsPerItem());
+  }
+
   const workloads::Workload& workload() const { return *workload_; }
   // This machine, read on first use: every candidate's recipe is checked against it.
   const core::Machine& Machine() {
@@ -597,6 +707,7 @@ Json CandidateJson(const Prepared& p, const core::MeasureResult& r) {
   j["applied"] = p.model->applied().ToJson();
   if (!p.warnings.empty()) j["warnings"] = p.warnings;
   if (!p.calibration_source.is_null()) j["calibration_source"] = p.calibration_source;
+  if (!p.auto_fallback.is_null()) j["auto_fallback"] = p.auto_fallback;
   if (p.streams) {
     Json streams = Json::array();
     for (const core::StreamBinding& b : p.streams->bindings()) {
@@ -730,6 +841,9 @@ void MeetOtherInstances(const std::string& dir, int count) {
   }
 }
 
+// How far --measure-share may stretch the minimum measuring time (--min-time-s).
+constexpr double kMaxShareStretch = 4;
+
 void RunTrial(CommonOptions o, const std::string& recipe_path, const std::string& baseline,
               const InstanceOptions& instance) {
   auto start = Clock::now();
@@ -758,11 +872,13 @@ void RunTrial(CommonOptions o, const std::string& recipe_path, const std::string
   measure.warmup_s = std::max(0.0, measure.warmup_s - prepared[0].accuracy.value("eval_s", 0.0));
   // Instances measured side by side keep the tuner's minimum: each has its own set-up, and one
   // measuring on alone after the others stopped would count time without contention.
+  // At most kMaxShareStretch times the given minimum: a one-off cost (a cold model cache, the
+  // first calibration, an automatic fallback search) is not worth minutes of timing.
   if (instance.sync_dir.empty()) {
     measure.min_total_s =
-        std::min(measure.max_total_s,
-                 std::max(measure.min_total_s,
-                          core::MeasuringForShare(setup_s + measure.warmup_s, o.measure_share)));
+        std::min({measure.max_total_s, kMaxShareStretch * measure.min_total_s,
+                  std::max(measure.min_total_s,
+                           core::MeasuringForShare(setup_s + measure.warmup_s, o.measure_share))});
   }
   std::vector<core::MeasureResult> results = session.Measure(prepared, measure);
   Json result = CandidateJson(prepared[0], results[0]);
@@ -834,7 +950,7 @@ int Main(int argc, char** argv) {
   trial
       ->add_option("--measure-share", common.measure_share,
                    "Least share of this process's time spent measuring: the minimum measured "
-                   "time grows to set-up x F / (1 - F) (0: off)")
+                   "time grows to set-up x F / (1 - F), up to 4 x --min-time-s (0: off)")
       ->check(CLI::Range(0.0, 0.95));
   InstanceOptions instance;
   trial->add_option("--membind", instance.membind,

@@ -116,6 +116,11 @@ struct Precision {
   // Ops kept in fp32: names the core reports ("linear.11") or whole kinds ("conv2d", "linear").
   std::vector<std::string> fallback;
   std::optional<QParams> qparams;  // int8 only
+  // int8 only, when tuning: the accuracy loss (as the tuner's --accuracy-loss) to reach by keeping
+  // the ops whose quantization hurts most in fp32, found by measuring each op's sensitivity
+  // (docs/int8.md). The tuner exports the ops found as `fallback` instead, so production never
+  // searches.
+  std::optional<double> auto_fallback;
 };
 
 // How one forward input is cut when a call's batch is shared among streams; every item of the

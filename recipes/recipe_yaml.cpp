@@ -104,7 +104,7 @@ Optimize ReadOptimize(const YamlReader& r, const YamlValue& v) {
 }
 
 Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
-  YamlMap m(r, v, {"dtype", "calibration", "fallback", "qparams"});
+  YamlMap m(r, v, {"dtype", "calibration", "fallback", "auto_fallback", "qparams"});
   Precision p;
   if (auto f = m.Get("dtype")) p.dtype = r.Enum(*f, &ParseDtype, DtypeSpellings());
   if (auto f = m.Get("calibration")) {
@@ -132,6 +132,16 @@ Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
     p.calibration = Calibration{};
   }
   if (auto f = m.Get("fallback")) p.fallback = r.Strings(*f);
+  if (auto f = m.Get("auto_fallback")) {
+    if (p.dtype != Dtype::kInt8 && p.dtype != Dtype::kInt8Dynamic) {
+      r.Fail(*f, std::string("only allowed when dtype is int8 or int8-dynamic, not ") +
+                     ToString(p.dtype));
+    }
+    p.auto_fallback = r.Double(*f);
+    if (!(*p.auto_fallback >= 0 && *p.auto_fallback < 1)) {
+      r.Fail(*f, "must be an accuracy loss in [0, 1)");
+    }
+  }
   if (auto f = m.Get("qparams")) {
     if (p.dtype != Dtype::kInt8) {
       r.Fail(*f, std::string("only allowed when dtype is int8, not ") + ToString(p.dtype));
@@ -436,6 +446,10 @@ void PutPrecision(YAML::Emitter& out, const Precision& p) {
   }
   Key(out, "fallback");
   PutStrings(out, p.fallback);
+  if (p.auto_fallback) {
+    Key(out, "auto_fallback");
+    Put(out, *p.auto_fallback);
+  }
   if (p.qparams) {
     Key(out, "qparams") << YAML::BeginMap;
     Key(out, "graph");

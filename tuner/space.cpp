@@ -106,6 +106,15 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate,
     } else if (key == "memory_format") {
       recipe.optimize.memory_format =
           EnumValue(value, key, ParseMemoryFormat, MemoryFormatSpellings());
+    } else if (key == "auto_fallback") {
+      if (!(value.is_string() && value.get<std::string>() == "off")) {
+        if (!value.is_number() || !(value.get<double>() >= 0 && value.get<double>() < 1)) {
+          throw Error(ErrorCode::kInvalidArgument,
+                      fmt::format("auto_fallback: {} is neither off nor an accuracy loss in [0, 1)",
+                                  value.dump()));
+        }
+        recipe.precision.auto_fallback = value.get<double>();
+      }
     } else if (key == "fusions") {
       if (!value.is_array()) {
         throw Error(ErrorCode::kInvalidArgument,
@@ -119,6 +128,9 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate,
   }
   // Calibration only means something for static int8; the recipe refuses it elsewhere.
   if (recipe.precision.dtype != Dtype::kInt8) recipe.precision.calibration.reset();
+  if (recipe.precision.dtype != Dtype::kInt8 && recipe.precision.dtype != Dtype::kInt8Dynamic) {
+    recipe.precision.auto_fallback.reset();
+  }
   return recipe;
 }
 

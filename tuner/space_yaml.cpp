@@ -38,6 +38,13 @@ bool IsIntegerDimension(const std::string& name) {
 nlohmann::json DimensionValue(const YamlReader& r, const std::string& dimension,
                               const YamlValue& v) {
   if (IsIntegerDimension(dimension)) return r.Int(v, 1);
+  if (dimension == "auto_fallback") {
+    // `off`, or the accuracy loss to reach by keeping the most sensitive ops in fp32.
+    if (r.NonEmptyString(v) == "off") return "off";
+    const double loss = r.Double(v);
+    if (!(loss >= 0 && loss < 1)) r.Fail(v, "must be off or an accuracy loss in [0, 1)");
+    return loss;
+  }
   if (dimension == "fusions") {
     // A value is a fusion set: the passes run together. The core validates the names.
     nlohmann::json set = nlohmann::json::array();

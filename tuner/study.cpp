@@ -622,6 +622,17 @@ std::optional<recipes::QParams> CalibratedQParams(const db::Store& store, int64_
   return std::nullopt;
 }
 
+// The ops the trial's worker kept in fp32 (its `applied.kept_fp32`).
+std::vector<std::string> KeptFp32(const db::Store& store, int64_t trial_id) {
+  for (const db::Measurement& m : store.ListMeasurements(trial_id)) {
+    auto applied = nlohmann::json::parse(m.applied_json, nullptr, /*allow_exceptions=*/false);
+    if (applied.is_object() && applied.contains("kept_fp32")) {
+      return applied["kept_fp32"].get<std::vector<std::string>>();
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
@@ -996,6 +1007,11 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   }
   if (recipe.precision.dtype == recipes::Dtype::kInt8)
     recipe.precision.qparams = CalibratedQParams(store, best_row->id);
+  if (recipe.precision.auto_fallback) {
+    // The ops the trial's search kept in fp32, as a plain list: production never searches.
+    recipe.precision.fallback = KeptFp32(store, best_row->id);
+    recipe.precision.auto_fallback.reset();
+  }
   recipe.machine.fingerprint = fingerprint.key;
   recipe.machine.cpu = fingerprint.cpu.model_name;
   recipe.machine.isa = fingerprint.cpu.isa_flags;

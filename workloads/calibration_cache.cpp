@@ -37,6 +37,7 @@ std::string CalibrationKey(const std::string& executable_hash, const std::string
   sections.optimize = recipe.optimize;
   sections.precision = recipe.precision;
   sections.precision.qparams.reset();
+  sections.precision.auto_fallback.reset();  // its search calibrates as without it
   return Sha256Hex(fmt::format("{}\nexecutable {}\nmodel {}\nworkload {}\nisa {}\n{}", kCacheMagic,
                                executable_hash, model_hash, workload, isa,
                                recipes::ToYaml(sections)));

@@ -21,7 +21,8 @@ std::filesystem::path CalibrationCacheDir(const char* ipt_cache_dir, const char*
 // What identifies a calibration: the executable (observers, algorithms and the workload's
 // calibration inputs are all compiled into it: ExecutableHash()), the model (ModelHash), the
 // workload's name, the oneDNN ISA (which picks u8 or u7 activations) and the recipe's optimize
-// and precision sections without their qparams (they decide the graph being calibrated and how).
+// and precision sections without their qparams and auto_fallback (they decide the graph being
+// calibrated and how).
 // Empty, meaning "do not cache", when `executable_hash` or `model_hash` is empty.
 std::string CalibrationKey(const std::string& executable_hash, const std::string& model_hash,
                            const std::string& workload, const std::string& isa,

@@ -789,6 +789,13 @@ INSTANTIATE_TEST_SUITE_P(
                 "r.yaml:6: precision.calibration.percentile: must be in (0, 100]"},
         BadCase{"qparams with fp32", kH + "precision:\n  qparams: {graph: abc}\n",
                 "r.yaml:5: precision.qparams: only allowed when dtype is int8, not fp32"},
+        BadCase{"auto_fallback with bf16",
+                kH + "precision:\n  dtype: bf16\n  auto_fallback: 0.01\n",
+                "r.yaml:6: precision.auto_fallback: only allowed when dtype is int8 or "
+                "int8-dynamic, not bf16"},
+        BadCase{"auto_fallback out of range",
+                kH + "precision:\n  dtype: int8\n  auto_fallback: 1.5\n",
+                "r.yaml:6: precision.auto_fallback: must be an accuracy loss in [0, 1)"},
         BadCase{"qparams without graph",
                 kH + "precision:\n  dtype: int8\n  qparams:\n    inputs: {}\n",
                 "r.yaml:6: precision.qparams: needs the graph digest it was calibrated for"},
@@ -861,6 +868,19 @@ INSTANTIATE_TEST_SUITE_P(
 
 namespace ipt::recipes {
 namespace {
+
+TEST(RecipeAutoFallbackTest, RoundTripsAndIsWrittenOnlyWhenSet) {
+  Recipe r;
+  r.workload.name = "resnet50";
+  r.precision.dtype = Dtype::kInt8Dynamic;
+  EXPECT_EQ(ToYaml(r).find("auto_fallback"), std::string::npos);
+  r.precision.auto_fallback = 0.015;
+  const std::string text = ToYaml(r);
+  EXPECT_NE(text.find("auto_fallback: 0.015"), std::string::npos) << text;
+  Recipe back = ParseRecipe(text, "r.yaml");
+  ASSERT_TRUE(back.precision.auto_fallback.has_value());
+  EXPECT_EQ(*back.precision.auto_fallback, 0.015);
+}
 
 TEST(InputSpecTest, ParsesWhatUsersType) {
   InputSpec s = ParseInputSpec("x:1x3x224x224:float32");

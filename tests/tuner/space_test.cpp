@@ -49,10 +49,24 @@ TEST(SpaceTest, AbsentDimensionsKeepDefaultsAndCalibrationOnlyForInt8) {
   EXPECT_EQ(r.runtime.threads, recipes::Runtime{}.threads);
 }
 
+TEST(SpaceTest, AutoFallbackIsALossOrOffAndOnlyForInt8) {
+  recipes::Recipe r = CandidateToRecipe({{"dtype", "int8"}, {"auto_fallback", 0.02}}, {});
+  ASSERT_TRUE(r.precision.auto_fallback.has_value());
+  EXPECT_EQ(*r.precision.auto_fallback, 0.02);
+  r = CandidateToRecipe({{"dtype", "int8-dynamic"}, {"auto_fallback", 0}}, {});
+  ASSERT_TRUE(r.precision.auto_fallback.has_value());
+  EXPECT_EQ(*r.precision.auto_fallback, 0.0);
+  EXPECT_FALSE(CandidateToRecipe({{"dtype", "int8"}, {"auto_fallback", "off"}}, {})
+                   .precision.auto_fallback.has_value());
+  EXPECT_FALSE(CandidateToRecipe({{"dtype", "fp32"}, {"auto_fallback", 0.02}}, {})
+                   .precision.auto_fallback.has_value());
+}
+
 TEST(SpaceTest, BadValuesAreErrorsNamingTheDimension) {
   for (const Candidate& bad :
        {Candidate{{"dtype", "fp16"}}, Candidate{{"threads", 0}}, Candidate{{"binding", 3}},
-        Candidate{{"colour", "red"}}, Candidate{{"omp_wait_policy", "spin"}}}) {
+        Candidate{{"colour", "red"}}, Candidate{{"omp_wait_policy", "spin"}},
+        Candidate{{"auto_fallback", "on"}}, Candidate{{"auto_fallback", 1.0}}}) {
     try {
       CandidateToRecipe(bad, {});
       ADD_FAILURE() << bad.dump();

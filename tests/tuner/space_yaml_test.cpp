@@ -116,7 +116,9 @@ TEST_F(SpaceYamlTest, RejectsWithLineAndKey) {
             "space.yaml:4: dimensions.thread: unknown dimension; known: dtype, threads, "
             "calibration, calibration_samples, streams, cores_per_stream, instances, binding, "
             "allocator, "
-            "omp_wait_policy, batch, memory_format, fusions");
+            "omp_wait_policy, batch, memory_format, fusions, auto_fallback");
+  EXPECT_EQ(LoadError(Space("  dtype: [int8]\n  auto_fallback: [off, 2]\n")),
+            "space.yaml:4: dimensions.auto_fallback[1]: must be off or an accuracy loss in [0, 1)");
   EXPECT_EQ(LoadError(Space("  dtype: [fp32]\n  omp_wait_policy: [passive, spin]\n")),
             "space.yaml:4: dimensions.omp_wait_policy[1]: 'spin' is not one of active, passive");
   EXPECT_EQ(LoadError(Space("  dtype: [fp32,\n          fp16]\n")),
