@@ -11,9 +11,13 @@ namespace {
 
 // Threads up to 256: Prune keeps the values this machine can give. Streams share a trial's
 // threads, at least one each.
+// int8 keeps the ops whose quantization hurts most in fp32 until the study's accuracy target is
+// met (auto_fallback: target), so it competes as a feasible candidate rather than one the target
+// rules out.
 constexpr const char* kDefaultSpace = R"(schema: ipex-tune/space/v1
 dimensions:
-  dtype: [fp32, bf16]
+  dtype: [fp32, bf16, int8]
+  auto_fallback: {values: [target], when: {dtype: int8}}
   threads: [1, 2, 4, 8, 16, 32, 64, 128, 256]
   streams: {values: [1, 2, 4], constraint: "streams <= threads"}
 )";
@@ -62,8 +66,8 @@ bool IsStock(const Candidate& candidate) {
 
 std::string ConfigHash(const Candidate& candidate) { return Sha256Hex(candidate.dump()); }
 
-recipes::Recipe CandidateToRecipe(const Candidate& candidate,
-                                  const recipes::WorkloadRef& workload) {
+recipes::Recipe CandidateToRecipe(const Candidate& candidate, const recipes::WorkloadRef& workload,
+                                  std::optional<double> accuracy_loss) {
   using namespace recipes;
   Recipe recipe;
   recipe.workload = workload;
@@ -107,11 +111,14 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate,
       recipe.optimize.memory_format =
           EnumValue(value, key, ParseMemoryFormat, MemoryFormatSpellings());
     } else if (key == "auto_fallback") {
-      if (!(value.is_string() && value.get<std::string>() == "off")) {
+      if (value.is_string() && value.get<std::string>() == "target") {
+        recipe.precision.auto_fallback = accuracy_loss;
+      } else if (!(value.is_string() && value.get<std::string>() == "off")) {
         if (!value.is_number() || !(value.get<double>() >= 0 && value.get<double>() < 1)) {
-          throw Error(ErrorCode::kInvalidArgument,
-                      fmt::format("auto_fallback: {} is neither off nor an accuracy loss in [0, 1)",
-                                  value.dump()));
+          throw Error(
+              ErrorCode::kInvalidArgument,
+              fmt::format("auto_fallback: {} is not off, target or an accuracy loss in [0, 1)",
+                          value.dump()));
         }
         recipe.precision.auto_fallback = value.get<double>();
       }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -38,9 +39,11 @@ inline constexpr const char* kJemallocConf =
     "muzzy_decay_ms:9000000000";
 
 // The recipe a candidate stands for: every dimension of SpaceDimensionNames() maps to a recipe
-// field; a dimension absent from the candidate keeps the recipe's default. Throws
+// field; a dimension absent from the candidate keeps the recipe's default. `auto_fallback:
+// target` takes the study's accuracy target `accuracy_loss` (off without one). Throws
 // ipt::Error(kInvalidArgument) for a dimension or value it does not know.
-recipes::Recipe CandidateToRecipe(const Candidate& candidate, const recipes::WorkloadRef& workload);
+recipes::Recipe CandidateToRecipe(const Candidate& candidate, const recipes::WorkloadRef& workload,
+                                  std::optional<double> accuracy_loss = std::nullopt);
 
 // "dtype=bf16 threads=2", for tables and logs.
 std::string Describe(const Candidate& candidate);

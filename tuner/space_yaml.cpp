@@ -39,10 +39,12 @@ nlohmann::json DimensionValue(const YamlReader& r, const std::string& dimension,
                               const YamlValue& v) {
   if (IsIntegerDimension(dimension)) return r.Int(v, 1);
   if (dimension == "auto_fallback") {
-    // `off`, or the accuracy loss to reach by keeping the most sensitive ops in fp32.
-    if (r.NonEmptyString(v) == "off") return "off";
+    // `off`, `target` (the study's --accuracy-loss), or the accuracy loss to reach by keeping
+    // the most sensitive ops in fp32.
+    const std::string word = r.NonEmptyString(v);
+    if (word == "off" || word == "target") return word;
     const double loss = r.Double(v);
-    if (!(loss >= 0 && loss < 1)) r.Fail(v, "must be off or an accuracy loss in [0, 1)");
+    if (!(loss >= 0 && loss < 1)) r.Fail(v, "must be off, target or an accuracy loss in [0, 1)");
     return loss;
   }
   if (dimension == "fusions") {

@@ -60,6 +60,12 @@ TEST(SpaceTest, AutoFallbackIsALossOrOffAndOnlyForInt8) {
                    .precision.auto_fallback.has_value());
   EXPECT_FALSE(CandidateToRecipe({{"dtype", "fp32"}, {"auto_fallback", 0.02}}, {})
                    .precision.auto_fallback.has_value());
+  // `target`: the study's accuracy target, off without one.
+  r = CandidateToRecipe({{"dtype", "int8"}, {"auto_fallback", "target"}}, {}, 0.05);
+  ASSERT_TRUE(r.precision.auto_fallback.has_value());
+  EXPECT_EQ(*r.precision.auto_fallback, 0.05);
+  EXPECT_FALSE(CandidateToRecipe({{"dtype", "int8"}, {"auto_fallback", "target"}}, {})
+                   .precision.auto_fallback.has_value());
 }
 
 TEST(SpaceTest, BadValuesAreErrorsNamingTheDimension) {
@@ -93,14 +99,21 @@ TEST(SpaceTest, DefaultSpaceParsesAndPrunesToTheMachine) {
   std::vector<PruneNote> notes;
   SpaceDefinition pruned = Prune(space, {2, false, false}, false, &notes);
   auto candidates = Enumerate(pruned, 2);
-  // fp32 x (1 thread x 1 stream, 2 threads x 1 or 2 streams): bf16 dropped without avx512_bf16,
-  // threads above 2 dropped, never more streams than threads.
-  EXPECT_EQ(candidates.size(), 3u);
+  // {fp32, int8} x (1 thread x 1 stream, 2 threads x 1 or 2 streams): bf16 dropped without
+  // avx512_bf16, threads above 2 dropped, never more streams than threads.
+  EXPECT_EQ(candidates.size(), 6u);
   bool bf16_note = false;
   for (const PruneNote& n : notes) bf16_note |= n.value == "bf16";
   EXPECT_TRUE(bf16_note);
-  // {fp32, bf16} x (1x1, 2x{1,2}, 4x{1,2,4}).
-  EXPECT_EQ(Enumerate(Prune(space, {4, true, true}, false, nullptr), 4).size(), 12u);
+  for (const Candidate& c : candidates) {
+    EXPECT_EQ(c.contains("auto_fallback"), c["dtype"] == "int8") << c.dump();
+    if (c["dtype"] == "int8") {
+      EXPECT_EQ(*CandidateToRecipe(c, {}, 0.01).precision.auto_fallback, 0.01)
+          << "int8 falls back to meet the study's target";
+    }
+  }
+  // {fp32, bf16, int8} x (1x1, 2x{1,2}, 4x{1,2,4}).
+  EXPECT_EQ(Enumerate(Prune(space, {4, true, true}, false, nullptr), 4).size(), 18u);
 }
 
 }  // namespace

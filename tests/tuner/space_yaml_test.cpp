@@ -118,7 +118,8 @@ TEST_F(SpaceYamlTest, RejectsWithLineAndKey) {
             "allocator, "
             "omp_wait_policy, batch, memory_format, fusions, auto_fallback");
   EXPECT_EQ(LoadError(Space("  dtype: [int8]\n  auto_fallback: [off, 2]\n")),
-            "space.yaml:4: dimensions.auto_fallback[1]: must be off or an accuracy loss in [0, 1)");
+            "space.yaml:4: dimensions.auto_fallback[1]: must be off, target or an accuracy loss in "
+            "[0, 1)");
   EXPECT_EQ(LoadError(Space("  dtype: [fp32]\n  omp_wait_policy: [passive, spin]\n")),
             "space.yaml:4: dimensions.omp_wait_policy[1]: 'spin' is not one of active, passive");
   EXPECT_EQ(LoadError(Space("  dtype: [fp32,\n          fp16]\n")),
