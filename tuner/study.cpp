@@ -325,7 +325,8 @@ WorkerReply MeasureCandidate(const StudyOptions& options, const WorkerClient& wo
                              const std::atomic<bool>& cancel) {
   const bool stock = IsStock(candidate);
   const recipes::Recipe recipe =
-      stock ? recipes::Recipe{} : CandidateToRecipe(candidate, workload_ref);
+      stock ? recipes::Recipe{}
+            : CandidateToRecipe(candidate, workload_ref, options.goal.accuracy_loss);
   const int64_t instances = recipe.runtime.instances;
   // Threads of each instance; without a threads dimension the instances share every CPU.
   const int64_t threads =
@@ -492,7 +493,7 @@ std::optional<FinalComparison> CompareFinalists(
     std::vector<std::pair<std::string, recipes::Recipe>> recipes;
     for (size_t i = 0; i < finalists.size(); ++i) {
       recipes.emplace_back(fmt::format("trial-{}", finalists[i]->number),
-                           CandidateToRecipe(configs[i], workload_ref));
+                           CandidateToRecipe(configs[i], workload_ref, options.goal.accuracy_loss));
     }
     std::vector<int> cpus(topology.allowed.begin(), topology.allowed.end());
     WorkerReply reply =
@@ -773,7 +774,9 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
       trial = store.AddTrial(study.id, candidate.dump(), hash,
                              stock ? std::optional<int64_t>(0) : std::nullopt);
     }
-    recipes::Recipe recipe = stock ? recipes::Recipe{} : CandidateToRecipe(candidate, workload_ref);
+    recipes::Recipe recipe =
+        stock ? recipes::Recipe{}
+              : CandidateToRecipe(candidate, workload_ref, options.goal.accuracy_loss);
     std::string recipe_yaml = stock ? "" : recipes::ToYaml(recipe);
     store.MarkTrialRunning(trial->id, recipe_yaml);
     observer.OnTrialStarted(trial->number, Describe(candidate), stock ? 0 : index, budget);
@@ -923,7 +926,8 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   // only candidates that need no process environment of their own (allocator, variables),
   // share the study's batch and run as one instance can share it fairly.
   auto comparable_in_one_process = [&](const TrialSummary* t) {
-    recipes::Recipe r = CandidateToRecipe(nlohmann::json::parse(t->config_json), workload_ref);
+    recipes::Recipe r = CandidateToRecipe(nlohmann::json::parse(t->config_json), workload_ref,
+                                          options.goal.accuracy_loss);
     return DescribeEnvironment(r.runtime).empty() && r.workload.batch == options.batch &&
            r.runtime.instances == 1;
   };
@@ -970,8 +974,8 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     if (t.number == best->number) best_row = t;
     if (t.number == 0) stock_row = t;
   }
-  recipes::Recipe recipe =
-      CandidateToRecipe(nlohmann::json::parse(best_row->config_json), workload_ref);
+  recipes::Recipe recipe = CandidateToRecipe(nlohmann::json::parse(best_row->config_json),
+                                             workload_ref, options.goal.accuracy_loss);
   if (recipe.runtime.instances > 1) {
     const int64_t instances = recipe.runtime.instances;
     const int64_t threads =
