@@ -40,8 +40,8 @@
 #include "kernels/onednn_info.h"
 #include "recipes/recipe_yaml.h"
 #include "workloads/accuracy.h"
-#include "workloads/calibration_cache.h"
 #include "workloads/model_cache.h"
+#include "workloads/trial_cache.h"
 #include "workloads/user_model.h"
 #include "workloads/workload.h"
 
@@ -320,11 +320,14 @@ class Session {
   Prepared Prepare(const std::string& name, const recipes::Recipe& recipe) {
     Json calibration_source;
     Json search;
-    Prepared prepared = Prepare(name, recipe, [&](int64_t batch) {
-      return recipe.precision.auto_fallback
-                 ? OptimizeWithAutoFallback(recipe, batch, calibration_source, search)
-                 : OptimizeThroughCalibrationCache(recipe, calibration_source);
-    });
+    Prepared prepared = Prepare(
+        name, recipe,
+        [&](int64_t batch) {
+          return recipe.precision.auto_fallback
+                     ? OptimizeWithAutoFallback(recipe, batch, calibration_source, search)
+                     : OptimizeThroughCalibrationCache(recipe, calibration_source);
+        },
+        /*cache_accuracy=*/true);
     prepared.calibration_source = std::move(calibration_source);
     prepared.auto_fallback = std::move(search);
     return prepared;
@@ -346,6 +349,23 @@ class Session {
     core::OptimizedModel model = OptimizeThroughCalibrationCache(base, calibration_source);
     if (model.applied().qparams) base.precision.qparams = model.applied().qparams;
     const workloads::EvalSet set = EvalSetFor(batch);
+    const CalibrationCacheEntry cache = CalibrationCacheFor(base);
+    const std::string search_key =
+        workloads::FallbackSearchKey(cache.key, target, set.batch, set.batches);
+    workloads::CachedFallbackSearch cached = workloads::FindFallbackSearch(cache.dir, search_key);
+    if (!cached.warning.empty()) {
+      Emit({{"type", "progress"}, {"phase", "fallback"}, {"warning", cached.warning}});
+    }
+    auto keeping = [&](const std::vector<std::string>& ops) {
+      recipes::Recipe r = base;
+      r.precision.fallback.insert(r.precision.fallback.end(), ops.begin(), ops.end());
+      return core::Optimize(module_, r);
+    };
+    if (cached.kept) {
+      search = Json::parse(cached.report);
+      search["cache"] = "hit";
+      return cached.kept->empty() ? std::move(model) : keeping(*cached.kept);
+    }
     const at::Tensor& reference = Reference(set);
     int64_t evaluations = 0;
     auto accuracy = [&](core::OptimizedModel& m) {
@@ -358,11 +378,6 @@ class Session {
     };
     auto meets = [target](const workloads::Accuracy& a) {
       return a.distance_ok && a.loss <= target;
-    };
-    auto keeping = [&](const std::vector<std::string>& ops) {
-      recipes::Recipe r = base;
-      r.precision.fallback.insert(r.precision.fallback.end(), ops.begin(), ops.end());
-      return core::Optimize(module_, r);
     };
     auto progress = [](const std::string& what, size_t step, size_t of) {
       Emit({{"type", "progress"},
@@ -426,13 +441,24 @@ class Session {
     search["met"] = met;
     search["evaluations"] = evaluations;
     search["seconds"] = SecondsSince(start);
+    const std::string why =
+        workloads::StoreFallbackSearch(cache.dir, search_key, kept, search.dump());
+    search["cache"] = cache.disabled ? "disabled"
+                      : why.empty()
+                          ? workloads::CacheOutcomeName(cached.outcome)
+                          : workloads::CacheOutcomeName(workloads::CacheOutcome::kNotStored);
+    if (!cached.warning.empty()) search["warning"] = cached.warning;
     return model;
   }
 
   // The same with the model made by `make` (given the batch) instead of core::Optimize; the
   // recipe still gives batch and threads.
+  // With `cache_accuracy`, the accuracy check's result is read from the accuracy cache
+  // (workloads/trial_cache.h) when the same numbers were judged before, and stored there when
+  // not: only for a model core::Optimize made from `recipe` alone.
   Prepared Prepare(const std::string& name, const recipes::Recipe& recipe,
-                   const std::function<core::OptimizedModel(int64_t batch)>& make) {
+                   const std::function<core::OptimizedModel(int64_t batch)>& make,
+                   bool cache_accuracy = false) {
     int64_t batch = options_.batch > 0 ? options_.batch : recipe.workload.batch;
     // A recipe never gets more threads than the CPUs this process was given.
     int64_t allowed = AllowedCpuCount();
@@ -466,25 +492,67 @@ class Session {
     double first_call_ms = SecondsSince(start) * 1e3;
     // The evaluation set's batch 0 is `inputs`: the first call's output counts.
     const workloads::EvalSet eval_set = EvalSetFor(batch);
-    start = Clock::now();
-    std::vector<at::Tensor> outputs = {workloads::OutputTensor(first_output)};
-    for (int64_t i = 1; i < eval_set.batches; ++i) {
-      outputs.push_back(workloads::OutputTensor(prepared.Run(workload_->MakeInputs(batch, i))));
+    // Only a model core::Optimize made from `recipe` alone is known by its recipe.
+    const CalibrationCacheEntry cache =
+        cache_accuracy ? CalibrationCacheFor(recipe) : CalibrationCacheEntry{};
+    const std::string accuracy_key = workloads::AccuracyKey(cache.key, recipe, threads, rt.streams,
+                                                            eval_set.batch, eval_set.batches);
+    const workloads::CachedDocument cached = workloads::FindAccuracy(cache.dir, accuracy_key);
+    Json accuracy;
+    if (cached.json) {
+      accuracy = Json::parse(*cached.json);
+      accuracy["eval_s"] = 0.0;
+      accuracy["cache"] = {{"cache", "hit"}, {"file", cached.file.string()}};
+    } else {
+      start = Clock::now();
+      std::vector<at::Tensor> outputs = {workloads::OutputTensor(first_output)};
+      for (int64_t i = 1; i < eval_set.batches; ++i) {
+        outputs.push_back(workloads::OutputTensor(prepared.Run(workload_->MakeInputs(batch, i))));
+      }
+      const double eval_s = SecondsSince(start);
+      const at::Tensor& reference = Reference(eval_set);
+      accuracy = AccuracyJson(
+          workloads::CompareOutputs(workload_->Metric(), reference, at::cat(outputs)), eval_set);
+      const std::string why = workloads::StoreAccuracy(cache.dir, accuracy_key, accuracy.dump());
+      accuracy["eval_s"] = eval_s;
+      accuracy["reference"] = reference_source_;
+      if (cache_accuracy) {
+        accuracy["cache"] = {{"cache", cache.disabled ? "disabled"
+                                       : why.empty()  ? workloads::CacheOutcomeName(cached.outcome)
+                                                      : workloads::CacheOutcomeName(
+                                                            workloads::CacheOutcome::kNotStored)},
+                             {"file", cached.file.string()}};
+        if (!cached.warning.empty()) accuracy["cache"]["warning"] = cached.warning;
+      }
     }
-    double eval_s = SecondsSince(start);
-    const at::Tensor& reference = Reference(eval_set);
-    Json accuracy = AccuracyJson(
-        workloads::CompareOutputs(workload_->Metric(), reference, at::cat(outputs)), eval_set);
-    accuracy["eval_s"] = eval_s;
-    accuracy["reference"] = reference_source_;
     prepared.inputs = std::move(inputs);
     prepared.first_call_ms = first_call_ms;
     prepared.accuracy = std::move(accuracy);
     return prepared;
   }
 
+  // Where `recipe`'s calibration (and automatic fallback search) is cached, and under which
+  // key; both empty when there is no cache or IPT_NO_CALIBRATION_CACHE=1 (`disabled`).
+  struct CalibrationCacheEntry {
+    std::filesystem::path dir;
+    std::string key;
+    bool disabled = false;
+  };
+  CalibrationCacheEntry CalibrationCacheFor(const recipes::Recipe& recipe) {
+    CalibrationCacheEntry entry;
+    entry.disabled = EnvFlag("IPT_NO_CALIBRATION_CACHE");
+    if (entry.disabled) return entry;
+    entry.dir = workloads::CalibrationCacheDir(std::getenv("IPT_CACHE_DIR"),
+                                               std::getenv("XDG_CACHE_HOME"), std::getenv("HOME"));
+    if (!entry.dir.empty()) {
+      entry.key = workloads::CalibrationKey(ThisExecutableHash(), model_hash(), workload_->name(),
+                                            kernels::QueryOneDnn().effective_isa, recipe);
+    }
+    return entry;
+  }
+
   // core::Optimize, with a static int8 recipe's parameters from the calibration cache
-  // (IPT_CACHE_DIR, XDG_CACHE_HOME or HOME: workloads/calibration_cache.h) when it has them, and
+  // (IPT_CACHE_DIR, XDG_CACHE_HOME or HOME: workloads/trial_cache.h) when it has them, and
   // stored there when they were calibrated. `source` says which (null when nothing calibrates).
   core::OptimizedModel OptimizeThroughCalibrationCache(const recipes::Recipe& recipe,
                                                        Json& source) {
@@ -494,16 +562,7 @@ class Session {
     if (recipe.precision.dtype != recipes::Dtype::kInt8 || recipe.precision.qparams) {
       return core::Optimize(module_, recipe, calibrate);
     }
-    const bool disabled = EnvFlag("IPT_NO_CALIBRATION_CACHE");
-    const std::filesystem::path dir =
-        disabled
-            ? std::filesystem::path()
-            : workloads::CalibrationCacheDir(std::getenv("IPT_CACHE_DIR"),
-                                             std::getenv("XDG_CACHE_HOME"), std::getenv("HOME"));
-    const std::string key = dir.empty() ? std::string()
-                                        : workloads::CalibrationKey(
-                                              ThisExecutableHash(), model_hash(), workload_->name(),
-                                              kernels::QueryOneDnn().effective_isa, recipe);
+    const auto [dir, key, disabled] = CalibrationCacheFor(recipe);
     workloads::CachedCalibration cached = workloads::FindCalibration(dir, key);
     if (!cached.warning.empty()) {
       Emit({{"type", "progress"}, {"phase", "calibrate"}, {"warning", cached.warning}});

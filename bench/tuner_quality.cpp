@@ -139,9 +139,9 @@ void PrintOverhead(const std::vector<StoredTrial>& trials) {
   const auto n = static_cast<double>(trials.size());
   std::printf("\nOverhead: %zu finished trials, stock included (seconds per trial, mean)\n",
               trials.size());
-  std::printf("  set-up (model build, optimise, accuracy check)  %8.2f\n", setup / n);
+  std::printf("  set-up (start, model, optimise, accuracy check)  %8.2f\n", setup / n);
   std::printf("  measuring (timed blocks)                        %8.2f\n", measuring / n);
-  std::printf("  other (process start, libtorch load, warm-up)   %8.2f\n",
+  std::printf("  other (warm-up, exit, the tuner's bookkeeping)   %8.2f\n",
               (wall - setup - measuring) / n);
   std::printf("  trial wall time                                 %8.2f\n", wall / n);
   const double share = wall > 0 ? measuring / wall : 0;

@@ -1,4 +1,4 @@
-#include "workloads/calibration_cache.h"
+#include "workloads/trial_cache.h"
 
 #include <fmt/format.h>
 
@@ -13,10 +13,48 @@
 namespace ipt::workloads {
 namespace {
 
-constexpr const char* kCacheMagic = "ipex-tune calibration v1";
+constexpr const char* kCalibrationMagic = "ipex-tune calibration v1";
+constexpr const char* kFallbackMagic = "ipex-tune fallback search v1";
+constexpr const char* kAccuracyMagic = "ipex-tune accuracy v1";
 
-std::filesystem::path FileFor(const std::filesystem::path& dir, const std::string& key) {
-  return dir / (key + ".json");
+// A document in `dir` under `key`: {"magic", "key", "value"}. `what` names it in warnings.
+CachedDocument FindDocument(const std::filesystem::path& dir, const std::string& key,
+                            const char* magic, const char* what) {
+  CachedDocument r;
+  if (dir.empty() || key.empty()) return r;
+  r.file = dir / (key + ".json");
+  std::error_code ec;
+  if (!std::filesystem::exists(r.file, ec)) {
+    r.outcome = CacheOutcome::kComputed;
+    return r;
+  }
+  std::string why;
+  try {
+    std::ifstream in(r.file);
+    const nlohmann::json j = nlohmann::json::parse(
+        std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+    if (j.at("magic") != magic || j.at("key") != key) {
+      why = fmt::format("names another {}", what);
+    } else {
+      r.json = j.at("value").dump();
+      r.outcome = CacheOutcome::kHit;
+      return r;
+    }
+  } catch (const std::exception& e) {
+    why = fmt::format("cannot be read ({})", e.what());
+  }
+  r.outcome = CacheOutcome::kCorrupt;
+  r.warning = fmt::format("{} cache file {} {}: computing it again", what, r.file.string(), why);
+  return r;
+}
+
+// nlohmann prints doubles in their shortest exact form, so a value comes back bit for bit.
+std::string StoreDocument(const std::filesystem::path& dir, const std::string& key,
+                          const char* magic, const nlohmann::json& value) {
+  if (dir.empty() || key.empty()) return "no cache";
+  const std::string text = nlohmann::json{{"magic", magic}, {"key", key}, {"value", value}}.dump(1);
+  return WriteFileAtomically(dir / (key + ".json"),
+                             [&](const AppendFn& append) { append(text.data(), text.size()); });
 }
 
 }  // namespace
@@ -38,67 +76,102 @@ std::string CalibrationKey(const std::string& executable_hash, const std::string
   sections.precision = recipe.precision;
   sections.precision.qparams.reset();
   sections.precision.auto_fallback.reset();  // its search calibrates as without it
-  return Sha256Hex(fmt::format("{}\nexecutable {}\nmodel {}\nworkload {}\nisa {}\n{}", kCacheMagic,
-                               executable_hash, model_hash, workload, isa,
+  return Sha256Hex(fmt::format("{}\nexecutable {}\nmodel {}\nworkload {}\nisa {}\n{}",
+                               kCalibrationMagic, executable_hash, model_hash, workload, isa,
                                recipes::ToYaml(sections)));
 }
 
 CachedCalibration FindCalibration(const std::filesystem::path& dir, const std::string& key) {
-  CachedCalibration r;
-  if (dir.empty() || key.empty()) return r;
-  r.file = FileFor(dir, key);
-  std::error_code ec;
-  if (!std::filesystem::exists(r.file, ec)) {
-    r.outcome = CacheOutcome::kComputed;
-    return r;
-  }
-  std::string why;
+  const CachedDocument doc = FindDocument(dir, key, kCalibrationMagic, "calibration");
+  CachedCalibration r{std::nullopt, doc.outcome, doc.file, doc.warning};
+  if (!doc.json) return r;
   try {
-    std::ifstream in(r.file);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    nlohmann::json j = nlohmann::json::parse(text);
-    if (j.at("magic") != kCacheMagic || j.at("key") != key) {
-      why = "names another calibration";
-    } else {
-      recipes::QParams q;
-      q.graph = j.at("graph").get<std::string>();
-      for (const auto& [op, p] : j.at("inputs").items()) {
-        q.inputs[op] = {p.at("scale").get<double>(), p.at("zero_point").get<int64_t>(),
-                        p.at("qmax").get<int64_t>()};
-      }
-      if (q.graph.empty() || q.inputs.empty()) {
-        why = "holds no parameters";
-      } else {
-        r.qparams = std::move(q);
-        r.outcome = CacheOutcome::kHit;
-        return r;
-      }
+    const nlohmann::json j = nlohmann::json::parse(*doc.json);
+    recipes::QParams q;
+    q.graph = j.at("graph").get<std::string>();
+    for (const auto& [op, p] : j.at("inputs").items()) {
+      q.inputs[op] = {p.at("scale").get<double>(), p.at("zero_point").get<int64_t>(),
+                      p.at("qmax").get<int64_t>()};
     }
-  } catch (const std::exception& e) {
-    why = fmt::format("cannot be read ({})", e.what());
+    if (!q.graph.empty() && !q.inputs.empty()) {
+      r.qparams = std::move(q);
+      return r;
+    }
+  } catch (const std::exception&) {
   }
   r.outcome = CacheOutcome::kCorrupt;
-  r.warning = fmt::format("calibration cache file {} {}: calibrating again", r.file.string(), why);
+  r.warning = fmt::format("calibration cache file {} holds no parameters: computing it again",
+                          r.file.string());
   return r;
 }
 
 std::string StoreCalibration(const std::filesystem::path& dir, const std::string& key,
                              const recipes::QParams& qparams) {
-  if (dir.empty() || key.empty()) return "no cache";
   nlohmann::json inputs = nlohmann::json::object();
   for (const auto& [op, p] : qparams.inputs) {
     inputs[op] = {{"scale", p.scale}, {"zero_point", p.zero_point}, {"qmax", p.qmax}};
   }
-  // nlohmann prints doubles in their shortest exact form: a hit gives the calibrated scales bit
-  // for bit, so its outputs equal those of the trial that calibrated.
-  const std::string text = nlohmann::json{
-      {"magic", kCacheMagic},
-      {"key", key},
-      {"graph", qparams.graph},
-      {"inputs",
-       std::move(inputs)}}.dump(1);
-  return WriteFileAtomically(FileFor(dir, key),
-                             [&](const AppendFn& append) { append(text.data(), text.size()); });
+  return StoreDocument(dir, key, kCalibrationMagic,
+                       {{"graph", qparams.graph}, {"inputs", std::move(inputs)}});
+}
+
+std::string FallbackSearchKey(const std::string& calibration_key, double max_loss, int64_t batch,
+                              int64_t batches) {
+  if (calibration_key.empty()) return {};
+  // The target in its shortest exact decimal form: 0.01 and 0.010000001 are other searches.
+  return Sha256Hex(fmt::format("{}\ncalibration {}\nmax_loss {}\nbatch {}\nbatches {}\n",
+                               kFallbackMagic, calibration_key, max_loss, batch, batches));
+}
+
+CachedFallbackSearch FindFallbackSearch(const std::filesystem::path& dir, const std::string& key) {
+  const CachedDocument doc = FindDocument(dir, key, kFallbackMagic, "fallback search");
+  CachedFallbackSearch r{std::nullopt, "", doc.outcome, doc.warning};
+  if (!doc.json) return r;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(*doc.json);
+    r.kept = j.at("kept").get<std::vector<std::string>>();
+    r.report = j.at("report").dump();
+    return r;
+  } catch (const std::exception&) {
+  }
+  r.kept.reset();
+  r.outcome = CacheOutcome::kCorrupt;
+  r.warning = fmt::format("fallback search cache file {} holds no search: computing it again",
+                          doc.file.string());
+  return r;
+}
+
+std::string StoreFallbackSearch(const std::filesystem::path& dir, const std::string& key,
+                                const std::vector<std::string>& kept, const std::string& report) {
+  try {
+    return StoreDocument(dir, key, kFallbackMagic,
+                         {{"kept", kept}, {"report", nlohmann::json::parse(report)}});
+  } catch (const std::exception& e) {
+    return fmt::format("the report is not JSON ({})", e.what());
+  }
+}
+
+std::string AccuracyKey(const std::string& calibration_key, const recipes::Recipe& recipe,
+                        int64_t threads, int64_t streams, int64_t batch, int64_t batches) {
+  if (calibration_key.empty()) return {};
+  recipes::Recipe precision;
+  precision.precision = recipe.precision;
+  return Sha256Hex(fmt::format(
+      "{}\ncalibration {}\nthreads {}\nstreams {}\nbatch {}\nbatches {}\n{}", kAccuracyMagic,
+      calibration_key, threads, streams, batch, batches, recipes::ToYaml(precision)));
+}
+
+CachedDocument FindAccuracy(const std::filesystem::path& dir, const std::string& key) {
+  return FindDocument(dir, key, kAccuracyMagic, "accuracy");
+}
+
+std::string StoreAccuracy(const std::filesystem::path& dir, const std::string& key,
+                          const std::string& accuracy_json) {
+  try {
+    return StoreDocument(dir, key, kAccuracyMagic, nlohmann::json::parse(accuracy_json));
+  } catch (const std::exception& e) {
+    return fmt::format("the accuracy is not JSON ({})", e.what());
+  }
 }
 
 }  // namespace ipt::workloads

@@ -117,11 +117,12 @@ class HeadlessTest : public ::testing::Test {
   }
 
   // A study of the built-in ResNet-50: minutes per run, so only the one test that is about a
-  // real workload end to end tunes it.
+  // real workload end to end tunes it, and only the fp32 half of the default space (int8's
+  // automatic fallback search alone would take minutes).
   std::vector<std::string> Resnet50StudyArgs(const std::string& db,
                                              const std::string& recipe) const {
-    std::vector<std::string> args = {"--workload", "resnet50", "--headless", "--db",
-                                     db,           "--export", recipe};
+    std::vector<std::string> args = {"--workload", "resnet50", "--headless",   "--db", db,
+                                     "--export",   recipe,     "--max-trials", "3"};
     args.insert(args.end(), kQuick.begin(), kQuick.end());
     return args;
   }
@@ -774,9 +775,12 @@ TEST_F(HeadlessTest, AutoFallbackKeepsTheMostSensitiveOpsInFp32UntilTheLossIsMet
           ("/usr/bin/python3 " + Quote(script) + " " + Quote(model) + " --regression").c_str()),
       0);
   const std::string header = "schema: ipex-tune/recipe/v1\nworkload:\n  name: model\n";
+  // A cache of this test's own, so the first search is computed and the second found.
+  const std::string cache = "IPT_CACHE_DIR=" + Quote(File("cache"));
   auto bench = [&](const std::string& recipe) {
     CommandResult b = Tune({"bench", "--model", model, "--input", kSmallInput, "--recipe", recipe,
-                            "--json", "--measure-time", "0.2"});
+                            "--json", "--measure-time", "0.2"},
+                           cache);
     EXPECT_EQ(b.status, 0) << b.err;
     return nlohmann::json::parse(b.out)["results"][0];
   };
@@ -808,6 +812,18 @@ TEST_F(HeadlessTest, AutoFallbackKeepsTheMostSensitiveOpsInFp32UntilTheLossIsMet
   EXPECT_EQ(found["applied"]["kept_fp32"].get<std::vector<std::string>>(), kept);
   EXPECT_LE(found["accuracy"]["loss"].get<double>(), target);
   EXPECT_EQ(found["applied"]["quantized"].size() + kept.size(), ops.size());
+  EXPECT_EQ(search["met"], true);
+  EXPECT_EQ(search["cache"], "computed");
+  // All in int8, each op alone, then bisection over 3 ops: 1 or 2 steps, and the model with
+  // every op in fp32 only when no shorter prefix met the target.
+  EXPECT_GE(search["evaluations"].get<size_t>(), 1 + ops.size() + 1);
+  EXPECT_LE(search["evaluations"].get<size_t>(), 1 + ops.size() + 3);
+
+  // Another worker with the same recipe takes the search from the cache: same ops, same outputs.
+  const nlohmann::json again = bench(File("auto.yaml"));
+  EXPECT_EQ(again["auto_fallback"]["cache"], "hit") << again.dump();
+  EXPECT_EQ(again["auto_fallback"]["kept"], search["kept"]);
+  EXPECT_EQ(again["accuracy"]["loss"], found["accuracy"]["loss"]);
 
   std::ofstream(File("space.yaml")) << "schema: ipex-tune/space/v1\ndimensions:\n"
                                        "  dtype: [int8]\n  auto_fallback: ["
@@ -817,7 +833,7 @@ TEST_F(HeadlessTest, AutoFallbackKeepsTheMostSensitiveOpsInFp32UntilTheLossIsMet
       File("space.yaml"), "--headless",  "--db",    File("a.db"),      "--export",
       File("a.yaml"),     "--finalists", "0",       "--accuracy-loss", "none"};
   args.insert(args.end(), kQuick.begin(), kQuick.end());
-  CommandResult r = Tune(args);
+  CommandResult r = Tune(args, cache);
   ASSERT_EQ(r.status, 0) << r.err;
   recipes::Recipe exported = recipes::LoadRecipe(File("a.yaml"));
   EXPECT_EQ(exported.precision.fallback, kept) << Slurp(File("a.yaml"));

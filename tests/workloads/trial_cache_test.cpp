@@ -1,4 +1,4 @@
-#include "workloads/calibration_cache.h"
+#include "workloads/trial_cache.h"
 
 #include <gtest/gtest.h>
 
@@ -76,7 +76,7 @@ TEST(CalibrationKeyTest, ChangesWithWhatDecidesTheParametersOnly) {
 
 class CalibrationCacheTest : public testing_util::TempDirTest {
  protected:
-  CalibrationCacheTest() : TempDirTest("ipt_calibration_cache") {}
+  CalibrationCacheTest() : TempDirTest("ipt_trial_cache") {}
 };
 
 TEST_F(CalibrationCacheTest, StoredParametersComeBackExactly) {
@@ -130,6 +130,66 @@ TEST_F(CalibrationCacheTest, DamagedOrForeignFilesAreNotTrusted) {
   // Storing again replaces the damaged file.
   ASSERT_EQ(StoreCalibration(dir_, key, SomeQParams()), "");
   EXPECT_EQ(FindCalibration(dir_, key).outcome, CacheOutcome::kHit);
+}
+
+TEST_F(CalibrationCacheTest, FallbackSearchesAreKeyedByCalibrationTargetAndEvaluationSet) {
+  const std::string calibration = Key(Int8Recipe());
+  const std::string key = FallbackSearchKey(calibration, 0.01, 1, 16);
+  EXPECT_EQ(key.size(), 64U);
+  EXPECT_NE(FallbackSearchKey(Key(Int8Recipe()) + "x", 0.01, 1, 16), key);
+  EXPECT_NE(FallbackSearchKey(calibration, 0.02, 1, 16), key);
+  EXPECT_NE(FallbackSearchKey(calibration, 0.01, 2, 8), key);
+  EXPECT_NE(FallbackSearchKey(calibration, 0.01, 1, 32), key);
+  EXPECT_EQ(FallbackSearchKey("", 0.01, 1, 16), "");
+  EXPECT_NE(key, calibration) << "a file of its own beside the calibration";
+
+  EXPECT_EQ(FindFallbackSearch(dir_, key).outcome, CacheOutcome::kComputed);
+  ASSERT_EQ(StoreFallbackSearch(dir_, key, {"conv2d.3", "linear.0"}, R"({"met": true})"), "");
+  CachedFallbackSearch hit = FindFallbackSearch(dir_, key);
+  ASSERT_EQ(hit.outcome, CacheOutcome::kHit) << hit.warning;
+  EXPECT_EQ(*hit.kept, (std::vector<std::string>{"conv2d.3", "linear.0"}));
+  EXPECT_EQ(hit.report, R"({"met":true})");
+
+  std::ofstream(dir_ / (key + ".json"), std::ios::trunc) << "[1, 2";
+  CachedFallbackSearch damaged = FindFallbackSearch(dir_, key);
+  EXPECT_EQ(damaged.outcome, CacheOutcome::kCorrupt);
+  EXPECT_FALSE(damaged.kept.has_value());
+  EXPECT_NE(damaged.warning.find("computing it again"), std::string::npos) << damaged.warning;
+  EXPECT_NE(StoreFallbackSearch(dir_, key, {}, "not json"), "");
+}
+
+TEST(AccuracyKeyTest, ChangesWithWhatComputesTheNumbersOnly) {
+  const recipes::Recipe base = Int8Recipe();
+  const std::string calibration = Key(base);
+  const std::string key = AccuracyKey(calibration, base, 2, 1, 1, 16);
+  EXPECT_EQ(key.size(), 64U);
+  EXPECT_NE(key, calibration);
+  EXPECT_NE(AccuracyKey(calibration, base, 1, 1, 1, 16), key) << "threads order the sums";
+  EXPECT_NE(AccuracyKey(calibration, base, 2, 2, 1, 16), key) << "streams split the batch";
+  EXPECT_NE(AccuracyKey(calibration, base, 2, 1, 8, 2), key) << "another evaluation set";
+  recipes::Recipe r = base;
+  r.precision.qparams = SomeQParams();
+  EXPECT_NE(AccuracyKey(calibration, r, 2, 1, 1, 16), key) << "parameters of its own";
+  r = base;
+  r.precision.auto_fallback = 0.01;
+  EXPECT_NE(AccuracyKey(calibration, r, 2, 1, 1, 16), key) << "ops kept in fp32";
+  r = base;
+  r.runtime.allocator = recipes::Allocator::kTcmalloc;
+  r.runtime.env["OMP_WAIT_POLICY"] = "ACTIVE";
+  EXPECT_EQ(AccuracyKey(calibration, r, 2, 1, 1, 16), key) << "the environment computes nothing";
+  EXPECT_EQ(AccuracyKey("", base, 2, 1, 1, 16), "");
+}
+
+TEST_F(CalibrationCacheTest, AccuracyComesBackAsStored) {
+  const std::string key = AccuracyKey(Key(Int8Recipe()), Int8Recipe(), 2, 1, 1, 16);
+  EXPECT_EQ(FindAccuracy(dir_, key).outcome, CacheOutcome::kComputed);
+  const std::string accuracy = R"({"loss":0.0625,"relative_l2":0.06566943502407542})";
+  ASSERT_EQ(StoreAccuracy(dir_, key, accuracy), "");
+  const CachedDocument hit = FindAccuracy(dir_, key);
+  ASSERT_EQ(hit.outcome, CacheOutcome::kHit) << hit.warning;
+  EXPECT_EQ(*hit.json, accuracy) << "doubles bit for bit";
+  EXPECT_NE(StoreAccuracy(dir_, key, "{oops"), "");
+  EXPECT_EQ(FindAccuracy(dir_, key).outcome, CacheOutcome::kHit) << "a refused write leaves it";
 }
 
 TEST_F(CalibrationCacheTest, NoDirectoryOrKeyMeansNoCache) {
