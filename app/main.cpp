@@ -154,7 +154,7 @@ int main(int argc, char** argv) {
   app.add_option("--measure-share", tune_measure_share,
                  "Least share of each trial's time spent measuring: a trial slow to set up "
                  "(start, build, optimise, check accuracy) measures at least set-up x F / (1 - F) "
-                 "seconds, beyond --measure-time and up to 4 times it (0: --measure-time "
+                 "seconds, beyond --measure-time and up to 6 times it (0: --measure-time "
                  "alone)")
       ->check(CLI::Range(0.0, 0.95))
       ->capture_default_str();

@@ -901,7 +901,7 @@ void MeetOtherInstances(const std::string& dir, int count) {
 }
 
 // How far --measure-share may stretch the minimum measuring time (--min-time-s).
-constexpr double kMaxShareStretch = 4;
+constexpr double kMaxShareStretch = 6;
 
 void RunTrial(CommonOptions o, const std::string& recipe_path, const std::string& baseline,
               const InstanceOptions& instance) {
@@ -1009,7 +1009,7 @@ int Main(int argc, char** argv) {
   trial
       ->add_option("--measure-share", common.measure_share,
                    "Least share of this process's time spent measuring: the minimum measured "
-                   "time grows to set-up x F / (1 - F), up to 4 x --min-time-s (0: off)")
+                   "time grows to set-up x F / (1 - F), up to 6 x --min-time-s (0: off)")
       ->check(CLI::Range(0.0, 0.95));
   InstanceOptions instance;
   trial->add_option("--membind", instance.membind,
