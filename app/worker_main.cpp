@@ -285,6 +285,14 @@ std::vector<StockPath> StockPaths(const std::string& baseline) {
 
 class Session {
  public:
+  // Where `recipe`'s calibration (and automatic fallback search) is cached, and under which
+  // key; both empty when there is no cache or IPT_NO_CALIBRATION_CACHE=1 (`disabled`).
+  struct CalibrationCacheEntry {
+    std::filesystem::path dir;
+    std::string key;
+    bool disabled = false;
+  };
+
   explicit Session(const CommonOptions& o) : options_(o) {
     auto start = Clock::now();
     workloads::WorkloadOptions workload_options;
@@ -318,16 +326,18 @@ class Session {
   }
 
   Prepared Prepare(const std::string& name, const recipes::Recipe& recipe) {
+    // One key for the recipe's calibration, fallback search and accuracy check.
+    const CalibrationCacheEntry cache = CalibrationCacheFor(recipe);
     Json calibration_source;
     Json search;
     Prepared prepared = Prepare(
         name, recipe,
         [&](int64_t batch) {
           return recipe.precision.auto_fallback
-                     ? OptimizeWithAutoFallback(recipe, batch, calibration_source, search)
-                     : OptimizeThroughCalibrationCache(recipe, calibration_source);
+                     ? OptimizeWithAutoFallback(recipe, batch, cache, calibration_source, search)
+                     : OptimizeThroughCalibrationCache(recipe, cache, calibration_source);
         },
-        /*cache_accuracy=*/true);
+        &cache);
     prepared.calibration_source = std::move(calibration_source);
     prepared.auto_fallback = std::move(search);
     return prepared;
@@ -341,15 +351,16 @@ class Session {
   // reuses the parameters calibrated for the full model: a subset of ops quantizes exactly as it
   // would on its own, since calibration observes the fp32 graph. `search` reports what was done.
   core::OptimizedModel OptimizeWithAutoFallback(const recipes::Recipe& recipe, int64_t batch,
+                                                const CalibrationCacheEntry& cache,
                                                 Json& calibration_source, Json& search) {
     const auto start = Clock::now();
     const double target = *recipe.precision.auto_fallback;
     recipes::Recipe base = recipe;
     base.precision.auto_fallback.reset();
-    core::OptimizedModel model = OptimizeThroughCalibrationCache(base, calibration_source);
+    // `cache` is base's too: calibration keys leave auto_fallback and qparams out.
+    core::OptimizedModel model = OptimizeThroughCalibrationCache(base, cache, calibration_source);
     if (model.applied().qparams) base.precision.qparams = model.applied().qparams;
     const workloads::EvalSet set = EvalSetFor(batch);
-    const CalibrationCacheEntry cache = CalibrationCacheFor(base);
     const std::string search_key =
         workloads::FallbackSearchKey(cache.key, target, set.batch, set.batches);
     workloads::CachedFallbackSearch cached = workloads::FindFallbackSearch(cache.dir, search_key);
@@ -443,22 +454,19 @@ class Session {
     search["seconds"] = SecondsSince(start);
     const std::string why =
         workloads::StoreFallbackSearch(cache.dir, search_key, kept, search.dump());
-    search["cache"] = cache.disabled ? "disabled"
-                      : why.empty()
-                          ? workloads::CacheOutcomeName(cached.outcome)
-                          : workloads::CacheOutcomeName(workloads::CacheOutcome::kNotStored);
+    search["cache"] = CacheState(cache, cached.outcome, why);
     if (!cached.warning.empty()) search["warning"] = cached.warning;
     return model;
   }
 
   // The same with the model made by `make` (given the batch) instead of core::Optimize; the
   // recipe still gives batch and threads.
-  // With `cache_accuracy`, the accuracy check's result is read from the accuracy cache
+  // With `accuracy_cache`, the accuracy check's result is read from the accuracy cache
   // (workloads/trial_cache.h) when the same numbers were judged before, and stored there when
   // not: only for a model core::Optimize made from `recipe` alone.
   Prepared Prepare(const std::string& name, const recipes::Recipe& recipe,
                    const std::function<core::OptimizedModel(int64_t batch)>& make,
-                   bool cache_accuracy = false) {
+                   const CalibrationCacheEntry* accuracy_cache = nullptr) {
     int64_t batch = options_.batch > 0 ? options_.batch : recipe.workload.batch;
     // A recipe never gets more threads than the CPUs this process was given.
     int64_t allowed = AllowedCpuCount();
@@ -492,9 +500,7 @@ class Session {
     double first_call_ms = SecondsSince(start) * 1e3;
     // The evaluation set's batch 0 is `inputs`: the first call's output counts.
     const workloads::EvalSet eval_set = EvalSetFor(batch);
-    // Only a model core::Optimize made from `recipe` alone is known by its recipe.
-    const CalibrationCacheEntry cache =
-        cache_accuracy ? CalibrationCacheFor(recipe) : CalibrationCacheEntry{};
+    const CalibrationCacheEntry cache = accuracy_cache ? *accuracy_cache : CalibrationCacheEntry{};
     const std::string accuracy_key = workloads::AccuracyKey(cache.key, recipe, threads, rt.streams,
                                                             eval_set.batch, eval_set.batches);
     const workloads::CachedDocument cached = workloads::FindAccuracy(cache.dir, accuracy_key);
@@ -516,11 +522,8 @@ class Session {
       const std::string why = workloads::StoreAccuracy(cache.dir, accuracy_key, accuracy.dump());
       accuracy["eval_s"] = eval_s;
       accuracy["reference"] = reference_source_;
-      if (cache_accuracy) {
-        accuracy["cache"] = {{"cache", cache.disabled ? "disabled"
-                                       : why.empty()  ? workloads::CacheOutcomeName(cached.outcome)
-                                                      : workloads::CacheOutcomeName(
-                                                            workloads::CacheOutcome::kNotStored)},
+      if (accuracy_cache) {
+        accuracy["cache"] = {{"cache", CacheState(cache, cached.outcome, why)},
                              {"file", cached.file.string()}};
         if (!cached.warning.empty()) accuracy["cache"]["warning"] = cached.warning;
       }
@@ -531,13 +534,15 @@ class Session {
     return prepared;
   }
 
-  // Where `recipe`'s calibration (and automatic fallback search) is cached, and under which
-  // key; both empty when there is no cache or IPT_NO_CALIBRATION_CACHE=1 (`disabled`).
-  struct CalibrationCacheEntry {
-    std::filesystem::path dir;
-    std::string key;
-    bool disabled = false;
-  };
+  // How a lookup in `cache` ended, for results: "disabled", "not_stored" when the store after
+  // a miss failed (`store_error`), else the lookup's outcome.
+  static const char* CacheState(const CalibrationCacheEntry& cache, workloads::CacheOutcome found,
+                                const std::string& store_error) {
+    if (cache.disabled) return "disabled";
+    return store_error.empty() ? workloads::CacheOutcomeName(found)
+                               : workloads::CacheOutcomeName(workloads::CacheOutcome::kNotStored);
+  }
+
   CalibrationCacheEntry CalibrationCacheFor(const recipes::Recipe& recipe) {
     CalibrationCacheEntry entry;
     entry.disabled = EnvFlag("IPT_NO_CALIBRATION_CACHE");
@@ -555,6 +560,7 @@ class Session {
   // (IPT_CACHE_DIR, XDG_CACHE_HOME or HOME: workloads/trial_cache.h) when it has them, and
   // stored there when they were calibrated. `source` says which (null when nothing calibrates).
   core::OptimizedModel OptimizeThroughCalibrationCache(const recipes::Recipe& recipe,
+                                                       const CalibrationCacheEntry& cache,
                                                        Json& source) {
     auto calibrate = [&](int64_t batch, int64_t index) {
       return workload_->MakeCalibrationInputs(batch, index);
@@ -562,8 +568,7 @@ class Session {
     if (recipe.precision.dtype != recipes::Dtype::kInt8 || recipe.precision.qparams) {
       return core::Optimize(module_, recipe, calibrate);
     }
-    const auto [dir, key, disabled] = CalibrationCacheFor(recipe);
-    workloads::CachedCalibration cached = workloads::FindCalibration(dir, key);
+    workloads::CachedCalibration cached = workloads::FindCalibration(cache.dir, cache.key);
     if (!cached.warning.empty()) {
       Emit({{"type", "progress"}, {"phase", "calibrate"}, {"warning", cached.warning}});
     }
@@ -574,16 +579,15 @@ class Session {
       return core::Optimize(module_, with_qparams, calibrate);
     }
     core::OptimizedModel model = core::Optimize(module_, recipe, calibrate);
-    source = {{"cache", disabled ? "disabled" : workloads::CacheOutcomeName(cached.outcome)},
-              {"file", cached.file.string()}};
+    // Without a cache (no directory, or disabled) there was nothing to write.
+    const bool has_cache = !cache.dir.empty() && !cache.key.empty();
+    const std::string why =
+        has_cache && model.applied().qparams
+            ? workloads::StoreCalibration(cache.dir, cache.key, *model.applied().qparams)
+            : std::string();
+    source = {{"cache", CacheState(cache, cached.outcome, why)}, {"file", cached.file.string()}};
     if (!cached.warning.empty()) source["warning"] = cached.warning;
-    if (model.applied().qparams && !dir.empty() && !key.empty()) {
-      std::string why = workloads::StoreCalibration(dir, key, *model.applied().qparams);
-      if (!why.empty()) {
-        source["cache"] = workloads::CacheOutcomeName(workloads::CacheOutcome::kNotStored);
-        source["warning"] = "calibration cache not written: " + why;
-      }
-    }
+    if (!why.empty()) source["warning"] = "calibration cache not written: " + why;
     return model;
   }
 

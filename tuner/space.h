@@ -33,7 +33,9 @@ std::string ConfigHash(const Candidate& candidate);
 // runtime.env: large allocations in their own extents, purging on a background thread, and
 // freed pages kept (never decayed) rather than returned and faulted in again on the next call.
 // Untuned jemalloc made stock ResNet-50 slower here; with this it took bs16 fp32 from 1.2-1.3 s
-// to 0.44-0.47 s. The price is memory: what a model once used stays mapped.
+// to 0.44-0.47 s (issue 4's measurement of stock libtorch on this machine; docs/benchmarks.md
+// has the commands of the tuned environment). The price is memory: what a model once used stays
+// mapped.
 inline constexpr const char* kJemallocConf =
     "oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:9000000000,"
     "muzzy_decay_ms:9000000000";

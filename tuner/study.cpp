@@ -603,35 +603,31 @@ std::optional<FinalComparison> CompareFinalists(
   return out;
 }
 
+// `applied.<key>` of the first of the trial's measurements whose worker reported it: what an
+// exported recipe takes from the trial as it was measured. Null when none did.
+nlohmann::json AppliedOf(const db::Store& store, int64_t trial_id, const char* key) {
+  for (const db::Measurement& m : store.ListMeasurements(trial_id)) {
+    auto applied = nlohmann::json::parse(m.applied_json, nullptr, /*allow_exceptions=*/false);
+    if (applied.is_object() && applied.contains(key)) return applied[key];
+  }
+  return nullptr;
+}
+
 // The calibration parameters the winning trial's worker used (its `applied.qparams`), so the
 // exported recipe quantizes exactly as the measured model did and production never
 // recalibrates. nullopt when the trial stored none.
 std::optional<recipes::QParams> CalibratedQParams(const db::Store& store, int64_t trial_id) {
-  for (const db::Measurement& m : store.ListMeasurements(trial_id)) {
-    auto applied = nlohmann::json::parse(m.applied_json, nullptr, /*allow_exceptions=*/false);
-    if (!applied.is_object() || !applied.contains("qparams")) continue;
-    const nlohmann::json& q = applied["qparams"];
-    recipes::QParams qparams;
-    qparams.graph = q.value("graph", "");
-    const nlohmann::json inputs = q.value("inputs", nlohmann::json::object());
-    for (const auto& [name, input] : inputs.items()) {
-      qparams.inputs[name] = {input.value("scale", 1.0), input.value("zero_point", int64_t{0}),
-                              input.value("qmax", int64_t{255})};
-    }
-    if (!qparams.graph.empty()) return qparams;
+  const nlohmann::json q = AppliedOf(store, trial_id, "qparams");
+  if (!q.is_object()) return std::nullopt;
+  recipes::QParams qparams;
+  qparams.graph = q.value("graph", "");
+  const nlohmann::json inputs = q.value("inputs", nlohmann::json::object());
+  for (const auto& [name, input] : inputs.items()) {
+    qparams.inputs[name] = {input.value("scale", 1.0), input.value("zero_point", int64_t{0}),
+                            input.value("qmax", int64_t{255})};
   }
-  return std::nullopt;
-}
-
-// The ops the trial's worker kept in fp32 (its `applied.kept_fp32`).
-std::vector<std::string> KeptFp32(const db::Store& store, int64_t trial_id) {
-  for (const db::Measurement& m : store.ListMeasurements(trial_id)) {
-    auto applied = nlohmann::json::parse(m.applied_json, nullptr, /*allow_exceptions=*/false);
-    if (applied.is_object() && applied.contains("kept_fp32")) {
-      return applied["kept_fp32"].get<std::vector<std::string>>();
-    }
-  }
-  return {};
+  if (qparams.graph.empty()) return std::nullopt;
+  return qparams;
 }
 
 }  // namespace
@@ -1013,7 +1009,9 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
     recipe.precision.qparams = CalibratedQParams(store, best_row->id);
   if (recipe.precision.auto_fallback) {
     // The ops the trial's search kept in fp32, as a plain list: production never searches.
-    recipe.precision.fallback = KeptFp32(store, best_row->id);
+    const nlohmann::json kept = AppliedOf(store, best_row->id, "kept_fp32");
+    recipe.precision.fallback =
+        kept.is_array() ? kept.get<std::vector<std::string>>() : std::vector<std::string>{};
     recipe.precision.auto_fallback.reset();
   }
   recipe.machine.fingerprint = fingerprint.key;
