@@ -213,6 +213,19 @@ TEST(MovingAverageMinMaxTest, FirstBatchSetsTheRangeLaterOnesMoveIt) {
   EXPECT_EQ(range.max, 2.0f);
 }
 
+// A ReLU's output: half exact zeros and a tail to 4 sigma. The zeros sit in the first bin of
+// |x|; the TensorRT divergence taken over them as they are put the threshold under 2 sigma here
+// (1.3 at u8) and at 1/8 of the range on ResNet-50 at u7, which clipped its activations until
+// its outputs were noise.
+TEST(EntropyObserverTest, ZerosOfAReluDoNotDragTheThresholdDown) {
+  const std::vector<float> relu = testing_util::Relu(Normal(200000, 1.0f, 9));
+  for (const QuantType type : {QuantType::kU7, QuantType::kU8}) {
+    const Range range = CalibrateOn(Algorithm::kEntropy, {relu}, type);
+    EXPECT_EQ(range.min, 0.0f);
+    EXPECT_GT(range.max, 2.0f) << ToString(type);
+  }
+}
+
 TEST(EntropyObserverTest, ClipsFarOutliers) {
   // N(0, 1) with 5 outliers at 50, and N(0, 100) with 5 at 1e4: thresholds at a few sigma.
   std::vector<float> batch = Normal(100000, 1.0f, 6);

@@ -117,12 +117,16 @@ def run_per_channel(options, batches):
 def tensorrt_entropy(options, batches):
     """TensorRT's KL threshold (Migacz, GTC 2017) written from the definition with numpy, with
     MXNet's _get_optimal_threshold handling of empty bins: Q is spread over the bins where P is
-    nonzero, and a Q bin still empty where P is not counts as 1e-4."""
+    nonzero, and a Q bin still empty where P is not counts as 1e-4; the first bin flattened as
+    NVIDIA's calibrator does."""
     bins = int(options.get("bins", 2048))
     levels = int(options.get("levels", 128))
     magnitudes = torch.cat(batches).abs()
     amax = float(magnitudes.max())
     hist = torch.histc(magnitudes, bins, min=0.0, max=amax).double().numpy()
+    # The zeros' bin takes its neighbour's count, as in NVIDIA's pytorch-quantization
+    # (_compute_amax_entropy: bins[0] = bins[1]): a ReLU's zeros would otherwise decide the KL.
+    hist[0] = hist[1]
     total = hist.sum()
     best_kept, best_divergence = bins, np.inf
     for kept in range(levels, bins + 1):
