@@ -15,8 +15,10 @@
 
 #include "base/error.h"
 #include "core/passes/fold_linear.h"
+#include "core/passes/fuse_concat.h"
 #include "core/passes/fuse_dlrm.h"
 #include "core/passes/fuse_transformer.h"
+#include "core/passes/lower_matmul.h"
 #include "core/passes/lower_onednn.h"
 #include "core/quantize.h"
 
@@ -28,8 +30,9 @@ using GraphPass = std::function<bool(std::shared_ptr<torch::jit::Graph>&)>;
 // The core's own fusions: the transformer ones, then those done while lowering onto oneDNN.
 const std::vector<std::string>& CoreFusions() {
   static const std::vector<std::string> kNames = {
-      "qkv_merge",    "attention", "add_layernorm",  "interaction", "merge_embedding_bags",
-      "conv_eltwise", "conv_add",  "linear_eltwise", "linear_add"};
+      "qkv_merge",      "attention",    "add_layernorm", "interaction",    "merge_embedding_bags",
+      "concat_bn_relu", "conv_eltwise", "conv_add",      "linear_eltwise", "linear_add",
+      "matmul_add"};
   return kNames;
 }
 
@@ -106,6 +109,95 @@ void CastFloatingConstants(const std::shared_ptr<torch::jit::Graph>& graph, at::
   }
 }
 
+// Every method's graph as text, to tell whether a pass that does not say changed anything.
+std::string GraphsText(torch::jit::Module& module, const std::vector<std::string>& methods) {
+  std::string text;
+  for (const std::string& method : methods) text += module.get_method(method).graph()->toString();
+  return text;
+}
+
+// Marks pass `name` as run, changed if it changed any method so far.
+void Record(Applied& applied, const std::string& name, bool changed) {
+  for (PassResult& pass : applied.passes) {
+    if (pass.name == name) {
+      pass.changed |= changed;
+      return;
+    }
+  }
+  applied.passes.push_back({name, changed});
+}
+
+// The methods a caller of the model can reach: forward first, then every other method compiled
+// on the top-level module (@torch.jit.export in Python, define() in C++). Freezing keeps only
+// forward unless told otherwise; special methods (__getstate__...) are the serializer's.
+std::vector<std::string> CallableMethods(const torch::jit::Module& module) {
+  if (!module.find_method("forward")) {
+    throw Error(ErrorCode::kInvalidArgument, "the model has no forward method to optimise");
+  }
+  std::vector<std::string> names = {"forward"};
+  for (const torch::jit::Method& method : module.get_methods()) {
+    const std::string& name = method.name();
+    if (name != "forward" && name.rfind("__", 0) != 0) names.push_back(name);
+  }
+  return names;
+}
+
+// One frozen method's graph through the recipe's graph passes, in their order.
+void RunGraphPasses(std::shared_ptr<torch::jit::Graph> graph, const recipes::Optimize& opt,
+                    at::ScalarType dtype, Applied& applied) {
+  torch::jit::removeDropout(graph);
+  // A traced model holds aten::_convolution, which neither the folding nor the lowering
+  // matches; as aten::conv2d both take it.
+  torch::jit::graph_rewrite_helper::replaceConvolutionWithAtenConv(graph);
+  if (opt.fold_conv_bn) {
+    bool changed = torch::jit::FoldFrozenConvBatchnorm(graph);
+    changed |= torch::jit::FoldFrozenConvAddOrSub(graph);
+    changed |= torch::jit::FoldFrozenConvMulOrDiv(graph);
+    Record(applied, "fold_conv_bn", changed);
+  }
+  if (opt.fold_linear_bn) {
+    bool changed = passes::FoldLinearBatchNorm(graph);
+    changed |= passes::FoldLinearArithmetic(graph);
+    Record(applied, "fold_linear_bn", changed);
+  }
+  if (dtype != at::kFloat) CastFloatingConstants(graph, dtype);
+  torch::jit::ConstantPropagation(graph);
+  // Before the lowering: they match aten ops it would replace (the merged linear is lowered
+  // with the rest; the add of an add+layer_norm is not taken as a linear's sum).
+  using GraphFusion = passes::FusionReport (*)(const std::shared_ptr<torch::jit::Graph>&);
+  const std::pair<const char*, GraphFusion> kGraphFusions[] = {
+      {"qkv_merge", passes::MergeSiblingLinears},
+      {"attention", passes::FuseAttention},
+      {"add_layernorm", passes::FuseAddLayerNorm},
+      {"interaction", passes::FuseInteraction},
+      {"merge_embedding_bags", passes::MergeEmbeddingBags},
+      {"concat_bn_relu", passes::FuseConcatBatchNorm},
+  };
+  for (const auto& [name, fuse] : kGraphFusions) {
+    if (!Has(opt.fusions, name)) continue;
+    passes::FusionReport report = fuse(graph);
+    Record(applied, name, report.changed());
+    applied.fusions.Merge(report);
+  }
+  if (opt.weight_prepack) {
+    passes::LoweringOptions lowering;
+    lowering.conv_eltwise = Has(opt.fusions, "conv_eltwise");
+    lowering.conv_add = Has(opt.fusions, "conv_add");
+    lowering.linear_eltwise = Has(opt.fusions, "linear_eltwise");
+    lowering.linear_add = Has(opt.fusions, "linear_add");
+    lowering.channels_last = opt.memory_format != recipes::MemoryFormat::kContiguous;
+    passes::FusionReport lowered = passes::LowerToOneDnn(graph, lowering);
+    // After the attention fusion (which takes attention's matmuls whole) and the linears.
+    lowered.Merge(passes::LowerMatmul(graph, Has(opt.fusions, "matmul_add")));
+    Record(applied, "weight_prepack", lowered.changed());
+    applied.fusions.Merge(lowered);
+  }
+  for (const std::string& fusion : opt.fusions) {
+    auto pass = LibtorchFusionTable().find(fusion);
+    if (pass != LibtorchFusionTable().end()) Record(applied, fusion, pass->second(graph));
+  }
+}
+
 }  // namespace
 
 at::ScalarType ComputeDtype(recipes::Dtype dtype) {
@@ -132,9 +224,13 @@ nlohmann::json Applied::ToJson() const {
   nlohmann::json not_fused_json = nlohmann::json::array();
   for (const passes::NotFused& n : fusions.not_fused)
     not_fused_json.push_back({{"pattern", n.pattern}, {"where", n.where}, {"reason", n.reason}});
-  nlohmann::json out = {{"dtype", dtype},           {"passes", passes_json},
-                        {"fusions", fusions.fused}, {"not_fused", not_fused_json},
-                        {"op_counts", op_counts},   {"fallbacks", fallbacks_json}};
+  nlohmann::json out = {{"dtype", dtype},
+                        {"methods", methods},
+                        {"passes", passes_json},
+                        {"fusions", fusions.fused},
+                        {"not_fused", not_fused_json},
+                        {"op_counts", op_counts},
+                        {"fallbacks", fallbacks_json}};
   if (!quantized.empty() || !kept_fp32.empty()) {
     out["quantized"] = quantized;
     out["kept_fp32"] = kept_fp32;
@@ -154,11 +250,21 @@ OptimizedModel::OptimizedModel(torch::jit::Module module, at::ScalarType compute
     : module_(std::move(module)), compute_dtype_(compute_dtype), applied_(std::move(applied)) {}
 
 torch::jit::IValue OptimizedModel::Run(const std::vector<torch::jit::IValue>& inputs) {
+  return RunMethod("forward", inputs);
+}
+
+torch::jit::IValue OptimizedModel::RunMethod(const std::string& method,
+                                             const std::vector<torch::jit::IValue>& inputs) {
+  if (!module_.find_method(method)) {
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("the optimised model has no method '{}' (it has: {})", method,
+                            fmt::join(applied_.methods, ", ")));
+  }
   torch::NoGradGuard no_grad;
   std::vector<torch::jit::IValue> cast;
   cast.reserve(inputs.size());
   for (const auto& input : inputs) cast.push_back(CastFloating(input, compute_dtype_));
-  torch::jit::IValue output = module_.forward(cast);
+  torch::jit::IValue output = module_.get_method(method)(cast);
   return compute_dtype_ == at::kFloat ? output : CastFloating(output, at::kFloat);
 }
 
@@ -211,74 +317,17 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
   applied.dtype = recipes::ToString(recipe.precision.dtype);
   torch::jit::Module m = module.clone();
   m.eval();
+  applied.methods = CallableMethods(m);
+  const std::vector<std::string> other_methods(applied.methods.begin() + 1, applied.methods.end());
   // A frozen graph folds in fp32 and casts its constants afterwards, so batch-norm statistics
   // are not rounded to bf16 before the folding arithmetic; an unfrozen module casts up front.
   if (dtype != at::kFloat && !opt.freeze) CastFloatingTensors(m, dtype);
   if (opt.freeze) {
     // Numerics are folded below under the recipe's control, not by freeze behind its back.
-    m = torch::jit::freeze(m, c10::nullopt, /*optimize_numerics=*/false);
+    m = torch::jit::freeze(m, other_methods, /*optimize_numerics=*/false);
     applied.passes.push_back({"freeze", true});
-    auto graph = m.get_method("forward").graph();
-    torch::jit::removeDropout(graph);
-    // A traced model holds aten::_convolution, which neither the folding nor the lowering
-    // matches; as aten::conv2d both take it.
-    torch::jit::graph_rewrite_helper::replaceConvolutionWithAtenConv(graph);
-    if (opt.fold_conv_bn) {
-      bool changed = torch::jit::FoldFrozenConvBatchnorm(graph);
-      changed |= torch::jit::FoldFrozenConvAddOrSub(graph);
-      changed |= torch::jit::FoldFrozenConvMulOrDiv(graph);
-      applied.passes.push_back({"fold_conv_bn", changed});
-    }
-    if (opt.fold_linear_bn) {
-      bool changed = passes::FoldLinearBatchNorm(graph);
-      changed |= passes::FoldLinearArithmetic(graph);
-      applied.passes.push_back({"fold_linear_bn", changed});
-    }
-    if (dtype != at::kFloat) CastFloatingConstants(graph, dtype);
-    torch::jit::ConstantPropagation(graph);
-    // Before the lowering: they match aten ops it would replace (the merged linear is lowered
-    // with the rest; the add of an add+layer_norm is not taken as a linear's sum).
-    if (Has(opt.fusions, "qkv_merge")) {
-      passes::FusionReport merged = passes::MergeSiblingLinears(graph);
-      applied.passes.push_back({"qkv_merge", merged.changed()});
-      applied.fusions.Merge(merged);
-    }
-    if (Has(opt.fusions, "attention")) {
-      passes::FusionReport attention = passes::FuseAttention(graph);
-      applied.passes.push_back({"attention", attention.changed()});
-      applied.fusions.Merge(attention);
-    }
-    if (Has(opt.fusions, "add_layernorm")) {
-      passes::FusionReport add_norm = passes::FuseAddLayerNorm(graph);
-      applied.passes.push_back({"add_layernorm", add_norm.changed()});
-      applied.fusions.Merge(add_norm);
-    }
-    if (Has(opt.fusions, "interaction")) {
-      passes::FusionReport interaction = passes::FuseInteraction(graph);
-      applied.passes.push_back({"interaction", interaction.changed()});
-      applied.fusions.Merge(interaction);
-    }
-    if (Has(opt.fusions, "merge_embedding_bags")) {
-      passes::FusionReport bags = passes::MergeEmbeddingBags(graph);
-      applied.passes.push_back({"merge_embedding_bags", bags.changed()});
-      applied.fusions.Merge(bags);
-    }
-    if (opt.weight_prepack) {
-      passes::LoweringOptions lowering;
-      lowering.conv_eltwise = Has(opt.fusions, "conv_eltwise");
-      lowering.conv_add = Has(opt.fusions, "conv_add");
-      lowering.linear_eltwise = Has(opt.fusions, "linear_eltwise");
-      lowering.linear_add = Has(opt.fusions, "linear_add");
-      lowering.channels_last = opt.memory_format != recipes::MemoryFormat::kContiguous;
-      passes::FusionReport lowered = passes::LowerToOneDnn(graph, lowering);
-      applied.passes.push_back({"weight_prepack", lowered.changed()});
-      applied.fusions.Merge(lowered);
-    }
-    for (const std::string& fusion : opt.fusions) {
-      auto pass = LibtorchFusionTable().find(fusion);
-      if (pass != LibtorchFusionTable().end())
-        applied.passes.push_back({fusion, pass->second(graph)});
-    }
+    for (const std::string& method : applied.methods)
+      RunGraphPasses(m.get_method(method).graph(), opt, dtype, applied);
     if (int8) {
       QuantizeResult quantized = Quantize(m, recipe.precision, calibration);
       applied.passes.push_back({"quantize_int8", !quantized.quantized.empty()});
@@ -286,15 +335,21 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
       applied.kept_fp32 = std::move(quantized.kept);
       applied.qparams = std::move(quantized.qparams);
       applied.calibration_s = quantized.calibration_s;
+      for (const std::string& method : other_methods) {
+        applied.fallbacks.push_back({"method " + method,
+                                     "int8 quantizes forward only (calibration observes forward); "
+                                     "this method runs its fp32 optimised graph"});
+      }
     }
     if (opt.optimize_for_inference) {
-      auto before = graph->toString();
-      m = torch::jit::optimize_for_inference(m);
+      const std::string before = GraphsText(m, applied.methods);
+      m = torch::jit::optimize_for_inference(m, other_methods);
       applied.passes.push_back(
-          {"optimize_for_inference", m.get_method("forward").graph()->toString() != before});
+          {"optimize_for_inference", GraphsText(m, applied.methods) != before});
     }
   }
-  for (const std::string& fusion : {"conv_eltwise", "conv_add", "linear_eltwise", "linear_add"}) {
+  for (const std::string& fusion :
+       {"conv_eltwise", "conv_add", "linear_eltwise", "linear_add", "matmul_add"}) {
     if (Has(opt.fusions, fusion) && !opt.weight_prepack)
       applied.fallbacks.push_back(
           {"optimize.fusions: " + fusion,

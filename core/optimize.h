@@ -28,6 +28,9 @@ struct Fallback {
 
 struct Applied {
   std::string dtype;
+  // The methods optimised: forward, then every other method of the top-level module (each goes
+  // through the same graph passes; int8 quantizes forward only). op_counts are forward's.
+  std::vector<std::string> methods;
   std::vector<PassResult> passes;            // in the order they ran
   std::map<std::string, int64_t> op_counts;  // node kinds of the final forward graph
   passes::FusionReport fusions;              // fused patterns and candidates left alone
@@ -48,6 +51,10 @@ class OptimizedModel {
   // Runs forward. Floating-point inputs are cast to the model's compute dtype and floating-point
   // outputs back to fp32, so callers always speak fp32.
   torch::jit::IValue Run(const std::vector<torch::jit::IValue>& inputs);
+  // The same for another method of the model (applied().methods). Throws ipt::Error(kNotFound)
+  // naming the methods there are.
+  torch::jit::IValue RunMethod(const std::string& method,
+                               const std::vector<torch::jit::IValue>& inputs);
 
   const Applied& applied() const { return applied_; }
   // For callers that apply part of a recipe themselves (the runtime) and could not.

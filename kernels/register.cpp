@@ -5,9 +5,11 @@
 
 #include "kernels/add_layer_norm.h"
 #include "kernels/attention.h"
+#include "kernels/concat_batch_norm.h"
 #include "kernels/conv.h"
 #include "kernels/dlrm.h"
 #include "kernels/linear.h"
+#include "kernels/matmul.h"
 #include "kernels/observe.h"
 #include "kernels/qconv.h"
 #include "kernels/qlinear.h"
@@ -111,6 +113,13 @@ TORCH_LIBRARY(ipt, m) {
          std::vector<at::Tensor> offsets) {
         return MergedEmbeddingBagSum(weights, indices, offsets);
       });
+  m.def("concat_batch_norm(Tensor[] xs, Tensor scale, Tensor shift, bool relu) -> Tensor",
+        [](std::vector<at::Tensor> xs, const at::Tensor& scale, const at::Tensor& shift,
+           bool relu) { return ConcatBatchNorm(xs, scale, shift, relu); });
+  m.def("matmul(Tensor a, Tensor b, Tensor? addend) -> Tensor",
+        [](const at::Tensor& a, const at::Tensor& b, const c10::optional<at::Tensor>& addend) {
+          return Matmul(a, b, addend.value_or(at::Tensor()));
+        });
   m.def("conv2d(Tensor input, __torch__.torch.classes.ipt.ConvContext context) -> Tensor", Conv2d);
   m.def(
       "conv2d_sum(Tensor input, Tensor accumulator, "

@@ -82,8 +82,9 @@ struct Optimize {
   // which knows its passes; the recipe only checks that they are strings. Default: every fusion
   // the core does while lowering onto oneDNN.
   std::vector<std::string> fusions = {
-      "qkv_merge",    "attention", "add_layernorm",  "interaction", "merge_embedding_bags",
-      "conv_eltwise", "conv_add",  "linear_eltwise", "linear_add"};
+      "qkv_merge",      "attention",    "add_layernorm", "interaction",    "merge_embedding_bags",
+      "concat_bn_relu", "conv_eltwise", "conv_add",      "linear_eltwise", "linear_add",
+      "matmul_add"};
   bool weight_prepack = true;
   MemoryFormat memory_format = MemoryFormat::kAuto;
 };

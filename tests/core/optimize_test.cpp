@@ -1,6 +1,7 @@
 #include "core/optimize.h"
 
 #include <gtest/gtest.h>
+#include <torch/csrc/jit/testing/file_check.h>
 
 #include <functional>
 #include <sstream>
@@ -296,6 +297,83 @@ TEST(OptimizeDlrmTest, MatchesTheReference) {
   recipes::Recipe bf16;
   bf16.precision.dtype = recipes::Dtype::kBf16;
   EXPECT_GE(Cosine(reference, Optimize(module, bf16).Run(inputs).toTensor()), 0.999);
+}
+
+// A model with a method of its own beside forward, as @torch.jit.export makes in Python: a
+// service calling `features` must get the same folding and fusion as forward (other CPU
+// extensions optimise forward only and leave the rest unfolded, or drop it when freezing).
+class OptimizeMethodsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    at::manual_seed(5);
+    module_.register_parameter("w", at::randn({8, 3, 3, 3}) * 0.3, false);
+    module_.register_parameter("b", at::randn({8}), false);
+    module_.register_buffer("bn_weight", at::rand({8}) + 0.5);
+    module_.register_buffer("bn_bias", at::randn({8}));
+    module_.register_buffer("bn_mean", at::randn({8}) * 0.1);
+    module_.register_buffer("bn_var", at::rand({8}) + 0.5);
+    module_.register_parameter("fc_w", at::randn({4, 8}) * 0.3, false);
+    module_.register_parameter("fc_b", at::randn({4}), false);
+    module_.define(R"(
+def features(self, x):
+  y = torch.conv2d(x, self.w, self.b, [1, 1], [1, 1])
+  y = torch.batch_norm(y, self.bn_weight, self.bn_bias, self.bn_mean, self.bn_var, False, 0.1,
+                       1e-5, True)
+  return torch.relu(y)
+
+def forward(self, x):
+  return torch.linear(self.features(x).mean([2, 3]), self.fc_w, self.fc_b)
+)");
+    module_.eval();
+  }
+
+  at::Tensor Reference(const std::string& method) {
+    torch::NoGradGuard no_grad;
+    return module_.clone().get_method(method)({x_}).toTensor();
+  }
+
+  torch::jit::Module module_{"TwoMethods"};
+  at::Tensor x_ = at::randn({2, 3, 9, 9});
+};
+
+TEST_F(OptimizeMethodsTest, EveryMethodIsFoldedFusedAndMatchesTheReference) {
+  OptimizedModel model = Optimize(module_, recipes::Recipe{});
+  EXPECT_EQ(model.applied().methods, (std::vector<std::string>{"forward", "features"}));
+  torch::jit::testing::FileCheck()
+      .check_not("aten::batch_norm")
+      ->check("ipt::conv2d")
+      ->check_not("aten::relu")
+      ->run(*model.module().get_method("features").graph());
+  EXPECT_LE(RelativeL2(Reference("features"), model.RunMethod("features", {x_}).toTensor()), 1e-4);
+  EXPECT_LE(RelativeL2(Reference("forward"), model.Run({x_}).toTensor()), 1e-4);
+
+  recipes::Recipe bf16;
+  bf16.precision.dtype = recipes::Dtype::kBf16;
+  OptimizedModel bf16_model = Optimize(module_, bf16);
+  EXPECT_GE(Cosine(Reference("features"), bf16_model.RunMethod("features", {x_}).toTensor()),
+            0.999);
+
+  recipes::Recipe stock = StockRecipe();
+  EXPECT_LE(RelativeL2(Reference("features"),
+                       Optimize(module_, stock).RunMethod("features", {x_}).toTensor()),
+            1e-4);
+}
+
+TEST_F(OptimizeMethodsTest, Int8SaysOtherMethodsStayFp32AndUnknownMethodsAreNamed) {
+  recipes::Recipe dynamic;
+  dynamic.precision.dtype = recipes::Dtype::kInt8Dynamic;
+  OptimizedModel model = Optimize(module_, dynamic);
+  const auto& fallbacks = model.applied().fallbacks;
+  EXPECT_TRUE(std::any_of(fallbacks.begin(), fallbacks.end(),
+                          [](const Fallback& f) { return f.what == "method features"; }));
+  EXPECT_LE(RelativeL2(Reference("features"), model.RunMethod("features", {x_}).toTensor()), 1e-4);
+  try {
+    model.RunMethod("encode", {x_});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_NE(std::string(e.what()).find("forward, features"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -181,10 +181,12 @@ optimize:
     - add_layernorm
     - interaction
     - merge_embedding_bags
+    - concat_bn_relu
     - conv_eltwise
     - conv_add
     - linear_eltwise
     - linear_add
+    - matmul_add
   weight_prepack: true
   memory_format: auto
 precision:
