@@ -1,6 +1,8 @@
 // Kernel throughput against which the core's figures are read: oneDNN's best primitive for the
-// two shapes that dominate ResNet-50 and BERT, and libtorch's own aten path for the same shapes.
-// Reports GFLOP/s (counter "GFLOPS"). Set OMP_NUM_THREADS: libgomp defaults to one thread here.
+// two shapes that dominate ResNet-50 and BERT, per dtype (argument "dtype": 0 fp32, 1 bf16,
+// 2 int8 = u8 activations x s8 weights, as the core's static int8), and libtorch's own aten path
+// for the same shapes. Reports GFLOP/s (counter "GFLOPS"; for int8, GOP/s). Set OMP_NUM_THREADS:
+// libgomp defaults to one thread here.
 //   build/bench/ipt_kernels_bench --benchmark_min_time=1
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
@@ -16,8 +18,20 @@ dnnl::engine& Engine() {
   return engine;
 }
 
-memory::data_type DataType(int64_t bf16) {
-  return bf16 != 0 ? memory::data_type::bf16 : memory::data_type::f32;
+struct DataTypes {
+  memory::data_type src, weights, dst;
+};
+
+DataTypes DataTypesOf(int64_t dtype) {
+  using dt = memory::data_type;
+  switch (dtype) {
+    case 1:
+      return {dt::bf16, dt::bf16, dt::bf16};
+    case 2:
+      return {dt::u8, dt::s8, dt::u8};
+    default:
+      return {dt::f32, dt::f32, dt::f32};
+  }
 }
 
 // oneDNN has no bf16 kernels below avx512_core: a skip with the reason, not a crash.
@@ -42,10 +56,10 @@ void SetFlops(benchmark::State& state, double flops_per_iteration) {
 // the blocked layouts it prefers (format_tag::any), as the core does with prepacked weights.
 void BM_OneDnnConv3x3(benchmark::State& state) {
   const memory::dim n = 1, c = 64, k = 64, h = 56, w = 56;
-  auto dt = DataType(state.range(0));
-  memory::desc src_md({n, c, h, w}, dt, Tag::any);
-  memory::desc wei_md({k, c, 3, 3}, dt, Tag::any);
-  memory::desc dst_md({n, k, h, w}, dt, Tag::any);
+  auto dt = DataTypesOf(state.range(0));
+  memory::desc src_md({n, c, h, w}, dt.src, Tag::any);
+  memory::desc wei_md({k, c, 3, 3}, dt.weights, Tag::any);
+  memory::desc dst_md({n, k, h, w}, dt.dst, Tag::any);
   dnnl::convolution_forward::primitive_desc pd;
   if (!MakePrimitiveDesc(state, pd, [&] {
         return dnnl::convolution_forward::primitive_desc(
@@ -67,15 +81,15 @@ void BM_OneDnnConv3x3(benchmark::State& state) {
   SetFlops(state, 2.0 * n * k * c * 9 * h * w);
   state.SetLabel(pd.impl_info_str());
 }
-BENCHMARK(BM_OneDnnConv3x3)->Arg(0)->Arg(1)->ArgName("bf16")->UseRealTime();
+BENCHMARK(BM_OneDnnConv3x3)->DenseRange(0, 2)->ArgName("dtype")->UseRealTime();
 
 // BERT-base's FFN up-projection: 128 tokens x 768 -> 3072.
 void BM_OneDnnMatmulFfn(benchmark::State& state) {
   const memory::dim m = 128, kdim = 768, n = 3072;
-  auto dt = DataType(state.range(0));
-  memory::desc a_md({m, kdim}, dt, Tag::ab);
-  memory::desc b_md({kdim, n}, dt, Tag::any);
-  memory::desc c_md({m, n}, dt, Tag::ab);
+  auto dt = DataTypesOf(state.range(0));
+  memory::desc a_md({m, kdim}, dt.src, Tag::ab);
+  memory::desc b_md({kdim, n}, dt.weights, Tag::any);
+  memory::desc c_md({m, n}, dt.dst, Tag::ab);
   dnnl::matmul::primitive_desc pd;
   if (!MakePrimitiveDesc(state, pd, [&] {
         return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), Engine());
@@ -92,7 +106,7 @@ void BM_OneDnnMatmulFfn(benchmark::State& state) {
   SetFlops(state, 2.0 * m * kdim * n);
   state.SetLabel(pd.impl_info_str());
 }
-BENCHMARK(BM_OneDnnMatmulFfn)->Arg(0)->Arg(1)->ArgName("bf16")->UseRealTime();
+BENCHMARK(BM_OneDnnMatmulFfn)->DenseRange(0, 2)->ArgName("dtype")->UseRealTime();
 
 // The same shapes through stock libtorch (aten): what the core has to beat.
 void BM_AtenConv3x3(benchmark::State& state) {
