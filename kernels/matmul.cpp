@@ -17,8 +17,9 @@ namespace {
 using dnnl::memory;
 
 // How the addend joins the product. oneDNN's matmul takes a bias of one row broadcast over
-// every other dimension (not a scalar); an addend of the product's full shape goes in through the sum post-op (the
-// destination starts as its copy); any other broadcast is added after the primitive, in place.
+// every other dimension (not a scalar); an addend of the product's full shape goes in through the
+// sum post-op (the destination starts as its copy); any other broadcast is added after the
+// primitive, in place.
 enum class AddendMode { kNone, kBias, kSum, kAfter };
 
 AddendMode AddendModeFor(const memory::dims& addend, const memory::dims& out) {
@@ -172,8 +173,13 @@ at::Tensor Matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& ad
     return Reference(a, b, addend);
   }
   const int64_t rank = std::max(a.dim(), b.dim());
-  if (rank > DNNL_MAX_NDIMS || (addend.defined() && addend.dim() > rank))
+  // An addend of another dtype with dimensions of its own promotes the result in aten (fp32 +
+  // fp64 is fp64): aten keeps those semantics.
+  if (rank > DNNL_MAX_NDIMS ||
+      (addend.defined() &&
+       (addend.dim() > rank || (addend.dim() > 0 && addend.scalar_type() != a.scalar_type())))) {
     return Reference(a, b, addend);
+  }
   const Layout a_layout = Padded(a, rank), b_layout = Padded(b, rank);
   memory::dims out(rank);
   for (int64_t i = 0; i < rank - 2; ++i) {

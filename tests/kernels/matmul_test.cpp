@@ -69,6 +69,10 @@ TEST(MatmulTest, WhatOneDnnCannotTakeRunsAtenWithItsResultOrError) {
   at::manual_seed(4);
   const at::Tensor v = at::randn({4}), m = at::randn({4, 6}), x = at::randn({5, 4});
   EXPECT_LT(RelativeL2(Matmul(v, m, {}), Expected(v, m, {})), 1e-6);  // rank 1
+  // An fp64 addend makes an fp64 result, as in aten.
+  const at::Tensor wide = at::randn({6}, at::kDouble);
+  EXPECT_EQ(Matmul(x, m, wide).scalar_type(), at::kDouble);
+  EXPECT_LT(RelativeL2(Matmul(x, m, wide), Expected(x, m, wide)), 1e-6);
   // An addend larger than the product broadcasts the product, as aten's add does.
   const at::Tensor big = at::randn({2, 5, 6});
   EXPECT_LT(RelativeL2(Matmul(x, m, big), Expected(x, m, big)), 1e-6);
