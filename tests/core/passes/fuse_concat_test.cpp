@@ -43,9 +43,9 @@ TEST(FuseConcatBatchNormTest, CatBatchNormReluBecomesOneOpForEveryLayoutAndMatch
        }) {
     for (bool channels_last : {false, true}) {
       if (channels_last && c.x1.size() != 4) continue;
-      auto module = MakeModule(
-          "def forward(self, x1, x2):\n  z = torch.cat([x1, x2], 1)\n" + c.body + "\n",
-          BatchNormParameters(7));
+      auto module =
+          MakeModule("def forward(self, x1, x2):\n  z = torch.cat([x1, x2], 1)\n" + c.body + "\n",
+                     BatchNormParameters(7));
       const auto format =
           channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
       const std::vector<torch::jit::IValue> inputs = {at::randn(c.x1).contiguous(format),
