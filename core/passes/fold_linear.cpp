@@ -68,16 +68,17 @@ bool FoldLinearBatchNorm(const std::shared_ptr<torch::jit::Graph>& graph) {
     // fold only when the graph says the input is 2-D (traced graphs carry shapes).
     auto input_type = linear->node->input(0)->type()->cast<c10::TensorType>();
     if (!input_type || input_type->dim() != 2) continue;
-    auto gamma = ConstantTensor(node->input(1)), beta = ConstantTensor(node->input(2));
+    auto gamma = OptionalConstantTensor(node->input(1));
+    auto beta = OptionalConstantTensor(node->input(2));
     auto mean = ConstantTensor(node->input(3)), var = ConstantTensor(node->input(4));
     auto training = torch::jit::toIValue(node->input(5));
     auto eps = ConstantNumber(node->input(7));
     if (!mean || !var || !training || !training->isBool() || training->toBool() || !eps) continue;
     // None means 1 and 0; a value that did not freeze to a constant cannot be folded.
-    if ((!gamma && !IsNone(node->input(1))) || (!beta && !IsNone(node->input(2)))) continue;
+    if (!gamma || !beta) continue;
     const int64_t features = linear->weight.size(0);
-    at::Tensor g = gamma && gamma->defined() ? gamma->to(at::kFloat) : at::ones({features});
-    at::Tensor b = beta && beta->defined() ? beta->to(at::kFloat) : at::zeros({features});
+    at::Tensor g = gamma->defined() ? gamma->to(at::kFloat) : at::ones({features});
+    at::Tensor b = beta->defined() ? beta->to(at::kFloat) : at::zeros({features});
     at::Tensor scale = g / at::sqrt(var->to(at::kFloat) + *eps);
     Rewrite(*linear, linear->weight * scale.unsqueeze(1),
             (linear->bias - mean->to(at::kFloat)) * scale + b, node);

@@ -7,17 +7,6 @@
 namespace ipt::core::passes {
 
 using torch::jit::Node;
-using torch::jit::Value;
-
-namespace {
-
-// A constant tensor, or an undefined one for None; nullopt when not a constant.
-std::optional<at::Tensor> OptionalConstantTensor(Value* value) {
-  if (IsNone(value)) return at::Tensor();
-  return ConstantTensor(value);
-}
-
-}  // namespace
 
 FusionReport FuseConcatBatchNorm(const std::shared_ptr<torch::jit::Graph>& graph) {
   FusionReport report;

@@ -24,6 +24,11 @@ std::optional<at::Tensor> ConstantTensor(torch::jit::Value* value) {
   return ivalue->toTensor();
 }
 
+std::optional<at::Tensor> OptionalConstantTensor(torch::jit::Value* value) {
+  if (IsNone(value)) return at::Tensor();
+  return ConstantTensor(value);
+}
+
 bool IsNone(torch::jit::Value* value) {
   auto ivalue = torch::jit::toIValue(value);
   return ivalue && ivalue->isNone();

@@ -13,8 +13,11 @@ namespace ipt::core::passes {
 // pass can rewrite while it walks.
 std::vector<torch::jit::Node*> AllNodes(const std::shared_ptr<torch::jit::Graph>& graph);
 
-// The constant tensor behind `value`, if it is one (undefined for None).
+// The constant tensor behind `value`, if it is one; nullopt for None and for a non-constant.
 std::optional<at::Tensor> ConstantTensor(torch::jit::Value* value);
+// For optional tensor arguments (a batch norm's weight): an undefined tensor for None, the
+// constant tensor otherwise, nullopt when the value is not a constant.
+std::optional<at::Tensor> OptionalConstantTensor(torch::jit::Value* value);
 bool IsNone(torch::jit::Value* value);
 std::optional<double> ConstantNumber(torch::jit::Value* value);
 
