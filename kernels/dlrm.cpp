@@ -4,14 +4,61 @@
 #include <c10/util/BFloat16.h>
 
 #include <algorithm>
+#include <cstring>
 
 namespace ipt::kernels {
 namespace {
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) float Dot(const float* a,
-                                                                       const float* b, int64_t n) {
+// Dot products of `a` with four vectors at once: the loads of `a` are shared, and eight
+// independent lanes per product make the float reduction vectorisable, which a plain loop is
+// not (the compiler may not reorder it); that plain loop ran 2.5x slower than stock's bmm.
+// Clones for x86-64-v3/v4, not just "avx2": FMA is a feature of its own.
+using Lanes = float __attribute__((vector_size(32), aligned(4)));
+constexpr int64_t kLanes = sizeof(Lanes) / sizeof(float);
+
+// By reference: a vector returned or passed by value outside the clones would change the ABI.
+inline void Load(Lanes& v, const float* p) { std::memcpy(&v, p, sizeof v); }
+
+inline float Sum(const Lanes& v) {
   float sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  for (int64_t l = 0; l < kLanes; ++l) sum += v[l];
+  return sum;
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void Dot4(
+    const float* a, const float* const* b, int64_t n, float* out) {
+  Lanes s0 = {}, s1 = {}, s2 = {}, s3 = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Lanes x, y0, y1, y2, y3;
+    Load(x, a + i);
+    Load(y0, b[0] + i);
+    Load(y1, b[1] + i);
+    Load(y2, b[2] + i);
+    Load(y3, b[3] + i);
+    s0 += x * y0;
+    s1 += x * y1;
+    s2 += x * y2;
+    s3 += x * y3;
+  }
+  float r[4] = {Sum(s0), Sum(s1), Sum(s2), Sum(s3)};
+  for (; i < n; ++i)
+    for (int v = 0; v < 4; ++v) r[v] += a[i] * b[v][i];
+  std::copy(r, r + 4, out);
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) float Dot(
+    const float* a, const float* b, int64_t n) {
+  Lanes lanes = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Lanes x, y;
+    Load(x, a + i);
+    Load(y, b + i);
+    lanes += x * y;
+  }
+  float sum = Sum(lanes);
+  for (; i < n; ++i) sum += a[i] * b[i];
   return sum;
 }
 
@@ -60,20 +107,28 @@ at::Tensor Interaction(const std::vector<at::Tensor>& features, bool with_first)
   const auto vectors = static_cast<int64_t>(features.size());
   const int64_t pairs = vectors * (vectors - 1) / 2;
   const at::ScalarType dtype = features[0].scalar_type();
-  // [B, V, D] in fp32: the pairs of one sample then sit together in cache.
-  at::Tensor stacked = at::stack(features, 1).to(at::kFloat).contiguous();
+  // Read in place: a copy into [B, V, D] cost as much as the products.
+  std::vector<at::Tensor> inputs;
+  std::vector<const float*> data;
+  for (const at::Tensor& f : features) {
+    inputs.push_back(f.to(at::kFloat).contiguous());
+    data.push_back(inputs.back().data_ptr<float>());
+  }
   const int64_t offset = with_first ? dim : 0;
-  at::Tensor out = at::empty({batch, offset + pairs}, stacked.options());
-  const float* s = stacked.data_ptr<float>();
+  at::Tensor out = at::empty({batch, offset + pairs}, inputs[0].options());
   float* o = out.data_ptr<float>();
   at::parallel_for(0, batch, 8, [&](int64_t begin, int64_t end) {
+    std::vector<const float*> sample(vectors);
     for (int64_t b = begin; b < end; ++b) {
-      const float* sample = s + b * vectors * dim;
+      for (int64_t v = 0; v < vectors; ++v) sample[v] = data[v] + b * dim;
       float* row = o + b * (offset + pairs);
-      if (with_first) std::copy(sample, sample + dim, row);
-      int64_t p = offset;
-      for (int64_t i = 0; i < vectors; ++i)
-        for (int64_t j = 0; j < i; ++j) row[p++] = Dot(sample + i * dim, sample + j * dim, dim);
+      if (with_first) std::copy(sample[0], sample[0] + dim, row);
+      float* p = row + offset;
+      for (int64_t i = 1; i < vectors; ++i) {
+        int64_t j = 0;
+        for (; j + 4 <= i; j += 4, p += 4) Dot4(sample[i], &sample[j], dim, p);
+        for (; j < i; ++j) *p++ = Dot(sample[i], sample[j], dim);
+      }
     }
   });
   return dtype == at::kFloat ? out : out.to(dtype);

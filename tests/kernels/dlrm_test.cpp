@@ -22,14 +22,19 @@ at::Tensor ReferenceInteraction(const std::vector<at::Tensor>& features, bool wi
 
 TEST(InteractionTest, MatchesTheBmmComposition) {
   at::manual_seed(1);
+  // 27 vectors: four-at-a-time products and single ones; 13 features: the lanes' tail; every
+  // other feature a strided view, as a slice of a wider output would be.
   for (int64_t vectors : {2, 5, 27}) {
-    std::vector<at::Tensor> features;
-    for (int64_t i = 0; i < vectors; ++i) features.push_back(at::randn({7, 16}));
-    for (bool with_first : {true, false}) {
-      at::Tensor got = Interaction(features, with_first);
-      at::Tensor expected = ReferenceInteraction(features, with_first);
-      ASSERT_EQ(got.sizes(), expected.sizes());
-      EXPECT_LT(RelativeL2(got, expected), 1e-5) << vectors << " " << with_first;
+    for (int64_t dim : {16, 13}) {
+      std::vector<at::Tensor> features;
+      for (int64_t i = 0; i < vectors; ++i)
+        features.push_back(i % 2 ? at::randn({7, 2 * dim}).slice(1, 0, dim) : at::randn({7, dim}));
+      for (bool with_first : {true, false}) {
+        at::Tensor got = Interaction(features, with_first);
+        at::Tensor expected = ReferenceInteraction(features, with_first);
+        ASSERT_EQ(got.sizes(), expected.sizes());
+        EXPECT_LT(RelativeL2(got, expected), 1e-5) << vectors << " " << dim << " " << with_first;
+      }
     }
   }
   std::vector<at::Tensor> bf16 = {at::randn({3, 8}).to(at::kBFloat16),
