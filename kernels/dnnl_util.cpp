@@ -107,6 +107,14 @@ dnnl::primitive_attr MakeAttr(const PostOps& post_ops) {
   return attr;
 }
 
+dnnl::matmul::primitive_desc MatmulWithPreferredWeights(
+    const std::function<dnnl::matmul::primitive_desc(dnnl::memory::format_tag)>& make) {
+  dnnl::matmul::primitive_desc pd = make(dnnl::memory::format_tag::any);
+  if (std::string(pd.impl_info_str()).rfind("gemm", 0) == 0)
+    return make(dnnl::memory::format_tag::ba);
+  return pd;
+}
+
 dnnl::memory ReorderInto(const dnnl::memory::desc& plain, const at::Tensor& data,
                          const dnnl::memory::desc& target) {
   dnnl::memory source(plain, CpuEngine(), data.data_ptr());

@@ -56,9 +56,12 @@ std::shared_ptr<const LinearContext::Plan> LinearContext::PlanFor(int64_t rows) 
   auto create = [&](memory::data_type compute) -> std::shared_ptr<Plan> {
     memory::desc src_desc({rows, k}, compute, memory::format_tag::ab);
     memory::desc dst_desc({rows, n}, compute, memory::format_tag::ab);
-    memory::desc any_weights({k, n}, compute, memory::format_tag::any);
-    dnnl::matmul::desc desc(src_desc, any_weights, bias_desc, dst_desc);
-    dnnl::matmul::primitive_desc pd(desc, detail::MakeAttr(post_ops_), detail::CpuEngine());
+    auto pd = detail::MatmulWithPreferredWeights([&](memory::format_tag weights_tag) {
+      memory::desc weights({k, n}, compute, weights_tag);
+      return dnnl::matmul::primitive_desc(
+          dnnl::matmul::desc(src_desc, weights, bias_desc, dst_desc), detail::MakeAttr(post_ops_),
+          detail::CpuEngine());
+    });
     // A reference implementation in bf16 is far slower than fp32 on the same CPU.
     if (compute == memory::data_type::bf16 && std::string(pd.impl_info_str()).rfind("ref", 0) == 0)
       return nullptr;

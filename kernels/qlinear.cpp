@@ -50,15 +50,18 @@ std::shared_ptr<const QuantLinearContext::Plan> QuantLinearContext::PlanFor(int6
     auto plan = std::make_shared<Plan>();
     plan->src_desc = memory::desc({rows, k}, memory::data_type::u8, memory::format_tag::ab);
     plan->dst_desc = memory::desc({rows, n}, memory::data_type::f32, memory::format_tag::ab);
-    memory::desc any_weights({k, n}, memory::data_type::s8, memory::format_tag::any);
     memory::desc bias_desc =
         bias_.defined() ? memory::desc({1, n}, memory::data_type::f32, memory::format_tag::ab)
                         : memory::desc();
-    dnnl::matmul::desc desc(plan->src_desc, any_weights, bias_desc, plan->dst_desc);
     dnnl::primitive_attr attr = detail::MakeAttr(post_ops_);
     attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
     attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
-    dnnl::matmul::primitive_desc pd(desc, attr, detail::CpuEngine());
+    auto pd = detail::MatmulWithPreferredWeights([&](memory::format_tag weights_tag) {
+      memory::desc weights({k, n}, memory::data_type::s8, weights_tag);
+      return dnnl::matmul::primitive_desc(
+          dnnl::matmul::desc(plan->src_desc, weights, bias_desc, plan->dst_desc), attr,
+          detail::CpuEngine());
+    });
     plan->primitive = dnnl::matmul(pd);
     plan->scratchpad_desc = pd.scratchpad_desc();
     for (const auto& [other_key, other] : plans_) {

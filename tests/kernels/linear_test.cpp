@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <tuple>
+#include <vector>
+
 #include "base/error.h"
+#include "kernels/dnnl_util.h"
 #include "tests/kernels/test_util.h"
 
 namespace ipt::kernels {
@@ -83,6 +88,35 @@ TEST(LinearContextTest, WrongInputsFailClearly) {
   EXPECT_THROW(context.Run(at::randn({2, 16}), at::randn({3, 8})), c10::Error);
   EXPECT_THROW(LinearContext(at::randn({8}), {}, {}), Error);
   EXPECT_THROW(LinearContext(at::randn({8, 4}), at::randn({4}), {}), Error);
+}
+
+// oneDNN's jit gemm is the fp32 and int8 matmul below AVX-512; it gets weights as [N, K] (ba),
+// not its own choice (plain [K, N], which it packs at half the speed). Blocked kernels keep
+// theirs.
+TEST(MatmulWithPreferredWeightsTest, GemmGetsWeightsAsNByK) {
+  using dnnl::memory;
+  for (auto [src, weights, dst] :
+       {std::tuple{memory::data_type::f32, memory::data_type::f32, memory::data_type::f32},
+        std::tuple{memory::data_type::u8, memory::data_type::s8, memory::data_type::f32}}) {
+    std::vector<memory::format_tag> tried;
+    auto pd = detail::MatmulWithPreferredWeights([&](memory::format_tag tag) {
+      tried.push_back(tag);
+      return dnnl::matmul::primitive_desc(
+          dnnl::matmul::desc(memory::desc({128, 768}, src, memory::format_tag::ab),
+                             memory::desc({768, 3072}, weights, tag),
+                             memory::desc({128, 3072}, dst, memory::format_tag::ab)),
+          detail::CpuEngine());
+    });
+    ASSERT_FALSE(tried.empty());
+    EXPECT_EQ(tried.front(), memory::format_tag::any);
+    const std::string impl = pd.impl_info_str();
+    if (impl.rfind("gemm", 0) == 0) {
+      EXPECT_EQ(pd.weights_desc(), memory::desc({768, 3072}, weights, memory::format_tag::ba))
+          << impl;
+    } else {
+      EXPECT_EQ(tried.size(), 1u) << impl;
+    }
+  }
 }
 
 }  // namespace
