@@ -15,8 +15,9 @@ PACKAGES=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch  # reference implementation for tests only (a traced model, observers)
-  # runtime: allocators and a real BLAS for the stock baselines
-  libjemalloc2 libtcmalloc-minimal4 libopenblas0-pthread
+  # runtime: allocators and a real BLAS for the stock baselines (the pthread build is the
+  # system's; the OpenMP build is one of the environments stock is measured in)
+  libjemalloc2 libtcmalloc-minimal4 libopenblas0-pthread libopenblas0-openmp
 )
 
 missing=()
