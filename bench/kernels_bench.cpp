@@ -11,7 +11,10 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "kernels/conv.h"
 #include "kernels/dlrm.h"
+#include "kernels/linear.h"
+#include "kernels/post_ops.h"
 
 namespace {
 
@@ -141,6 +144,40 @@ void BM_AtenLinearFfn(benchmark::State& state) {
   SetFlops(state, 2.0 * 128 * 768 * 3072);
 }
 BENCHMARK(BM_AtenLinearFfn)->UseRealTime();
+
+// The core's own fused kernels with each post-op against the same kernel without (issue 4: a
+// fusion should cost at most 10%). The first argument is the post-ops' spelling, "" for none.
+void BM_FusedLinearFfn(benchmark::State& state, const char* post_ops) {
+  torch::NoGradGuard no_grad;
+  ipt::kernels::LinearContext linear(torch::randn({3072, 768}), torch::randn({3072}),
+                                     ipt::kernels::ParsePostOps(post_ops));
+  auto x = torch::randn({128, 768});
+  at::Tensor accumulator = linear.post_ops().sum ? torch::randn({128, 3072}) : at::Tensor();
+  for (auto _ : state) benchmark::DoNotOptimize(linear.Run(x, accumulator));
+  SetFlops(state, 2.0 * 128 * 768 * 3072);
+}
+BENCHMARK_CAPTURE(BM_FusedLinearFfn, none, "")->UseRealTime();
+BENCHMARK_CAPTURE(BM_FusedLinearFfn, relu, "relu")->UseRealTime();
+BENCHMARK_CAPTURE(BM_FusedLinearFfn, gelu, "gelu")->UseRealTime();
+BENCHMARK_CAPTURE(BM_FusedLinearFfn, sum, "sum")->UseRealTime();
+
+// ResNet-50's layer1 3x3 convolution at batch 1, channels-last as the core runs conv nets.
+void BM_FusedConv3x3(benchmark::State& state, const char* post_ops) {
+  torch::NoGradGuard no_grad;
+  ipt::kernels::ConvContext conv(torch::randn({64, 64, 3, 3}), torch::randn({64}),
+                                 {{1, 1}, {1, 1}, {1, 1}, 1}, ipt::kernels::ParsePostOps(post_ops),
+                                 /*channels_last=*/true);
+  auto x = torch::randn({1, 64, 56, 56}).contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor accumulator =
+      conv.post_ops().sum ? torch::randn({1, 64, 56, 56}).contiguous(at::MemoryFormat::ChannelsLast)
+                          : at::Tensor();
+  for (auto _ : state) benchmark::DoNotOptimize(conv.Run(x, accumulator));
+  SetFlops(state, 2.0 * 64 * 64 * 9 * 56 * 56);
+}
+BENCHMARK_CAPTURE(BM_FusedConv3x3, none, "")->UseRealTime();
+BENCHMARK_CAPTURE(BM_FusedConv3x3, relu, "relu")->UseRealTime();
+BENCHMARK_CAPTURE(BM_FusedConv3x3, sum_relu, "sum+relu")->UseRealTime();
+BENCHMARK_CAPTURE(BM_FusedConv3x3, silu, "silu")->UseRealTime();
 
 // DLRM's feature interaction at batch 256 (27 vectors of 128: the dense feature and 26 tables):
 // the core's kernel against the stock composition (bmm, flatten, index_select of the pairs).

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Measures the core against stock libtorch and writes docs/benchmarks.md from `bench --json`.
 
-Three sections, each written with the commit it measured:
+Sections, each written with the commit it measured:
+  kernels      the core's fused kernels against the same kernel unfused, and against the peak
   core         fp32 and bf16 example recipes against stock (issue 4's targets)
   int8         int8 example recipes against stock-int8, DLRM against our own fp32 (issue 5)
   calibration  every calibration algorithm on every workload: accuracy loss against fp32
@@ -91,7 +92,9 @@ ENVIRONMENTS_TEXT = (
 SEQLEN_RECIPES = ["bert-base-int8", "bert-base-fp32"]
 SEQLEN_BOUND = 1.10
 
-SECTIONS = ["core", "int8", "calibration", "seqlen"]
+SECTIONS = ["kernels", "core", "int8", "calibration", "seqlen"]
+# Issue 4: a fused kernel may cost at most this much over the same kernel without its post-ops.
+FUSION_BOUND = 0.10
 PEAK_DTYPES = {"0": "fp32", "1": "bf16", "2": "int8"}
 
 
@@ -104,13 +107,23 @@ def run(cmd, env=None):
     return result.stdout
 
 
-def peaks(build):
-    """GFLOP/s (GOP/s for int8) of the best oneDNN primitive per dtype, from Google Benchmark."""
-    out = run([os.path.join(build, "bench", "ipt_kernels_bench"), "--benchmark_filter=OneDnn",
-               "--benchmark_format=json", "--benchmark_min_time=1"],
+KERNELS_COMMAND = ["build/bench/ipt_kernels_bench", "--benchmark_format=json",
+                   "--benchmark_min_time=1"]
+
+
+def kernel_benchmarks(build):
+    """Every benchmark of the Google Benchmark target, run once with every CPU."""
+    out = run([os.path.join(build, "bench", "ipt_kernels_bench"), *KERNELS_COMMAND[1:]],
               {"OMP_NUM_THREADS": str(os.cpu_count())})
+    return json.loads(out)["benchmarks"]
+
+
+def peaks(benchmarks):
+    """GFLOP/s (GOP/s for int8) of the best oneDNN primitive per dtype."""
     best = {}
-    for b in json.loads(out)["benchmarks"]:
+    for b in benchmarks:
+        if not b["name"].startswith("BM_OneDnn"):
+            continue
         match = re.search(r"dtype:(\d)", b["name"])
         if b.get("error_occurred") or "GFLOPS" not in b or not match:
             continue
@@ -147,6 +160,42 @@ class Bench:
     def listing(self):
         lines = ["", "Commands (one per bench run, in order):", "", "```"]
         return lines + self.commands + ["```"]
+
+
+def kernels_section(args, bench, info, flops, peak):
+    lines = [
+        "`ipt_kernels_bench` (Google Benchmark), OMP_NUM_THREADS = every CPU. `Fused*` are the "
+        "core's own kernels (`LinearContext`, `ConvContext`) with each post-op; `cost` is their "
+        "time over the same kernel without post-ops, which issue 4 bounds at "
+        f"{FUSION_BOUND:.0%}. The others are oneDNN alone (the peak), libtorch's aten path for "
+        "the same shape, and DLRM's interaction against its stock composition.",
+        "",
+        "| benchmark | implementation | ms | GFLOP/s | share of peak | cost of the post-ops |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    unfused = {}
+    for b in args.kernel_benchmarks:
+        name = b["name"].replace("/real_time", "")
+        if b.get("error_occurred"):
+            lines.append(f"| {name} | skipped: {b.get('error_message', '')} | | | | |")
+            continue
+        family, _, variant = name.partition("/")
+        ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+        dtype = PEAK_DTYPES.get(re.search(r"dtype:(\d)", name).group(1)) if "dtype:" in name \
+            else "fp32"
+        share = f"{b['GFLOPS'] / peak[dtype]:.0%}" if dtype in peak else "-"
+        cost = ""
+        if family.startswith("BM_Fused"):
+            if variant == "none":
+                unfused[family] = b["real_time"]
+            elif family in unfused:
+                extra = b["real_time"] / unfused[family] - 1
+                cost = f"{extra:+.1%} ({'within' if extra <= FUSION_BOUND else 'over'} " \
+                       f"{FUSION_BOUND:.0%})"
+        lines.append(f"| {name} | {b.get('label', '')} | {ms:.2f} | {b['GFLOPS']:.0f} | "
+                     f"{share} | {cost} |")
+    bench.commands.append(" ".join(KERNELS_COMMAND))
+    return lines
 
 
 def core_section(args, bench, info, flops, peak):
@@ -355,6 +404,7 @@ def seqlen_section(args, bench, info, flops, peak):
 
 
 SECTION_TITLES = {
+    "kernels": ("Kernels: fusion cost and share of peak", kernels_section),
     "core": ("fp32 and bf16 against stock libtorch", core_section),
     "int8": ("int8 against stock int8", int8_section),
     "calibration": ("Calibration algorithms: accuracy against fp32", calibration_section),
@@ -398,7 +448,8 @@ def main():
     for line in run([worker, "workloads"]).splitlines():
         w = json.loads(line)
         flops[w["name"]] = w["flops_per_item"]
-    peak = peaks(args.build)
+    args.kernel_benchmarks = kernel_benchmarks(args.build)
+    peak = peaks(args.kernel_benchmarks)
     commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
     # The file this writes is not part of what it measures.
     dirty = [line for line in run(["git", "-C", ROOT, "status", "--porcelain",
