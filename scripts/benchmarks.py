@@ -116,8 +116,8 @@ KERNELS_COMMAND = ["build/bench/ipt_kernels_bench", "--benchmark_format=json",
 
 
 def kernel_benchmarks(build):
-    """Every benchmark of the Google Benchmark target with every CPU, in the target's order:
-    its median repetition with `cv` added, or its error."""
+    """Every benchmark of the Google Benchmark target with every CPU, by name (an unfused
+    variant `none` first): its median repetition with `cv` added, or its error."""
     out = run([os.path.join(build, "bench", "ipt_kernels_bench"), *KERNELS_COMMAND[1:]],
               {"OMP_NUM_THREADS": str(os.cpu_count())})
     results = {}
@@ -129,7 +129,11 @@ def kernel_benchmarks(build):
             results.setdefault(name, {}).update(b, name=name)
         elif b.get("aggregate_name") == "cv":
             results.setdefault(name, {})["cv"] = b["real_time"]
-    return list(results.values())
+    def order(name):
+        family, _, variant = name.replace("/real_time", "").partition("/")
+        return family, variant != "none", variant
+
+    return [results[name] for name in sorted(results, key=order)]
 
 
 def peaks(benchmarks):
