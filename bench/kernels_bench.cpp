@@ -11,6 +11,7 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "kernels/add_layer_norm.h"
 #include "kernels/conv.h"
 #include "kernels/dlrm.h"
 #include "kernels/linear.h"
@@ -178,6 +179,24 @@ BENCHMARK_CAPTURE(BM_FusedConv3x3, none, "")->UseRealTime();
 BENCHMARK_CAPTURE(BM_FusedConv3x3, relu, "relu")->UseRealTime();
 BENCHMARK_CAPTURE(BM_FusedConv3x3, sum_relu, "sum+relu")->UseRealTime();
 BENCHMARK_CAPTURE(BM_FusedConv3x3, silu, "silu")->UseRealTime();
+
+// BERT-base's residual add + layer norm at bs8 (1024 tokens x 768), against aten's two ops.
+void BM_AddLayerNorm(benchmark::State& state) {
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({8, 128, 768}), b = torch::randn({8, 128, 768});
+  auto weight = torch::randn({768}), bias = torch::randn({768});
+  for (auto _ : state)
+    benchmark::DoNotOptimize(ipt::kernels::AddLayerNorm(a, b, {768}, weight, bias, 1e-12));
+}
+BENCHMARK(BM_AddLayerNorm)->UseRealTime();
+
+void BM_AtenAddLayerNorm(benchmark::State& state) {
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({8, 128, 768}), b = torch::randn({8, 128, 768});
+  auto weight = torch::randn({768}), bias = torch::randn({768});
+  for (auto _ : state) benchmark::DoNotOptimize(at::layer_norm(a + b, {768}, weight, bias, 1e-12));
+}
+BENCHMARK(BM_AtenAddLayerNorm)->UseRealTime();
 
 // DLRM's feature interaction at batch 256 (27 vectors of 128: the dense feature and 26 tables):
 // the core's kernel against the stock composition (bmm, flatten, index_select of the pairs).

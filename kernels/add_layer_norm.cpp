@@ -7,28 +7,58 @@
 #include <vector>
 
 #include "kernels/dnnl_util.h"
+#include "kernels/lanes.h"
 
 namespace ipt::kernels {
 namespace {
 
-// One row: out = (a + b - mean) / sqrt(var + eps) * weight + bias. Built for AVX-512, AVX2 and
-// baseline x86-64, picked at load time, because the project is not compiled for one CPU.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void AddLayerNormRow(
+using detail::kLanes;
+using detail::Lanes;
+using detail::Load;
+using detail::Store;
+using detail::Sum;
+
+// One row: out = (a + b - mean) / sqrt(var + eps) * weight + bias, the two sums in vector lanes
+// (kernels/lanes.h). Built per ISA and picked at load time: the project is not compiled for one
+// CPU.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void AddLayerNormRow(
     const float* a, const float* b, const float* weight, const float* bias, float* out, int64_t n,
     float eps) {
-  float sum = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  Lanes sum_lanes = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Lanes x, y;
+    Load(x, a + i);
+    Load(y, b + i);
+    x += y;
+    Store(x, out + i);
+    sum_lanes += x;
+  }
+  float sum = Sum(sum_lanes);
+  for (; i < n; ++i) {
     out[i] = a[i] + b[i];
     sum += out[i];
   }
   const float mean = sum / static_cast<float>(n);
-  float square_sum = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  Lanes square_lanes = {};
+  for (i = 0; i + kLanes <= n; i += kLanes) {
+    Lanes d;
+    Load(d, out + i);
+    d -= mean;
+    square_lanes += d * d;
+  }
+  float square_sum = Sum(square_lanes);
+  for (; i < n; ++i) {
     const float d = out[i] - mean;
     square_sum += d * d;
   }
   const float inverse_std = 1.f / std::sqrt(square_sum / static_cast<float>(n) + eps);
-  for (int64_t i = 0; i < n; ++i) {
+  // The usual case without a branch per element, which kept the loop from vectorising.
+  if (weight && bias) {
+    for (i = 0; i < n; ++i) out[i] = (out[i] - mean) * inverse_std * weight[i] + bias[i];
+    return;
+  }
+  for (i = 0; i < n; ++i) {
     const float normalised = (out[i] - mean) * inverse_std;
     out[i] = normalised * (weight ? weight[i] : 1.f) + (bias ? bias[i] : 0.f);
   }

@@ -4,27 +4,19 @@
 #include <c10/util/BFloat16.h>
 
 #include <algorithm>
-#include <cstring>
+
+#include "kernels/lanes.h"
 
 namespace ipt::kernels {
 namespace {
 
-// Dot products of `a` with four vectors at once: the loads of `a` are shared, and eight
-// independent lanes per product make the float reduction vectorisable, which a plain loop is
-// not (the compiler may not reorder it); that plain loop ran 2.5x slower than stock's bmm.
-// Clones for x86-64-v3/v4, not just "avx2": FMA is a feature of its own.
-using Lanes = float __attribute__((vector_size(32), aligned(4)));
-constexpr int64_t kLanes = sizeof(Lanes) / sizeof(float);
+using detail::kLanes;
+using detail::Lanes;
+using detail::Load;
+using detail::Sum;
 
-// By reference: a vector returned or passed by value outside the clones would change the ABI.
-inline void Load(Lanes& v, const float* p) { std::memcpy(&v, p, sizeof v); }
-
-inline float Sum(const Lanes& v) {
-  float sum = 0;
-  for (int64_t l = 0; l < kLanes; ++l) sum += v[l];
-  return sum;
-}
-
+// Dot products of `a` with four vectors at once: the loads of `a` are shared. Vector lanes
+// (kernels/lanes.h): the plain loop ran 2.5x slower than stock's bmm.
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void Dot4(
     const float* a, const float* const* b, int64_t n, float* out) {
   Lanes s0 = {}, s1 = {}, s2 = {}, s3 = {};
