@@ -115,6 +115,11 @@ KERNELS_COMMAND = ["build/bench/ipt_kernels_bench", "--benchmark_format=json",
                    "--benchmark_report_aggregates_only=true"]
 
 
+def table_header(*columns):
+    """A markdown table's header row and its separator."""
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
 def kernel_benchmarks(build):
     """Every benchmark of the Google Benchmark target with every CPU, by name (an unfused
     variant `none` first): its median repetition with `cv` added, or its error."""
@@ -190,9 +195,8 @@ def kernels_section(args, bench, info, flops, peak):
         "the same shape, and DLRM's interaction and BERT's add + layer norm (memory-bound: no "
         "GFLOP/s) against their stock compositions.",
         "",
-        "| benchmark | implementation | median ms | cv | GFLOP/s | share of peak | "
-        "cost of the post-ops |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *table_header("benchmark", "implementation", "median ms", "cv", "GFLOP/s",
+                      "share of peak", "cost of the post-ops"),
     ]
     unfused = {}
     for b in args.kernel_benchmarks:
@@ -224,13 +228,13 @@ def core_section(args, bench, info, flops, peak):
     lines = [
         "Stock and ours run interleaved in one worker with the same threads and environment: "
         f"{ENVIRONMENTS_TEXT} Speedup = ours / stock items/s (median of blocks); targets from "
-        "issue 4 apply to the tuned environment where stock ran fastest (marked). `target needs` is the GFLOP/s the target asks for "
-        "(stock's rate times the target) against the peak: above 100%, the best kernel on this "
-        "machine cannot reach it.",
+        "issue 4 apply to the tuned environment where stock ran fastest (marked). `target needs` "
+        "is the GFLOP/s the target asks for (stock's rate times the target) against the peak: "
+        "above 100%, the best kernel on this machine cannot reach it.",
         "",
-        "| workload | dtype | batch | env | stock path | stock ms | ours ms | speedup | target | "
-        "ours GFLOP/s | share of peak | target needs | cv stock/ours |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *table_header("workload", "dtype", "batch", "env", "stock path", "stock ms", "ours ms",
+                      "speedup", "target", "ours GFLOP/s", "share of peak", "target needs",
+                      "cv stock/ours"),
     ]
     for workload, dtype, batch, target in CORE_ROWS:
         if args.rows and args.rows not in workload:
@@ -304,9 +308,8 @@ def int8_section(args, bench, info, flops, peak):
         f"`{info['onednn_isa']}`) activations use 7 bits and int8 kernels run at about twice "
         "fp32's rate, not four times.",
         "",
-        "| workload | batch | env | baseline | baseline ms | ours ms | speedup | target | "
-        "ours GOP/s | share of int8 peak | accuracy | cv base/ours |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *table_header("workload", "batch", "env", "baseline", "baseline ms", "ours ms", "speedup",
+                      "target", "ours GOP/s", "share of int8 peak", "accuracy", "cv base/ours"),
     ]
     for workload, batch, baseline, target in INT8_ROWS:
         if args.rows and args.rows not in workload:
@@ -351,9 +354,8 @@ def calibration_section(args, bench, info, flops, peak):
         "graph-mode quantization for comparison. BERT is quantized statically here (its "
         "example recipe is dynamic, which calibrates nothing).",
         "",
-        "| workload | batch | algorithm | samples | loss | agreement | cosine | relative L2 | "
-        "calibration s | ms per batch |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *table_header("workload", "batch", "algorithm", "samples", "loss", "agreement", "cosine",
+                      "relative L2", "calibration s", "ms per batch"),
     ]
     env = {"IPT_NO_CALIBRATION_CACHE": "1"}
     with tempfile.TemporaryDirectory(prefix="ipt-benchmarks-") as tmp:
@@ -403,9 +405,8 @@ def seqlen_section(args, bench, info, flops, peak):
         f"{SEQLEN_BOUND}. `new length` is the first call at a length never seen before over "
         "the call right after it at that length (primitive creation), from a warm-up pass.",
         "",
-        "| recipe | batch | grouped us/token | varying us/token | varying / grouped | bound | "
-        "new length, median / max ms |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *table_header("recipe", "batch", "grouped us/token", "varying us/token",
+                      "varying / grouped", "bound", "new length, median / max ms"),
     ]
     tool = os.path.join(args.build, "bench", "ipt_seq_len_bench")
     for name in SEQLEN_RECIPES:
