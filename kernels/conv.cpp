@@ -6,6 +6,8 @@
 #include <utility>
 
 #include "base/error.h"
+#include "kernels/blocked.h"
+#include "kernels/buffer_pool.h"
 #include "kernels/dnnl_util.h"
 
 namespace ipt::kernels {
@@ -16,6 +18,7 @@ struct ConvContext::Plan {
   dnnl::convolution_forward primitive;
   at::ScalarType compute;  // the weight's dtype, or fp32 where the CPU has no bf16 kernel
   memory::desc src_desc;
+  at::MemoryFormat src_format;  // of a 4-D input (a blocked one is contiguous)
   memory::desc dst_desc;
   memory::desc scratchpad_desc;
   memory weights;  // in the layout the primitive asked for
@@ -24,12 +27,13 @@ struct ConvContext::Plan {
 };
 
 ConvContext::ConvContext(at::Tensor weight, at::Tensor bias, ConvParams params, PostOps post_ops,
-                         bool channels_last)
+                         bool channels_last, int64_t output_block)
     : weight_(weight.contiguous()),
       bias_(bias.defined() ? bias.to(at::kFloat).contiguous() : bias),
       params_(std::move(params)),
       post_ops_(post_ops),
-      channels_last_(channels_last) {
+      channels_last_(channels_last),
+      output_block_(output_block) {
   if (weight_.dim() != 4)
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("ipt conv2d: weight must be 4-D, got {}-D", weight_.dim()));
@@ -47,7 +51,25 @@ ConvContext::ConvContext(at::Tensor weight, at::Tensor bias, ConvParams params, 
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("ipt conv2d: bias {} does not match {} output channels",
                             detail::Dims(bias_.sizes()), weight_.size(0)));
+  if (output_block_ != 0 &&
+      ((output_block_ != 8 && output_block_ != 16) || weight_.size(0) % output_block_ != 0))
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("ipt conv2d: blocked output needs a block of 8 or 16 that divides the "
+                            "{} output channels, got {}",
+                            weight_.size(0), output_block_));
 }
+
+namespace {
+
+memory::format_tag BlockedTag(int64_t block) {
+  return block == 8 ? memory::format_tag::nChw8c : memory::format_tag::nChw16c;
+}
+
+int64_t Channels(const at::Tensor& input) {
+  return input.dim() == 5 ? input.size(1) * input.size(4) : input.size(1);
+}
+
+}  // namespace
 
 std::shared_ptr<const ConvContext::Plan> ConvContext::PlanFor(const at::Tensor& input) {
   const int64_t threads = at::get_num_threads();
@@ -69,7 +91,7 @@ std::shared_ptr<const ConvContext::Plan> ConvContext::PlanFor(const at::Tensor& 
     return fail(fmt::format("aten fallback: weight dtype {} has no oneDNN kernel",
                             c10::toString(weight_.scalar_type())));
 
-  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
+  const int64_t n = input.size(0), c = Channels(input), h = input.size(2), w = input.size(3);
   const int64_t o = weight_.size(0), kh = weight_.size(2), kw = weight_.size(3);
   const auto& s = params_.stride;
   const auto& p = params_.padding;
@@ -78,7 +100,13 @@ std::shared_ptr<const ConvContext::Plan> ConvContext::PlanFor(const at::Tensor& 
   const int64_t ow = (w + 2 * p[1] - d[1] * (kw - 1) - 1) / s[1] + 1;
   if (oh < 1 || ow < 1) return fail("aten fallback: the output would be empty");
 
-  const auto tag = channels_last_ ? memory::format_tag::nhwc : memory::format_tag::nchw;
+  const auto plain_tag = channels_last_ ? memory::format_tag::nhwc : memory::format_tag::nchw;
+  // A 4-D input to a blocked-output conv is the net's image (channels not divisible by the
+  // block): oneDNN's direct kernels take it plain (nchw) into a blocked output, not nhwc.
+  const auto src_tag = input.dim() == 5     ? BlockedTag(input.size(4))
+                       : output_block_ != 0 ? memory::format_tag::nchw
+                                            : plain_tag;
+  const auto dst_tag = output_block_ != 0 ? BlockedTag(output_block_) : plain_tag;
   const int64_t g = params_.groups;
   memory::dims weight_dims =
       g == 1 ? memory::dims{o, c, kh, kw} : memory::dims{g, o / g, c / g, kh, kw};
@@ -90,8 +118,8 @@ std::shared_ptr<const ConvContext::Plan> ConvContext::PlanFor(const at::Tensor& 
   memory::dims pad{p[0], p[1]};
 
   auto create = [&](memory::data_type compute) -> std::shared_ptr<Plan> {
-    memory::desc src_desc({n, c, h, w}, compute, tag);
-    memory::desc dst_desc({n, o, oh, ow}, compute, tag);
+    memory::desc src_desc({n, c, h, w}, compute, src_tag);
+    memory::desc dst_desc({n, o, oh, ow}, compute, dst_tag);
     memory::desc any_weights(weight_dims, compute, memory::format_tag::any);
     dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
                                          dnnl::algorithm::convolution_direct, src_desc, any_weights,
@@ -105,9 +133,13 @@ std::shared_ptr<const ConvContext::Plan> ConvContext::PlanFor(const at::Tensor& 
     plan->primitive = dnnl::convolution_forward(pd);
     plan->compute = compute == memory::data_type::f32 ? at::kFloat : at::kBFloat16;
     plan->src_desc = src_desc;
+    plan->src_format = src_tag == memory::format_tag::nhwc ? at::MemoryFormat::ChannelsLast
+                                                           : at::MemoryFormat::Contiguous;
     plan->dst_desc = dst_desc;
     plan->scratchpad_desc = pd.scratchpad_desc();
-    plan->output_sizes = {n, o, oh, ow};
+    plan->output_sizes = output_block_ != 0
+                             ? std::vector<int64_t>{n, o / output_block_, oh, ow, output_block_}
+                             : std::vector<int64_t>{n, o, oh, ow};
     // Plans of different shapes usually share one weight layout: reorder it once per layout.
     for (const auto& [other_key, other] : plans_) {
       if (other && other->weights.get_desc() == pd.weights_desc()) plan->weights = other->weights;
@@ -139,19 +171,22 @@ std::shared_ptr<const ConvContext::Plan> ConvContext::PlanFor(const at::Tensor& 
 }
 
 at::Tensor ConvContext::RunReference(const at::Tensor& input, const at::Tensor& accumulator) const {
+  auto plain = [](const at::Tensor& x) { return x.dim() == 5 ? FromBlocked(x, false) : x; };
   at::Tensor bias = bias_.defined() ? bias_.to(weight_.scalar_type()) : bias_;
-  at::Tensor out = at::conv2d(input.to(weight_.scalar_type()), weight_, bias, params_.stride,
+  at::Tensor out = at::conv2d(plain(input).to(weight_.scalar_type()), weight_, bias, params_.stride,
                               params_.padding, params_.dilation, params_.groups);
-  if (post_ops_.sum) out = out + accumulator;
+  if (post_ops_.sum) out = out + plain(accumulator);
   if (post_ops_.eltwise) detail::ApplyEltwiseReference(*post_ops_.eltwise, out);
-  return out;
+  return output_block_ != 0 ? ToBlocked(out, output_block_) : out;
 }
 
 at::Tensor ConvContext::Run(const at::Tensor& input, const at::Tensor& accumulator) {
-  TORCH_CHECK(input.dim() == 4, "ipt conv2d: expected a 4-D input [N, C, H, W], got ",
+  TORCH_CHECK(input.dim() == 4 || (input.dim() == 5 && (input.size(4) == 8 || input.size(4) == 16)),
+              "ipt conv2d: expected a 4-D input [N, C, H, W] or a blocked one [N, C/b, H, W, b] "
+              "with b 8 or 16, got ",
               detail::Dims(input.sizes()));
-  TORCH_CHECK(input.size(1) == weight_.size(1) * params_.groups, "ipt conv2d: input has ",
-              input.size(1), " channels, the weight expects ", weight_.size(1) * params_.groups);
+  TORCH_CHECK(Channels(input) == weight_.size(1) * params_.groups, "ipt conv2d: input has ",
+              Channels(input), " channels, the weight expects ", weight_.size(1) * params_.groups);
   TORCH_CHECK(post_ops_.sum == accumulator.defined(),
               post_ops_.sum ? "ipt conv2d: the sum post-op needs an accumulator"
                             : "ipt conv2d: an accumulator was given without a sum post-op");
@@ -159,11 +194,13 @@ at::Tensor ConvContext::Run(const at::Tensor& input, const at::Tensor& accumulat
       input.scalar_type() == weight_.scalar_type() ? PlanFor(input) : nullptr;
   if (!plan) return RunReference(input, accumulator);
 
-  const auto format =
-      channels_last_ ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  at::Tensor src = input.to(plan->compute).contiguous(format);
+  at::Tensor src =
+      input.to(plan->compute)
+          .contiguous(input.dim() == 5 ? at::MemoryFormat::Contiguous : plan->src_format);
+  const auto dst_format = channels_last_ && output_block_ == 0 ? at::MemoryFormat::ChannelsLast
+                                                               : at::MemoryFormat::Contiguous;
   at::Tensor dst =
-      at::empty(plan->output_sizes, input.options().dtype(plan->compute).memory_format(format));
+      detail::EmptyRecycled(plan->output_sizes, input.options().dtype(plan->compute), dst_format);
   if (post_ops_.sum) {
     // oneDNN's sum reads an accumulator of the output's shape; one that broadcasts takes the
     // aten composition, which broadcasts.
@@ -184,14 +221,16 @@ ConvContext::State ConvContext::GetState() const {
   c10::optional<at::Tensor> bias;
   if (bias_.defined()) bias = bias_;
   return {weight_,          bias,           params_.stride,      params_.padding,
-          params_.dilation, params_.groups, ToString(post_ops_), channels_last_};
+          params_.dilation, params_.groups, ToString(post_ops_), channels_last_,
+          output_block_};
 }
 
 c10::intrusive_ptr<ConvContext> ConvContext::FromState(State state) {
-  auto& [weight, bias, stride, padding, dilation, groups, post_ops, channels_last] = state;
+  auto& [weight, bias, stride, padding, dilation, groups, post_ops, channels_last, output_block] =
+      state;
   return c10::make_intrusive<ConvContext>(weight, bias ? *bias : at::Tensor(),
                                           ConvParams{stride, padding, dilation, groups},
-                                          ParsePostOps(post_ops), channels_last);
+                                          ParsePostOps(post_ops), channels_last, output_block);
 }
 
 }  // namespace ipt::kernels

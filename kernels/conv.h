@@ -32,11 +32,14 @@ class ConvContext : public torch::CustomClassHolder {
   // weight: [O, I/groups, KH, KW] fp32 or bf16 (the compute dtype); bias: [O] or undefined.
   // channels_last: outputs are NHWC in memory (inputs are converted to it if they are not), the
   // layout oneDNN's direct convolutions prefer; false keeps NCHW.
-  // Throws ipt::Error(kInvalidArgument) for a weight that is not 4-D or parameters that do not
-  // match it.
+  // output_block: 0, or 8 or 16 for blocked outputs [N, O/b, OH, OW, b] (kernels/blocked.h),
+  // which then also needs a blocked accumulator.
+  // Throws ipt::Error(kInvalidArgument) for a weight that is not 4-D, parameters that do not
+  // match it, or a block that does not divide the output channels.
   ConvContext(at::Tensor weight, at::Tensor bias, ConvParams params, PostOps post_ops,
-              bool channels_last);
+              bool channels_last, int64_t output_block = 0);
 
+  // input: [N, C, H, W] or blocked [N, C/b, H, W, b].
   // accumulator: required exactly when post_ops().sum; same shape as the output; read, not
   // written.
   at::Tensor Run(const at::Tensor& input, const at::Tensor& accumulator = {});
@@ -46,11 +49,13 @@ class ConvContext : public torch::CustomClassHolder {
   const ConvParams& params() const { return params_; }
   const PostOps& post_ops() const { return post_ops_; }
   bool channels_last() const { return channels_last_; }
+  int64_t output_block() const { return output_block_; }
 
   // What a serialised model stores: enough to rebuild the context (packed weights are not
   // stored; they are rebuilt on the first call, which is cheap next to loading).
-  using State = std::tuple<at::Tensor, c10::optional<at::Tensor>, std::vector<int64_t>,
-                           std::vector<int64_t>, std::vector<int64_t>, int64_t, std::string, bool>;
+  using State =
+      std::tuple<at::Tensor, c10::optional<at::Tensor>, std::vector<int64_t>, std::vector<int64_t>,
+                 std::vector<int64_t>, int64_t, std::string, bool, int64_t>;
   State GetState() const;
   static c10::intrusive_ptr<ConvContext> FromState(State state);
 
@@ -64,9 +69,10 @@ class ConvContext : public torch::CustomClassHolder {
   ConvParams params_;
   PostOps post_ops_;
   bool channels_last_;
+  int64_t output_block_;
 
   std::mutex mutex_;
-  // Key: input N, C, H, W, thread count. A null plan records a shape oneDNN refused.
+  // Key: the input's sizes, thread count. A null plan records a shape oneDNN refused.
   std::map<std::vector<int64_t>, std::shared_ptr<const Plan>> plans_;
 };
 

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "kernels/buffer_pool.h"
+
 namespace ipt::kernels::detail {
 
 const dnnl::engine& CpuEngine() {
@@ -127,7 +129,8 @@ dnnl::memory ReorderInto(const dnnl::memory::desc& plain, const at::Tensor& data
 
 void Execute(const dnnl::primitive& primitive, const dnnl::memory::desc& scratchpad,
              std::unordered_map<int, dnnl::memory> args) {
-  at::Tensor buffer = at::empty({static_cast<int64_t>(scratchpad.get_size())}, at::kByte);
+  at::Tensor buffer = EmptyRecycled({static_cast<int64_t>(scratchpad.get_size())},
+                                    at::TensorOptions().dtype(at::kByte));
   args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, CpuEngine(), buffer.data_ptr()));
   dnnl::stream stream(CpuEngine());
   primitive.execute(stream, args);

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "base/error.h"
+#include "kernels/buffer_pool.h"
 #include "kernels/dnnl_util.h"
 
 namespace ipt::kernels {
@@ -143,7 +144,7 @@ at::Tensor QuantConvContext::Run(const at::Tensor& input, const at::Tensor& accu
   const auto format = at::MemoryFormat::ChannelsLast;
   at::Tensor src = QuantizeActivation(input.to(at::kFloat).contiguous(format), input_);
   at::Tensor dst =
-      at::empty(plan->output_sizes, input.options().dtype(at::kFloat).memory_format(format));
+      detail::EmptyRecycled(plan->output_sizes, input.options().dtype(at::kFloat), format);
   if (post_ops_.sum) {
     if (accumulator.sizes() != dst.sizes()) return RunReference(input, accumulator);
     dst.copy_(accumulator);

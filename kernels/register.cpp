@@ -5,6 +5,7 @@
 
 #include "kernels/add_layer_norm.h"
 #include "kernels/attention.h"
+#include "kernels/blocked.h"
 #include "kernels/concat_batch_norm.h"
 #include "kernels/conv.h"
 #include "kernels/dlrm.h"
@@ -120,6 +121,12 @@ TORCH_LIBRARY(ipt, m) {
         [](const at::Tensor& a, const at::Tensor& b, const c10::optional<at::Tensor>& addend) {
           return Matmul(a, b, addend.value_or(at::Tensor()));
         });
+  m.def("to_blocked(Tensor x, int block) -> Tensor", ToBlocked);
+  m.def("from_blocked(Tensor x, bool channels_last) -> Tensor", FromBlocked);
+  m.def(
+      "blocked_max_pool2d(Tensor x, int[] kernel_size, int[] stride, int[] padding, "
+      "int[] dilation, bool ceil_mode) -> Tensor",
+      BlockedMaxPool2d);
   m.def("conv2d(Tensor input, __torch__.torch.classes.ipt.ConvContext context) -> Tensor", Conv2d);
   m.def(
       "conv2d_sum(Tensor input, Tensor accumulator, "

@@ -26,6 +26,7 @@ constexpr Spelling<MemoryFormat> kMemoryFormats[] = {
     {MemoryFormat::kAuto, "auto"},
     {MemoryFormat::kContiguous, "contiguous"},
     {MemoryFormat::kChannelsLast, "channels_last"},
+    {MemoryFormat::kBlocked, "blocked"},
 };
 constexpr Spelling<Binding> kBindings[] = {
     {Binding::kNone, "none"},

@@ -14,7 +14,7 @@ namespace ipt::recipes {
 inline constexpr const char* kRecipeSchema = "ipex-tune/recipe/v1";
 
 enum class Dtype { kFp32, kBf16, kInt8, kInt8Dynamic };
-enum class MemoryFormat { kAuto, kContiguous, kChannelsLast };
+enum class MemoryFormat { kAuto, kContiguous, kChannelsLast, kBlocked };
 enum class Binding { kNone, kCompact, kScatter };
 enum class Allocator { kDefault, kJemalloc, kTcmalloc };
 // What a study optimised: items/s, or a percentile of call latency.

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "kernels/blocked.h"
 #include "tests/core/test_models.h"
 #include "workloads/bert.h"
 #include "workloads/dlrm.h"
@@ -107,6 +108,9 @@ TEST_F(OptimizeResNetTest, DefaultRecipeRunsEveryConvOnFusedOneDnnKernels) {
   EXPECT_EQ(applied.op_counts.at("ipt::conv2d"), 37);
   EXPECT_EQ(applied.op_counts.at("ipt::conv2d_sum"), 16);
   EXPECT_EQ(applied.op_counts.at("ipt::linear"), 1);
+  // memory_format auto: blocked activations where the CPU has no AVX-512.
+  const bool blocked = kernels::PreferredChannelBlock() == 8;
+  EXPECT_EQ(applied.op_counts.count("ipt::blocked_max_pool2d"), blocked ? 1u : 0u);
   EXPECT_LE(RelativeL2(*reference_, model.Run(*inputs_).toTensor()), 1e-4);
   nlohmann::json json = applied.ToJson();
   EXPECT_EQ(json["fusions"]["conv+add+relu"], 16);
@@ -120,6 +124,8 @@ TEST_F(OptimizeResNetTest, SwitchingAnySinglePassOffStaysCorrect) {
       {"optimize_for_inference", [](recipes::Optimize& o) { o.optimize_for_inference = false; }},
       {"memory_format: contiguous",
        [](recipes::Optimize& o) { o.memory_format = recipes::MemoryFormat::kContiguous; }},
+      {"memory_format: channels_last",
+       [](recipes::Optimize& o) { o.memory_format = recipes::MemoryFormat::kChannelsLast; }},
   };
   for (const std::string& fusion : recipes::Recipe{}.optimize.fusions) {
     switches.push_back({fusion, [fusion](recipes::Optimize& o) {
@@ -132,6 +138,26 @@ TEST_F(OptimizeResNetTest, SwitchingAnySinglePassOffStaysCorrect) {
     OptimizedModel model = Optimize(*module_, recipe);
     EXPECT_LE(RelativeL2(*reference_, model.Run(*inputs_).toTensor()), 1e-4) << name << " off";
   }
+}
+
+TEST_F(OptimizeResNetTest, BlockedLayoutKeepsEveryActivationBlockedFromStemToHead) {
+  recipes::Recipe recipe;
+  recipe.optimize.memory_format = recipes::MemoryFormat::kBlocked;
+  OptimizedModel model = Optimize(*module_, recipe);
+  const Applied& applied = model.applied();
+  bool changed = false;
+  for (const PassResult& pass : applied.passes)
+    changed |= pass.name == "blocked_layout" && pass.changed;
+  EXPECT_TRUE(changed);
+  EXPECT_EQ(applied.op_counts.at("ipt::blocked_max_pool2d"), 1);
+  // The image goes into the stem plain; the last block's output comes back plain, once.
+  EXPECT_EQ(applied.op_counts.count("ipt::to_blocked"), 0u);
+  EXPECT_EQ(applied.op_counts.at("ipt::from_blocked"), 1);
+  EXPECT_LE(RelativeL2(*reference_, model.Run(*inputs_).toTensor()), 1e-4);
+
+  recipes::Recipe channels_last;
+  channels_last.optimize.memory_format = recipes::MemoryFormat::kChannelsLast;
+  EXPECT_EQ(Optimize(*module_, channels_last).applied().op_counts.count("ipt::from_blocked"), 0u);
 }
 
 TEST_F(OptimizeResNetTest, SavedOptimisedModelLoadsAndGivesTheSameResults) {

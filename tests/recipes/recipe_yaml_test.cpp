@@ -254,8 +254,8 @@ TEST(RecipeEnumTest, SpellingsRoundTripAndUnknownIsNullopt) {
   for (Dtype d : {Dtype::kFp32, Dtype::kBf16, Dtype::kInt8, Dtype::kInt8Dynamic}) {
     EXPECT_EQ(ParseDtype(ToString(d)), d);
   }
-  for (MemoryFormat m :
-       {MemoryFormat::kAuto, MemoryFormat::kContiguous, MemoryFormat::kChannelsLast}) {
+  for (MemoryFormat m : {MemoryFormat::kAuto, MemoryFormat::kContiguous,
+                         MemoryFormat::kChannelsLast, MemoryFormat::kBlocked}) {
     EXPECT_EQ(ParseMemoryFormat(ToString(m)), m);
   }
   for (Binding b : {Binding::kNone, Binding::kCompact, Binding::kScatter}) {
@@ -267,7 +267,7 @@ TEST(RecipeEnumTest, SpellingsRoundTripAndUnknownIsNullopt) {
   EXPECT_STREQ(ToString(Dtype::kInt8Dynamic), "int8-dynamic");
   EXPECT_STREQ(ToString(MemoryFormat::kChannelsLast), "channels_last");
   EXPECT_EQ(DtypeSpellings(), "fp32, bf16, int8, int8-dynamic");
-  EXPECT_EQ(MemoryFormatSpellings(), "auto, contiguous, channels_last");
+  EXPECT_EQ(MemoryFormatSpellings(), "auto, contiguous, channels_last, blocked");
   EXPECT_EQ(BindingSpellings(), "none, compact, scatter");
   EXPECT_EQ(AllocatorSpellings(), "default, jemalloc, tcmalloc");
   // Spellings are case-sensitive: the file format has one spelling per value.
@@ -746,7 +746,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "r.yaml:7: precision.dtype: 'fp16' is not one of fp32, bf16, int8, int8-dynamic"},
         BadCase{"memory format", kH + "optimize: {memory_format: nhwc}\n",
                 "r.yaml:4: optimize.memory_format: 'nhwc' is not one of auto, contiguous, "
-                "channels_last"},
+                "channels_last, blocked"},
         BadCase{"binding", kH + "runtime:\n  binding: spread\n",
                 "r.yaml:5: runtime.binding: 'spread' is not one of none, compact, scatter"},
         BadCase{"allocator", kH + "runtime:\n  allocator: mimalloc\n",

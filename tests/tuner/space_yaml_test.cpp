@@ -132,7 +132,7 @@ TEST_F(SpaceYamlTest, RejectsWithLineAndKey) {
             "tcmalloc");
   EXPECT_EQ(LoadError(Space("  memory_format: [nhwc]\n")),
             "space.yaml:3: dimensions.memory_format[0]: 'nhwc' is not one of auto, contiguous, "
-            "channels_last");
+            "channels_last, blocked");
   EXPECT_EQ(LoadError(Space("  threads: [1, 0]\n")),
             "space.yaml:3: dimensions.threads[1]: must be >= 1, got 0");
   EXPECT_EQ(LoadError(Space("  streams: [1, \"2\"]\n")),
