@@ -146,7 +146,7 @@ std::vector<std::string> CallableMethods(const torch::jit::Module& module) {
 
 // One frozen method's graph through the recipe's graph passes, in their order.
 void RunGraphPasses(std::shared_ptr<torch::jit::Graph> graph, const recipes::Optimize& opt,
-                    at::ScalarType dtype, bool blocked_layout, Applied& applied) {
+                    at::ScalarType dtype, bool blocked_layout, bool int8, Applied& applied) {
   torch::jit::removeDropout(graph);
   // A traced model holds aten::_convolution, which neither the folding nor the lowering
   // matches; as aten::conv2d both take it.
@@ -198,6 +198,7 @@ void RunGraphPasses(std::shared_ptr<torch::jit::Graph> graph, const recipes::Opt
           passes::UseBlockedLayout(graph, kernels::PreferredChannelBlock(), lowering.channels_last);
       Record(applied, "blocked_layout", blocked.changed());
     }
+    if (!int8) Record(applied, "accumulate_in_place", passes::AccumulateInPlace(graph) > 0);
   }
   for (const std::string& fusion : opt.fusions) {
     auto pass = LibtorchFusionTable().find(fusion);
@@ -351,7 +352,7 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
     applied.passes.push_back({"freeze", true});
     const bool blocked_layout = WantsBlockedLayout(opt, int8, applied);
     for (const std::string& method : applied.methods)
-      RunGraphPasses(m.get_method(method).graph(), opt, dtype, blocked_layout, applied);
+      RunGraphPasses(m.get_method(method).graph(), opt, dtype, blocked_layout, int8, applied);
     if (int8) {
       QuantizeResult quantized = Quantize(m, recipe.precision, calibration);
       applied.passes.push_back({"quantize_int8", !quantized.quantized.empty()});

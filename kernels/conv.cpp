@@ -180,7 +180,7 @@ at::Tensor ConvContext::RunReference(const at::Tensor& input, const at::Tensor& 
   return output_block_ != 0 ? ToBlocked(out, output_block_) : out;
 }
 
-at::Tensor ConvContext::Run(const at::Tensor& input, const at::Tensor& accumulator) {
+void ConvContext::CheckInputs(const at::Tensor& input, const at::Tensor& accumulator) const {
   TORCH_CHECK(input.dim() == 4 || (input.dim() == 5 && (input.size(4) == 8 || input.size(4) == 16)),
               "ipt conv2d: expected a 4-D input [N, C, H, W] or a blocked one [N, C/b, H, W, b] "
               "with b 8 or 16, got ",
@@ -190,31 +190,56 @@ at::Tensor ConvContext::Run(const at::Tensor& input, const at::Tensor& accumulat
   TORCH_CHECK(post_ops_.sum == accumulator.defined(),
               post_ops_.sum ? "ipt conv2d: the sum post-op needs an accumulator"
                             : "ipt conv2d: an accumulator was given without a sum post-op");
+}
+
+at::MemoryFormat ConvContext::DstFormat() const {
+  return channels_last_ && output_block_ == 0 ? at::MemoryFormat::ChannelsLast
+                                              : at::MemoryFormat::Contiguous;
+}
+
+void ConvContext::Execute(const Plan& plan, const at::Tensor& input, at::Tensor& dst) const {
+  at::Tensor src =
+      input.to(plan.compute)
+          .contiguous(input.dim() == 5 ? at::MemoryFormat::Contiguous : plan.src_format);
+  const auto& engine = detail::CpuEngine();
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(plan.src_desc, engine, src.data_ptr())},
+      {DNNL_ARG_WEIGHTS, plan.weights},
+      {DNNL_ARG_DST, memory(plan.dst_desc, engine, dst.data_ptr())}};
+  if (plan.bias) args.emplace(DNNL_ARG_BIAS, plan.bias);
+  detail::Execute(plan.primitive, plan.scratchpad_desc, std::move(args));
+}
+
+at::Tensor ConvContext::Run(const at::Tensor& input, const at::Tensor& accumulator) {
+  CheckInputs(input, accumulator);
   std::shared_ptr<const Plan> plan =
       input.scalar_type() == weight_.scalar_type() ? PlanFor(input) : nullptr;
   if (!plan) return RunReference(input, accumulator);
-
-  at::Tensor src =
-      input.to(plan->compute)
-          .contiguous(input.dim() == 5 ? at::MemoryFormat::Contiguous : plan->src_format);
-  const auto dst_format = channels_last_ && output_block_ == 0 ? at::MemoryFormat::ChannelsLast
-                                                               : at::MemoryFormat::Contiguous;
   at::Tensor dst =
-      detail::EmptyRecycled(plan->output_sizes, input.options().dtype(plan->compute), dst_format);
+      detail::EmptyRecycled(plan->output_sizes, input.options().dtype(plan->compute), DstFormat());
   if (post_ops_.sum) {
     // oneDNN's sum reads an accumulator of the output's shape; one that broadcasts takes the
     // aten composition, which broadcasts.
     if (accumulator.sizes() != dst.sizes()) return RunReference(input, accumulator);
     dst.copy_(accumulator);
   }
-  const auto& engine = detail::CpuEngine();
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, memory(plan->src_desc, engine, src.data_ptr())},
-      {DNNL_ARG_WEIGHTS, plan->weights},
-      {DNNL_ARG_DST, memory(plan->dst_desc, engine, dst.data_ptr())}};
-  if (plan->bias) args.emplace(DNNL_ARG_BIAS, plan->bias);
-  detail::Execute(plan->primitive, plan->scratchpad_desc, std::move(args));
+  Execute(*plan, input, dst);
   return dst.scalar_type() == input.scalar_type() ? dst : dst.to(input.scalar_type());
+}
+
+at::Tensor ConvContext::RunInPlace(const at::Tensor& input, at::Tensor& accumulator) {
+  CheckInputs(input, accumulator);
+  std::shared_ptr<const Plan> plan =
+      input.scalar_type() == weight_.scalar_type() ? PlanFor(input) : nullptr;
+  if (plan && accumulator.scalar_type() == plan->compute &&
+      accumulator.sizes() == at::IntArrayRef(plan->output_sizes) &&
+      accumulator.is_contiguous(DstFormat()) &&
+      !input.storage().is_alias_of(accumulator.storage())) {
+    Execute(*plan, input, accumulator);
+    return accumulator;
+  }
+  accumulator.copy_(Run(input, accumulator));
+  return accumulator;
 }
 
 ConvContext::State ConvContext::GetState() const {

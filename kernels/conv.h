@@ -44,6 +44,12 @@ class ConvContext : public torch::CustomClassHolder {
   // written.
   at::Tensor Run(const at::Tensor& input, const at::Tensor& accumulator = {});
 
+  // The sum post-op into `accumulator` itself, which becomes the result (returned): no copy of
+  // it into a fresh output. For a graph whose accumulator dies at this op. Where the accumulator's
+  // dtype, shape or layout is not the output's, or it shares memory with the input, the result
+  // is computed as by Run and copied into it.
+  at::Tensor RunInPlace(const at::Tensor& input, at::Tensor& accumulator);
+
   const at::Tensor& weight() const { return weight_; }
   const at::Tensor& bias() const { return bias_; }
   const ConvParams& params() const { return params_; }
@@ -62,6 +68,9 @@ class ConvContext : public torch::CustomClassHolder {
  private:
   struct Plan;
   std::shared_ptr<const Plan> PlanFor(const at::Tensor& input);
+  void CheckInputs(const at::Tensor& input, const at::Tensor& accumulator) const;
+  at::MemoryFormat DstFormat() const;
+  void Execute(const Plan& plan, const at::Tensor& input, at::Tensor& dst) const;
   at::Tensor RunReference(const at::Tensor& input, const at::Tensor& accumulator) const;
 
   at::Tensor weight_;

@@ -27,6 +27,11 @@ at::Tensor Conv2dSum(const at::Tensor& input, const at::Tensor& accumulator,
   return context->Run(input, accumulator);
 }
 
+at::Tensor Conv2dSumInPlace(const at::Tensor& input, at::Tensor accumulator,
+                            const c10::intrusive_ptr<ConvContext>& context) {
+  return context->RunInPlace(input, accumulator);
+}
+
 at::Tensor Linear(const at::Tensor& input, const c10::intrusive_ptr<LinearContext>& context) {
   return context->Run(input);
 }
@@ -132,6 +137,12 @@ TORCH_LIBRARY(ipt, m) {
       "conv2d_sum(Tensor input, Tensor accumulator, "
       "__torch__.torch.classes.ipt.ConvContext context) -> Tensor",
       Conv2dSum);
+  // Writes the result into its accumulator, which the schema declares, so alias analysis (and
+  // any pass after ours) sees the mutation.
+  m.def(
+      "conv2d_sum_(Tensor input, Tensor(a!) accumulator, "
+      "__torch__.torch.classes.ipt.ConvContext context) -> Tensor(a!)",
+      Conv2dSumInPlace);
   m.def("linear(Tensor input, __torch__.torch.classes.ipt.LinearContext context) -> Tensor",
         Linear);
   m.def(

@@ -303,4 +303,38 @@ FusionReport LowerToOneDnn(const std::shared_ptr<torch::jit::Graph>& graph,
   return report;
 }
 
+int64_t AccumulateInPlace(const std::shared_ptr<torch::jit::Graph>& graph) {
+  std::vector<Node*> sums;
+  for (Node* node : graph->block()->nodes())
+    if (IsKind(node, {"ipt::conv2d_sum"})) sums.push_back(node);
+  int64_t turned = 0;
+  for (Node* node : sums) {
+    Value* accumulator = node->input(1);
+    Node* producer = accumulator->node();
+    const bool fresh = producer->owningBlock() == node->owningBlock() &&
+                       IsKind(producer, {"ipt::conv2d", "ipt::conv2d_sum", "ipt::conv2d_sum_",
+                                         "ipt::to_blocked", "ipt::blocked_max_pool2d"});
+    if (!fresh || node->input(0) == accumulator) continue;
+    // Earlier readers must be our ops, whose outputs never alias their inputs: a view taken
+    // earlier and read later would see the add.
+    bool dies_here = true;
+    for (const torch::jit::Use& use : accumulator->uses()) {
+      if (use.user == node) continue;
+      dies_here &=
+          use.user->owningBlock() == node->owningBlock() && use.user->isBefore(node) &&
+          IsKind(use.user, {"ipt::conv2d", "ipt::conv2d_sum", "ipt::conv2d_sum_", "ipt::to_blocked",
+                            "ipt::from_blocked", "ipt::blocked_max_pool2d"});
+    }
+    if (!dies_here) continue;
+    Node* in_place =
+        graph->create(c10::Symbol::fromQualString("ipt::conv2d_sum_"), node->inputs(), 1);
+    in_place->output()->setType(node->output()->type());
+    in_place->insertBefore(node);
+    node->output()->replaceAllUsesWith(in_place->output());
+    node->destroy();
+    ++turned;
+  }
+  return turned;
+}
+
 }  // namespace ipt::core::passes

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "base/error.h"
+#include "kernels/blocked.h"
 #include "tests/kernels/test_util.h"
 
 namespace ipt::kernels {
@@ -130,6 +131,39 @@ TEST(ConvContextTest, StateRoundTripGivesTheSameResults) {
   at::Tensor acc = at::randn({1, 8, 5, 5});
   EXPECT_TRUE(at::equal(context.Run(x, acc), copy->Run(x, acc)));
   EXPECT_EQ(copy->post_ops(), context.post_ops());
+}
+
+TEST(ConvContextTest, RunInPlaceAddsIntoTheAccumulatorItself) {
+  at::manual_seed(5);
+  at::Tensor w = at::randn({16, 8, 3, 3}) * 0.2;
+  at::Tensor b = at::randn({16});
+  const ConvParams params{{1, 1}, {1, 1}, {1, 1}, 1};
+  at::Tensor x = at::randn({2, 8, 7, 7});
+  at::Tensor acc = at::randn({2, 16, 7, 7});
+  at::Tensor expected = at::relu(at::conv2d(x, w, b, 1, 1) + acc);
+  ConvContext context(w, b, params, ParsePostOps("sum+relu"), true);
+  // The output's own layout: written where it lies.
+  at::Tensor in_layout =
+      acc.contiguous(at::MemoryFormat::ChannelsLast).clone(at::MemoryFormat::ChannelsLast);
+  void* data = in_layout.data_ptr();
+  at::Tensor got = context.RunInPlace(x, in_layout);
+  EXPECT_EQ(got.data_ptr(), data);
+  EXPECT_LT(RelativeL2(in_layout, expected), 1e-5);
+  // Another layout, or the input itself as the accumulator: still the right sum, in place.
+  at::Tensor plain = acc.clone();
+  EXPECT_EQ(context.RunInPlace(x, plain).data_ptr(), plain.data_ptr());
+  EXPECT_LT(RelativeL2(plain, expected), 1e-5);
+  ConvContext square(at::randn({8, 8, 1, 1}), {}, ConvParams{}, ParsePostOps("sum"), true);
+  at::Tensor y = at::randn({1, 8, 5, 5}).contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor y_expected = at::conv2d(y, square.weight()) + y;
+  square.RunInPlace(y, y);
+  EXPECT_LT(RelativeL2(y, y_expected), 1e-5);
+  // Blocked.
+  ConvContext blocked(w, b, params, ParsePostOps("sum+relu"), true, 8);
+  at::Tensor blocked_acc = ToBlocked(acc, 8);
+  data = blocked_acc.data_ptr();
+  EXPECT_EQ(blocked.RunInPlace(ToBlocked(x, 8), blocked_acc).data_ptr(), data);
+  EXPECT_LT(RelativeL2(FromBlocked(blocked_acc, false), expected), 1e-5);
 }
 
 }  // namespace

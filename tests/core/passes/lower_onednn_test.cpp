@@ -126,6 +126,49 @@ TEST(LowerToOneDnnTest, AddFusesAsSumWithTheAccumulatorOnEitherSide) {
   EXPECT_LT(RelativeL2(expected, Forward(frozen, inputs)), 1e-5);
 }
 
+TEST(LowerToOneDnnTest, AnAccumulatorThatDiesAtItsAddIsAddedIntoInPlace) {
+  at::manual_seed(5);
+  std::map<std::string, at::Tensor> params = {{"w", at::randn({8, 8, 3, 3}) * 0.3},
+                                              {"v", at::randn({8, 8, 1, 1}) * 0.3}};
+  std::vector<torch::jit::IValue> inputs = {at::randn({1, 8, 9, 9})};
+  struct Case {
+    std::string body;
+    int64_t in_place;
+  };
+  for (const Case& c : {
+           // A residual block: y feeds the next conv and then dies at the add.
+           Case{"  y = torch.conv2d(x, self.v, None, [1, 1], [0, 0], [1, 1], 1)\n"
+                "  z = torch.relu(torch.conv2d(y, self.w, None, [1, 1], [1, 1], [1, 1], 1))\n"
+                "  z = torch.conv2d(z, self.w, None, [1, 1], [1, 1], [1, 1], 1)\n"
+                "  return torch.relu(z + y)\n",
+                1},
+           // y is still needed after the add.
+           Case{"  y = torch.conv2d(x, self.v, None, [1, 1], [0, 0], [1, 1], 1)\n"
+                "  z = torch.conv2d(y, self.w, None, [1, 1], [1, 1], [1, 1], 1) + y\n"
+                "  return z * y\n",
+                0},
+           // A view of y taken before the add and read after it.
+           Case{"  y = torch.conv2d(x, self.v, None, [1, 1], [0, 0], [1, 1], 1)\n"
+                "  f = y.view([-1])\n"
+                "  z = torch.conv2d(x, self.w, None, [1, 1], [1, 1], [1, 1], 1) + y\n"
+                "  return z * f.view([1, 8, 9, 9])\n",
+                0},
+           // The accumulator is the graph's input: not ours to overwrite.
+           Case{"  return torch.conv2d(x, self.w, None, [1, 1], [1, 1], [1, 1], 1) + x\n", 0},
+       }) {
+    auto module = MakeModule("def forward(self, x):\n" + c.body, params);
+    at::Tensor x_before = inputs[0].toTensor().clone();
+    at::Tensor expected = Forward(module, inputs);
+    auto frozen = Freeze(module);
+    auto graph = frozen.get_method("forward").graph();
+    LowerToOneDnn(graph, {});
+    EXPECT_EQ(AccumulateInPlace(graph), c.in_place) << c.body << *graph;
+    FileCheck().check_count("ipt::conv2d_sum_", c.in_place, /*exactly=*/true)->run(*graph);
+    EXPECT_LT(RelativeL2(expected, Forward(frozen, inputs)), 1e-5) << c.body;
+    EXPECT_TRUE(at::equal(inputs[0].toTensor(), x_before)) << c.body;
+  }
+}
+
 TEST(LowerToOneDnnTest, CandidatesThatCannotFuseAreReportedWithTheReason) {
   at::manual_seed(4);
   std::map<std::string, at::Tensor> params = {{"w", at::randn({4, 4, 3, 3}) * 0.3}};
