@@ -17,10 +17,6 @@ void CheckBlock(int64_t block, const char* what) {
                 fmt::format("{}: the channel block is 8 or 16, got {}", what, block));
 }
 
-memory::format_tag BlockedTag(int64_t block) {
-  return block == 8 ? memory::format_tag::nChw8c : memory::format_tag::nChw16c;
-}
-
 // oneDNN's reorder, which is several times faster than aten's strided copy for these permutes;
 // aten's copy for the dtypes oneDNN does not have.
 bool Reorder(const at::Tensor& from, memory::format_tag from_tag, at::Tensor& to,
@@ -54,7 +50,7 @@ at::Tensor ToBlocked(const at::Tensor& x, int64_t block) {
   const bool nhwc = x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
   at::Tensor src = nhwc ? x : x.contiguous();
   if (Reorder(src, nhwc ? memory::format_tag::nhwc : memory::format_tag::nchw, out,
-              BlockedTag(block), {n, c, h, w}))
+              detail::BlockedTag(block), {n, c, h, w}))
     return out;
   out.copy_(src.view({n, c / block, block, h, w}).permute({0, 1, 3, 4, 2}));
   return out;
@@ -70,7 +66,7 @@ at::Tensor FromBlocked(const at::Tensor& x, bool channels_last) {
                 w = x.size(3);
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor out = detail::EmptyRecycled({n, c, h, w}, x.options(), format);
-  if (Reorder(x, BlockedTag(block), out,
+  if (Reorder(x, detail::BlockedTag(block), out,
               channels_last ? memory::format_tag::nhwc : memory::format_tag::nchw, {n, c, h, w}))
     return out;
   out.copy_(x.permute({0, 1, 4, 2, 3}).reshape({n, c, h, w}));

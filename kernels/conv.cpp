@@ -61,10 +61,6 @@ ConvContext::ConvContext(at::Tensor weight, at::Tensor bias, ConvParams params, 
 
 namespace {
 
-memory::format_tag BlockedTag(int64_t block) {
-  return block == 8 ? memory::format_tag::nChw8c : memory::format_tag::nChw16c;
-}
-
 int64_t Channels(const at::Tensor& input) {
   return input.dim() == 5 ? input.size(1) * input.size(4) : input.size(1);
 }
@@ -103,10 +99,10 @@ std::shared_ptr<const ConvContext::Plan> ConvContext::PlanFor(const at::Tensor& 
   const auto plain_tag = channels_last_ ? memory::format_tag::nhwc : memory::format_tag::nchw;
   // A 4-D input to a blocked-output conv is the net's image (channels not divisible by the
   // block): oneDNN's direct kernels take it plain (nchw) into a blocked output, not nhwc.
-  const auto src_tag = input.dim() == 5     ? BlockedTag(input.size(4))
+  const auto src_tag = input.dim() == 5     ? detail::BlockedTag(input.size(4))
                        : output_block_ != 0 ? memory::format_tag::nchw
                                             : plain_tag;
-  const auto dst_tag = output_block_ != 0 ? BlockedTag(output_block_) : plain_tag;
+  const auto dst_tag = output_block_ != 0 ? detail::BlockedTag(output_block_) : plain_tag;
   const int64_t g = params_.groups;
   memory::dims weight_dims =
       g == 1 ? memory::dims{o, c, kh, kw} : memory::dims{g, o / g, c / g, kh, kw};

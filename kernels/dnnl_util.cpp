@@ -100,6 +100,10 @@ void ApplyEltwiseReference(const EltwiseOp& e, at::Tensor& x) {
   }
 }
 
+dnnl::memory::format_tag BlockedTag(int64_t block) {
+  return block == 8 ? dnnl::memory::format_tag::nChw8c : dnnl::memory::format_tag::nChw16c;
+}
+
 dnnl::primitive_attr MakeAttr(const PostOps& post_ops) {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);

@@ -20,6 +20,10 @@ const dnnl::engine& CpuEngine();
 // nullopt for a dtype the kernels do not run (the op falls back to aten).
 std::optional<dnnl::memory::data_type> ToDnnl(at::ScalarType type);
 
+// oneDNN's tag for a blocked activation [N, C/block, H, W, block] (kernels/blocked.h): nChw8c or
+// nChw16c.
+dnnl::memory::format_tag BlockedTag(int64_t block);
+
 // Appends `post_ops` to `attr` in the order the op applies them.
 void AppendPostOps(const PostOps& post_ops, dnnl::post_ops& out);
 
