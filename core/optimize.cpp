@@ -207,9 +207,10 @@ void RunGraphPasses(std::shared_ptr<torch::jit::Graph> graph, const recipes::Opt
 }
 
 // Whether the convolutions pass their activations blocked (kernels/blocked.h). `auto` takes it
-// where the CPU has no AVX-512: there oneDNN 2.6's direct 3x3 convolutions run 15-40% faster
-// on nChw8c than on NHWC (measured here); with AVX-512, auto keeps channels-last, the layout
-// oneDNN's AVX-512 kernels and IPEX's default are tuned for (not measurable on this machine).
+// where the CPU has no AVX-512: there oneDNN 2.6's direct 3x3 convolutions run faster on
+// nChw8c than on NHWC (ResNet-50 bs16: docs/search-space.md); with AVX-512, auto keeps
+// channels-last, the layout oneDNN's AVX-512 kernels and IPEX's default are tuned for (not
+// measurable on this machine).
 bool WantsBlockedLayout(const recipes::Optimize& opt, bool int8, Applied& applied) {
   if (opt.memory_format == recipes::MemoryFormat::kBlocked && int8) {
     applied.fallbacks.push_back(

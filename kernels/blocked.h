@@ -1,8 +1,8 @@
 // Blocked activations: a 4-D [N, C, H, W] activation held as a contiguous 5-D
 // [N, C/b, H, W, b] tensor, oneDNN's nChw8c (b = 8) or nChw16c (b = 16). On CPUs without
-// AVX-512, oneDNN 2.6's direct 3x3 convolutions run 15-40% faster on nChw8c than on NHWC (mb16,
-// 2 threads: 36.0 -> 23.0 ms at 64 channels 56x56, 53.7 -> 31.3 ms for 128 channels stride 2), so a
-// chain of convolutions passes its activations blocked and reorders only at the chain's edges.
+// AVX-512, oneDNN 2.6's direct 3x3 convolutions run faster on nChw8c than on NHWC (ResNet-50
+// bs16 fp32 as a whole: 1174 -> 967 ms, docs/search-space.md has the command), so a chain of
+// convolutions passes its activations blocked and reorders only at the chain's edges.
 // The channel count must divide by b (no padded channels). Any dtype.
 #pragma once
 
