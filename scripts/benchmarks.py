@@ -88,6 +88,25 @@ ENVIRONMENTS_TEXT = (
     "MALLOC_CONF; `omp-blas` the same jemalloc and the OpenMP build of OpenBLAS (libgomp's "
     "threads, not OpenBLAS's own) instead of the wait policy.")
 
+
+def cpu_flags():
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+# Debian's libtorch runs its own kernels at AVX2 unless ATEN_CPU_CAPABILITY=avx512, which is not
+# always faster (ResNet-50 bs1 fp32 stock: 46 ms at AVX2, 49 ms at AVX-512; bs16 bf16: 961 and
+# 847 ms), so where libtorch's AVX-512 kernels can run each tuned environment runs both ways.
+if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= cpu_flags():
+    for name in list(TUNED):
+        ENVIRONMENTS[f"{name}-avx512"] = {**ENVIRONMENTS[name], "ATEN_CPU_CAPABILITY": "avx512"}
+        TUNED.append(f"{name}-avx512")
+    ENVIRONMENTS_TEXT += (" `-avx512` adds ATEN_CPU_CAPABILITY=avx512 (libtorch's own kernels at "
+                          "AVX-512 instead of AVX2).")
+
 # Recipes of the seqlen section (ipt_seq_len_bench) and issue 5's bound on varying / grouped.
 SEQLEN_RECIPES = ["bert-base-int8", "bert-base-fp32"]
 SEQLEN_BOUND = 1.10
@@ -507,7 +526,8 @@ def main():
             f"Measured on {datetime.date.today()} at commit `{commit}`"
             + (" (with local changes)" if dirty else "") + f": {cpu}, {info['allowed_cpus']} "
             f"CPUs, oneDNN {info['onednn']} (ISA `{info['onednn_isa']}`), libtorch "
-            f"{info['libtorch']}, ATEN_CPU_CAPABILITY `{info['aten_cpu_capability']}`. Peak "
+            f"{info['libtorch']}, ATEN_CPU_CAPABILITY `{info['aten_cpu_capability']}` unless an "
+            "environment sets it. Peak "
             "per dtype (best oneDNN primitive, `ipt_kernels_bench`): " +
             ", ".join(f"{d} {g:.0f} {units.get(d, 'GFLOP/s')}" for d, g in sorted(peak.items()))
             + ("" if "bf16" in peak else "; no bf16 kernels on this CPU (bf16 runs in fp32 here)")
