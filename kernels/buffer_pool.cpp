@@ -8,6 +8,8 @@
 #include <new>
 #include <string>
 
+#include "base/error.h"
+
 namespace ipt::kernels::detail {
 namespace {
 
@@ -69,12 +71,6 @@ class BufferCache {
   size_t idle_bytes_ = 0;
 };
 
-size_t LimitFromEnvironment() {
-  const char* mb = std::getenv("IPT_BUFFER_CACHE_MB");
-  if (mb == nullptr || *mb == '\0') return size_t{1} << 30;
-  return static_cast<size_t>(std::strtoull(mb, nullptr, 10)) << 20;
-}
-
 // Never destroyed: tensors that outlive static destruction still give their buffers back.
 BufferCache& Cache() {
   static auto* cache = new BufferCache(RecycledCacheLimit());
@@ -83,8 +79,22 @@ BufferCache& Cache() {
 
 }  // namespace
 
+size_t ParseBufferCacheMb(const char* mb) {
+  if (mb == nullptr || *mb == '\0') return size_t{1} << 30;
+  const std::string text = mb;
+  // A typo must not turn the cache off in silence: strtoull would read "1g" as 1 and "x" as 0.
+  const bool digits = text.size() <= 9 && text.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "IPT_BUFFER_CACHE_MB='" + text +
+                    "' is not a whole number of MiB below 10^9 (0 turns the buffer cache off; "
+                    "unset: 1024)");
+  }
+  return static_cast<size_t>(std::stoull(text)) << 20;
+}
+
 size_t RecycledCacheLimit() {
-  static const size_t limit = LimitFromEnvironment();
+  static const size_t limit = ParseBufferCacheMb(std::getenv("IPT_BUFFER_CACHE_MB"));
   return limit;
 }
 

@@ -20,7 +20,12 @@ at::Tensor EmptyRecycled(at::IntArrayRef sizes, const at::TensorOptions& options
 constexpr size_t kMinRecycledBytes = size_t{1} << 20;
 
 // Bytes of idle buffers kept: IPT_BUFFER_CACHE_MB when set (0 turns the cache off), else 1 GiB.
+// A value that is not a whole number of MiB throws ipt::Error naming the variable.
 size_t RecycledCacheLimit();
+
+// IPT_BUFFER_CACHE_MB's value (nullptr or empty: unset) as bytes; ipt::Error (kInvalidArgument)
+// when it is not a whole number.
+size_t ParseBufferCacheMb(const char* mb);
 
 // Idle bytes held now (for tests).
 size_t RecycledCacheBytes();

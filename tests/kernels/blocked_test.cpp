@@ -153,5 +153,22 @@ TEST(BufferPoolTest, LargeBuffersAreReusedAndSmallOnesAreNot) {
   EXPECT_EQ(detail::RecycledCacheBytes(), idle_before_small);
 }
 
+TEST(BufferCache, LimitIsWholeMibOrANamedError) {
+  EXPECT_EQ(detail::ParseBufferCacheMb(nullptr), size_t{1} << 30);
+  EXPECT_EQ(detail::ParseBufferCacheMb(""), size_t{1} << 30);
+  EXPECT_EQ(detail::ParseBufferCacheMb("0"), 0u);
+  EXPECT_EQ(detail::ParseBufferCacheMb("256"), size_t{256} << 20);
+  for (const char* bad : {"1g", "x", "-5", " 64", "1.5", "99999999999"}) {
+    try {
+      detail::ParseBufferCacheMb(bad);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("IPT_BUFFER_CACHE_MB='" + std::string(bad) + "'"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ipt::kernels
