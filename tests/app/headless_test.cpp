@@ -591,7 +591,12 @@ TEST_F(HeadlessTest, UserTorchScriptModelIsTunedAndBadModelsFailBeforeAnyTrial) 
   ASSERT_EQ(b.status, 0) << b.err;
   nlohmann::json j = nlohmann::json::parse(b.out);
   EXPECT_EQ(j["batch"], 4);
-  EXPECT_LE(j["results"][0]["accuracy"]["relative_l2"].get<double>(), 1e-4);
+  // The winner may be bf16 where the CPU has native bf16 kernels: fp32-exact only in fp32.
+  const nlohmann::json& accuracy = j["results"][0]["accuracy"];
+  if (recipe.precision.dtype == recipes::Dtype::kFp32)
+    EXPECT_LE(accuracy["relative_l2"].get<double>(), 1e-4) << accuracy.dump();
+  else
+    EXPECT_LE(accuracy["loss"].get<double>(), 0.01) << "the study's accuracy target";
 
   auto expect_early_failure = [&](std::vector<std::string> bad, const std::string& fragment) {
     bad.insert(bad.end(), {"--headless", "--db", File("bad.db")});
