@@ -198,7 +198,6 @@ void RunGraphPasses(std::shared_ptr<torch::jit::Graph> graph, const recipes::Opt
           passes::UseBlockedLayout(graph, kernels::PreferredChannelBlock(), lowering.channels_last);
       Record(applied, "blocked_layout", blocked.changed());
     }
-    if (!int8) Record(applied, "accumulate_in_place", passes::AccumulateInPlace(graph) > 0);
   }
   for (const std::string& fusion : opt.fusions) {
     auto pass = LibtorchFusionTable().find(fusion);
@@ -361,11 +360,18 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
       applied.kept_fp32 = std::move(quantized.kept);
       applied.qparams = std::move(quantized.qparams);
       applied.calibration_s = quantized.calibration_s;
+      if (quantized.chained > 0) applied.fusions.fused["int8 chain"] = quantized.chained;
       for (const std::string& method : other_methods) {
         applied.fallbacks.push_back({"method " + method,
                                      "int8 quantizes forward only (calibration observes forward); "
                                      "this method runs its fp32 optimised graph"});
       }
+    }
+    if (opt.weight_prepack) {
+      int64_t turned = 0;
+      for (const std::string& method : applied.methods)
+        turned += passes::AccumulateInPlace(m.get_method(method).graph());
+      applied.passes.push_back({"accumulate_in_place", turned > 0});
     }
     if (opt.optimize_for_inference) {
       const std::string before = GraphsText(m, applied.methods);
@@ -374,7 +380,7 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
           {"optimize_for_inference", GraphsText(m, applied.methods) != before});
     }
   }
-  for (const std::string& fusion :
+  for (const std::string fusion :
        {"conv_eltwise", "conv_add", "linear_eltwise", "linear_add", "matmul_add"}) {
     if (Has(opt.fusions, fusion) && !opt.weight_prepack)
       applied.fallbacks.push_back(

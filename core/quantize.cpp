@@ -167,6 +167,43 @@ void Rewrite(const QuantOp& op, const std::optional<kernels::ActivationQuant>& i
   }
 }
 
+bool SameQuant(const kernels::ActivationQuant& a, const kernels::ActivationQuant& b) {
+  return a.scale == b.scale && a.zero_point == b.zero_point && a.qmin == b.qmin && a.qmax == b.qmax;
+}
+
+// Chained int8: an int8 convolution whose result goes only into int8 convolutions as their input
+// (not as an accumulator, not out of the graph), all with the same input parameters, writes it
+// quantized with them (kernels/qconv.h), so it is never written in fp32 and quantized again.
+// Returns how many convolutions were chained.
+int64_t ChainInt8Convolutions(const std::shared_ptr<Graph>& graph) {
+  int64_t chained = 0;
+  for (Node* node : AllNodes(graph)) {
+    if (!IsKind(node, {"ipt::qconv2d"})) continue;
+    std::optional<kernels::ActivationQuant> common;
+    bool chain = !node->output()->uses().empty();
+    for (const torch::jit::Use& use : node->output()->uses()) {
+      Node* user = use.user;
+      if (!IsKind(user, {"ipt::qconv2d", "ipt::qconv2d_sum"}) || use.offset != 0 ||
+          user->owningBlock() != node->owningBlock()) {
+        chain = false;
+        break;
+      }
+      const kernels::ActivationQuant& input =
+          ContextOf(user).toCustomClass<kernels::QuantConvContext>()->input_quant();
+      if (common && !SameQuant(*common, input)) {
+        chain = false;
+        break;
+      }
+      common = input;
+    }
+    if (!chain) continue;
+    auto producer = ContextOf(node).toCustomClass<kernels::QuantConvContext>();
+    ReplaceContext(node, "ipt::qconv2d", c10::IValue(producer->WithOutputQuant(*common)));
+    ++chained;
+  }
+  return chained;
+}
+
 }  // namespace
 
 QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& precision,
@@ -249,6 +286,7 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
                                              static_cast<int32_t>(a.qmax)});
     result.quantized.push_back(ops[i].name);
   }
+  result.chained = ChainInt8Convolutions(graph);
   result.qparams = std::move(qparams);
   return result;
 }

@@ -28,6 +28,7 @@ struct QuantizeResult {
   std::vector<std::string> kept;            // ops the fallback list kept in fp32
   std::optional<recipes::QParams> qparams;  // static only: what was calibrated or loaded
   double calibration_s = 0;
+  int64_t chained = 0;  // int8 convolutions that hand their result on in uint8
 };
 
 // Rewrites the forward graph of `module` (frozen) in place. Throws ipt::Error(kInvalidArgument)

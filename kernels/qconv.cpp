@@ -20,17 +20,20 @@ struct QuantConvContext::Plan {
   memory::desc scratchpad_desc;
   memory weights;
   memory bias;
-  memory zero_point;  // empty when the input's zero point is 0
+  memory zero_point;         // empty when the input's zero point is 0
+  memory output_zero_point;  // empty without an output quantization or with zero point 0
   std::vector<int64_t> output_sizes;
 };
 
 QuantConvContext::QuantConvContext(at::Tensor weight, at::Tensor bias, ConvParams params,
-                                   PostOps post_ops, ActivationQuant input)
+                                   PostOps post_ops, ActivationQuant input,
+                                   std::optional<ActivationQuant> output)
     : weight_(weight.to(at::kFloat).contiguous()),
       bias_(bias.defined() ? bias.to(at::kFloat).contiguous() : bias),
       params_(std::move(params)),
       post_ops_(post_ops),
-      input_(input) {
+      input_(input),
+      output_(output) {
   // The fp32 context validates the shapes and normalises the parameters the same way.
   ConvContext checked(weight_, bias_, params_, post_ops_, /*channels_last=*/true);
   params_ = checked.params();
@@ -39,6 +42,13 @@ QuantConvContext::QuantConvContext(at::Tensor weight, at::Tensor bias, ConvParam
                 fmt::format("ipt qconv2d: the input quantization must be unsigned with a positive "
                             "scale, got {}",
                             ToString(input_)));
+  if (output_ &&
+      (output_->is_signed() || !(output_->scale > 0) || output_->qmax > 255 || post_ops_.sum))
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("ipt qconv2d: a quantized output must be unsigned with a positive "
+                            "scale, and not after a sum post-op (its accumulator is fp32), got "
+                            "{}{}",
+                            ToString(*output_), post_ops_.sum ? " with a sum" : ""));
   quantized_ = QuantizeWeightPerChannel(weight_);
   if (bias_.defined()) {
     at::Tensor scales = at::tensor(quantized_.scales) * input_.scale;
@@ -79,7 +89,8 @@ std::shared_ptr<const QuantConvContext::Plan> QuantConvContext::PlanFor(const at
   try {
     auto plan = std::make_shared<Plan>();
     plan->src_desc = memory::desc({n, c, h, w}, memory::data_type::u8, tag);
-    plan->dst_desc = memory::desc({n, o, oh, ow}, memory::data_type::f32, tag);
+    plan->dst_desc =
+        memory::desc({n, o, oh, ow}, output_ ? memory::data_type::u8 : memory::data_type::f32, tag);
     memory::desc any_weights(weight_dims, memory::data_type::s8, memory::format_tag::any);
     dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
                                          dnnl::algorithm::convolution_direct, plan->src_desc,
@@ -90,6 +101,18 @@ std::shared_ptr<const QuantConvContext::Plan> QuantConvContext::PlanFor(const at
     for (float& scale : scales) scale *= input_.scale;
     attr.set_output_scales(1 << 1, scales);
     if (input_.zero_point != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    if (output_) {
+      // The post-ops see real values (the output scales dequantize), so any activation is
+      // exact; then x / scale, clipped to the range, and the zero point added on conversion.
+      dnnl::post_ops ops = attr.get_post_ops();
+      ops.append_eltwise(1.F, dnnl::algorithm::eltwise_linear, 1.F / output_->scale, 0.F);
+      if (output_->qmax < 255 || output_->qmin > 0)
+        ops.append_eltwise(1.F, dnnl::algorithm::eltwise_clip,
+                           static_cast<float>(output_->qmin - output_->zero_point),
+                           static_cast<float>(output_->qmax - output_->zero_point));
+      attr.set_post_ops(ops);
+      if (output_->zero_point != 0) attr.set_zero_points(DNNL_ARG_DST, 0, {DNNL_RUNTIME_S32_VAL});
+    }
     dnnl::convolution_forward::primitive_desc pd(desc, attr, detail::CpuEngine());
     if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0)
       return fail("aten fallback: oneDNN has only its reference int8 convolution for it");
@@ -106,11 +129,14 @@ std::shared_ptr<const QuantConvContext::Plan> QuantConvContext::PlanFor(const at
     }
     if (bias_.defined())
       plan->bias = memory(bias_desc, detail::CpuEngine(), scaled_bias_.data_ptr());
-    if (input_.zero_point != 0) {
-      plan->zero_point =
-          memory({{1}, memory::data_type::s32, memory::format_tag::a}, detail::CpuEngine());
-      *static_cast<int32_t*>(plan->zero_point.get_data_handle()) = input_.zero_point;
-    }
+    auto zero_point = [](int32_t value) {
+      memory m({{1}, memory::data_type::s32, memory::format_tag::a}, detail::CpuEngine());
+      *static_cast<int32_t*>(m.get_data_handle()) = value;
+      return m;
+    };
+    if (input_.zero_point != 0) plan->zero_point = zero_point(input_.zero_point);
+    if (output_ && output_->zero_point != 0)
+      plan->output_zero_point = zero_point(output_->zero_point);
     return plans_[key] = plan;
   } catch (const dnnl::error& e) {
     return fail(fmt::format("aten fallback: oneDNN has no int8 convolution for it ({})", e.what()));
@@ -119,7 +145,8 @@ std::shared_ptr<const QuantConvContext::Plan> QuantConvContext::PlanFor(const at
 
 at::Tensor QuantConvContext::RunReference(const at::Tensor& input,
                                           const at::Tensor& accumulator) const {
-  at::Tensor q = QuantizeActivation(input.to(at::kFloat), input_);
+  at::Tensor q =
+      input.scalar_type() == at::kByte ? input : QuantizeActivation(input.to(at::kFloat), input_);
   at::Tensor x = (q.to(at::kFloat) - input_.zero_point) * input_.scale;
   std::vector<int64_t> shape(weight_.dim(), 1);
   shape[0] = weight_.size(0);
@@ -128,10 +155,10 @@ at::Tensor QuantConvContext::RunReference(const at::Tensor& input,
       at::conv2d(x, w, bias_, params_.stride, params_.padding, params_.dilation, params_.groups);
   if (post_ops_.sum) out = out + accumulator.to(at::kFloat);
   if (post_ops_.eltwise) detail::ApplyEltwiseReference(*post_ops_.eltwise, out);
-  return out;
+  return output_ ? QuantizeActivation(out, *output_) : out;
 }
 
-at::Tensor QuantConvContext::Run(const at::Tensor& input, const at::Tensor& accumulator) {
+void QuantConvContext::CheckInputs(const at::Tensor& input, const at::Tensor& accumulator) const {
   TORCH_CHECK(input.dim() == 4, "ipt qconv2d: expected a 4-D input [N, C, H, W], got ",
               detail::Dims(input.sizes()));
   TORCH_CHECK(input.size(1) == weight_.size(1) * params_.groups, "ipt qconv2d: input has ",
@@ -139,43 +166,87 @@ at::Tensor QuantConvContext::Run(const at::Tensor& input, const at::Tensor& accu
   TORCH_CHECK(post_ops_.sum == accumulator.defined(),
               post_ops_.sum ? "ipt qconv2d: the sum post-op needs an accumulator"
                             : "ipt qconv2d: an accumulator was given without a sum post-op");
+}
+
+at::Tensor QuantConvContext::QuantizedInput(const at::Tensor& input) const {
+  const auto format = at::MemoryFormat::ChannelsLast;
+  return input.scalar_type() == at::kByte
+             ? input.contiguous(format)
+             : QuantizeActivation(input.to(at::kFloat).contiguous(format), input_);
+}
+
+void QuantConvContext::Execute(const Plan& plan, const at::Tensor& src,
+                               const at::Tensor& dst) const {
+  const auto& engine = detail::CpuEngine();
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(plan.src_desc, engine, src.data_ptr())},
+      {DNNL_ARG_WEIGHTS, plan.weights},
+      {DNNL_ARG_DST, memory(plan.dst_desc, engine, dst.data_ptr())}};
+  if (plan.bias) args.emplace(DNNL_ARG_BIAS, plan.bias);
+  if (plan.zero_point) args.emplace(DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, plan.zero_point);
+  if (plan.output_zero_point)
+    args.emplace(DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, plan.output_zero_point);
+  detail::Execute(plan.primitive, plan.scratchpad_desc, std::move(args));
+}
+
+at::Tensor QuantConvContext::Run(const at::Tensor& input, const at::Tensor& accumulator) {
+  CheckInputs(input, accumulator);
   std::shared_ptr<const Plan> plan = PlanFor(input);
   if (!plan) return RunReference(input, accumulator);
   const auto format = at::MemoryFormat::ChannelsLast;
-  at::Tensor src = QuantizeActivation(input.to(at::kFloat).contiguous(format), input_);
-  at::Tensor dst =
-      detail::EmptyRecycled(plan->output_sizes, input.options().dtype(at::kFloat), format);
+  at::Tensor src = QuantizedInput(input);
+  at::Tensor dst = detail::EmptyRecycled(
+      plan->output_sizes, input.options().dtype(output_ ? at::kByte : at::kFloat), format);
   if (post_ops_.sum) {
     if (accumulator.sizes() != dst.sizes()) return RunReference(input, accumulator);
     dst.copy_(accumulator);
   }
-  const auto& engine = detail::CpuEngine();
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, memory(plan->src_desc, engine, src.data_ptr())},
-      {DNNL_ARG_WEIGHTS, plan->weights},
-      {DNNL_ARG_DST, memory(plan->dst_desc, engine, dst.data_ptr())}};
-  if (plan->bias) args.emplace(DNNL_ARG_BIAS, plan->bias);
-  if (plan->zero_point) args.emplace(DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, plan->zero_point);
-  detail::Execute(plan->primitive, plan->scratchpad_desc, std::move(args));
+  Execute(*plan, src, dst);
   return dst;
+}
+
+at::Tensor QuantConvContext::RunInPlace(const at::Tensor& input, at::Tensor& accumulator) {
+  CheckInputs(input, accumulator);
+  std::shared_ptr<const Plan> plan = PlanFor(input);
+  if (plan && accumulator.scalar_type() == at::kFloat &&
+      accumulator.sizes() == at::IntArrayRef(plan->output_sizes) &&
+      accumulator.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+      !input.storage().is_alias_of(accumulator.storage())) {
+    Execute(*plan, QuantizedInput(input), accumulator);
+    return accumulator;
+  }
+  accumulator.copy_(Run(input, accumulator));
+  return accumulator;
+}
+
+c10::intrusive_ptr<QuantConvContext> QuantConvContext::WithOutputQuant(
+    const ActivationQuant& output) const {
+  return c10::make_intrusive<QuantConvContext>(weight_, bias_, params_, post_ops_, input_, output);
 }
 
 QuantConvContext::State QuantConvContext::GetState() const {
   c10::optional<at::Tensor> bias;
   if (bias_.defined()) bias = bias_;
+  const ActivationQuant output = output_.value_or(ActivationQuant{1.F, 0, 0, 0});
   return {weight_,           bias,           params_.stride,      params_.padding,
           params_.dilation,  params_.groups, ToString(post_ops_), input_.scale,
-          input_.zero_point, input_.qmax};
+          input_.zero_point, input_.qmax,    output.scale,        output.zero_point,
+          output.qmax};
 }
 
 c10::intrusive_ptr<QuantConvContext> QuantConvContext::FromState(State state) {
-  auto& [weight, bias, stride, padding, dilation, groups, post_ops, scale, zero_point, qmax] =
-      state;
+  auto& [weight, bias, stride, padding, dilation, groups, post_ops, scale, zero_point, qmax,
+         output_scale, output_zero_point, output_qmax] = state;
   ActivationQuant input{static_cast<float>(scale), static_cast<int32_t>(zero_point), 0,
                         static_cast<int32_t>(qmax)};
+  std::optional<ActivationQuant> output;
+  if (output_qmax != 0)
+    output =
+        ActivationQuant{static_cast<float>(output_scale), static_cast<int32_t>(output_zero_point),
+                        0, static_cast<int32_t>(output_qmax)};
   return c10::make_intrusive<QuantConvContext>(weight, bias ? *bias : at::Tensor(),
                                                ConvParams{stride, padding, dilation, groups},
-                                               ParsePostOps(post_ops), input);
+                                               ParsePostOps(post_ops), input, output);
 }
 
 }  // namespace ipt::kernels

@@ -4,6 +4,11 @@
 // primitive. An input oneDNN cannot take runs the same arithmetic in aten (fake quantization),
 // said once in the verbose log.
 //
+// Chained int8: a context given an output quantization writes its result already quantized
+// (uint8, the next convolution's input parameters) instead of fp32, and a uint8 input is taken
+// as quantized with this context's input parameters. Between two int8 convolutions the
+// activation then crosses memory once as one byte, not as four bytes and again as one.
+//
 // Thread safety: Run may be called from several threads at once.
 #pragma once
 
@@ -13,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -29,24 +35,41 @@ class QuantConvContext : public torch::CustomClassHolder {
   // channels-last in memory: oneDNN's int8 convolutions are NHWC only.
   // Throws ipt::Error(kInvalidArgument) as ConvContext does, and for an input quantization
   // that is not unsigned.
+  // output: quantize the result with it (uint8 out); not with a sum post-op, whose accumulator
+  // is fp32.
   QuantConvContext(at::Tensor weight, at::Tensor bias, ConvParams params, PostOps post_ops,
-                   ActivationQuant input);
+                   ActivationQuant input, std::optional<ActivationQuant> output = std::nullopt);
 
-  // input: fp32 [N, C, H, W]; accumulator as for ConvContext. Returns fp32.
+  // input: fp32 [N, C, H, W], or uint8 quantized with input_quant(); accumulator as for
+  // ConvContext. Returns fp32, or uint8 quantized with output_quant() when it is set.
   at::Tensor Run(const at::Tensor& input, const at::Tensor& accumulator = {});
 
-  const ActivationQuant& input_quant() const { return input_; }
-  const at::Tensor& weight() const { return weight_; }
+  // With a sum post-op: adds into `accumulator` (fp32, the output's sizes, channels-last) and
+  // returns it, without copying it into a fresh output first; any other accumulator gets the
+  // result of Run copied in.
+  at::Tensor RunInPlace(const at::Tensor& input, at::Tensor& accumulator);
 
-  using State =
-      std::tuple<at::Tensor, c10::optional<at::Tensor>, std::vector<int64_t>, std::vector<int64_t>,
-                 std::vector<int64_t>, int64_t, std::string, double, int64_t, int64_t>;
+  const ActivationQuant& input_quant() const { return input_; }
+  const std::optional<ActivationQuant>& output_quant() const { return output_; }
+  const at::Tensor& weight() const { return weight_; }
+  bool has_sum() const { return post_ops_.sum; }
+
+  // The same convolution writing its result quantized with `output`.
+  c10::intrusive_ptr<QuantConvContext> WithOutputQuant(const ActivationQuant& output) const;
+
+  // The output quantization is saved as scale, zero point and qmax; qmax 0 means none.
+  using State = std::tuple<at::Tensor, c10::optional<at::Tensor>, std::vector<int64_t>,
+                           std::vector<int64_t>, std::vector<int64_t>, int64_t, std::string, double,
+                           int64_t, int64_t, double, int64_t, int64_t>;
   State GetState() const;
   static c10::intrusive_ptr<QuantConvContext> FromState(State state);
 
  private:
   struct Plan;
   std::shared_ptr<const Plan> PlanFor(const at::Tensor& input);
+  void CheckInputs(const at::Tensor& input, const at::Tensor& accumulator) const;
+  at::Tensor QuantizedInput(const at::Tensor& input) const;
+  void Execute(const Plan& plan, const at::Tensor& src, const at::Tensor& dst) const;
   at::Tensor RunReference(const at::Tensor& input, const at::Tensor& accumulator) const;
 
   at::Tensor weight_;  // fp32, what the context was built from (and is saved as)
@@ -54,6 +77,7 @@ class QuantConvContext : public torch::CustomClassHolder {
   ConvParams params_;
   PostOps post_ops_;
   ActivationQuant input_;
+  std::optional<ActivationQuant> output_;
   QuantizedWeight quantized_;
   at::Tensor scaled_bias_;  // bias / (input scale * weight scale): oneDNN v2 adds it before scaling
 

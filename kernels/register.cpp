@@ -65,6 +65,11 @@ at::Tensor QuantConv2dSum(const at::Tensor& input, const at::Tensor& accumulator
   return context->Run(input, accumulator);
 }
 
+at::Tensor QuantConv2dSumInPlace(const at::Tensor& input, at::Tensor accumulator,
+                                 const c10::intrusive_ptr<QuantConvContext>& context) {
+  return context->RunInPlace(input, accumulator);
+}
+
 at::Tensor QuantLinear(const at::Tensor& input,
                        const c10::intrusive_ptr<QuantLinearContext>& context) {
   return context->Run(input);
@@ -155,6 +160,10 @@ TORCH_LIBRARY(ipt, m) {
       "qconv2d_sum(Tensor input, Tensor accumulator, "
       "__torch__.torch.classes.ipt.QuantConvContext context) -> Tensor",
       QuantConv2dSum);
+  m.def(
+      "qconv2d_sum_(Tensor input, Tensor(a!) accumulator, "
+      "__torch__.torch.classes.ipt.QuantConvContext context) -> Tensor(a!)",
+      QuantConv2dSumInPlace);
   m.def("qlinear(Tensor input, __torch__.torch.classes.ipt.QuantLinearContext context) -> Tensor",
         QuantLinear);
   m.def(

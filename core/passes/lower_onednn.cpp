@@ -2,6 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
 #include "core/passes/graph_util.h"
 #include "kernels/conv.h"
 #include "kernels/linear.h"
@@ -304,30 +309,39 @@ FusionReport LowerToOneDnn(const std::shared_ptr<torch::jit::Graph>& graph,
 }
 
 int64_t AccumulateInPlace(const std::shared_ptr<torch::jit::Graph>& graph) {
+  const std::map<std::string, std::string> in_place_of = {
+      {"ipt::conv2d_sum", "ipt::conv2d_sum_"}, {"ipt::qconv2d_sum", "ipt::qconv2d_sum_"}};
+  using Kinds = std::vector<std::string>;
+  auto one_of = [](const Node* node, const Kinds& kinds) {
+    return std::find(kinds.begin(), kinds.end(), node->kind().toQualString()) != kinds.end();
+  };
+  const Kinds fresh_makers = {"ipt::conv2d",       "ipt::conv2d_sum",        "ipt::conv2d_sum_",
+                              "ipt::to_blocked",   "ipt::qconv2d",           "ipt::qconv2d_sum",
+                              "ipt::qconv2d_sum_", "ipt::blocked_max_pool2d"};
+  Kinds readers = fresh_makers;
+  readers.push_back("ipt::from_blocked");
   std::vector<Node*> sums;
   for (Node* node : graph->block()->nodes())
-    if (IsKind(node, {"ipt::conv2d_sum"})) sums.push_back(node);
+    if (in_place_of.count(node->kind().toQualString()) > 0) sums.push_back(node);
   int64_t turned = 0;
   for (Node* node : sums) {
     Value* accumulator = node->input(1);
     Node* producer = accumulator->node();
-    const bool fresh = producer->owningBlock() == node->owningBlock() &&
-                       IsKind(producer, {"ipt::conv2d", "ipt::conv2d_sum", "ipt::conv2d_sum_",
-                                         "ipt::to_blocked", "ipt::blocked_max_pool2d"});
+    const bool fresh =
+        producer->owningBlock() == node->owningBlock() && one_of(producer, fresh_makers);
     if (!fresh || node->input(0) == accumulator) continue;
     // Earlier readers must be our ops, whose outputs never alias their inputs: a view taken
     // earlier and read later would see the add.
     bool dies_here = true;
     for (const torch::jit::Use& use : accumulator->uses()) {
       if (use.user == node) continue;
-      dies_here &=
-          use.user->owningBlock() == node->owningBlock() && use.user->isBefore(node) &&
-          IsKind(use.user, {"ipt::conv2d", "ipt::conv2d_sum", "ipt::conv2d_sum_", "ipt::to_blocked",
-                            "ipt::from_blocked", "ipt::blocked_max_pool2d"});
+      dies_here &= use.user->owningBlock() == node->owningBlock() && use.user->isBefore(node) &&
+                   one_of(use.user, readers);
     }
     if (!dies_here) continue;
     Node* in_place =
-        graph->create(c10::Symbol::fromQualString("ipt::conv2d_sum_"), node->inputs(), 1);
+        graph->create(c10::Symbol::fromQualString(in_place_of.at(node->kind().toQualString())),
+                      node->inputs(), 1);
     in_place->output()->setType(node->output()->type());
     in_place->insertBefore(node);
     node->output()->replaceAllUsesWith(in_place->output());

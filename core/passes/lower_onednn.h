@@ -30,12 +30,13 @@ struct LoweringOptions {
 FusionReport LowerToOneDnn(const std::shared_ptr<torch::jit::Graph>& graph,
                            const LoweringOptions& options);
 
-// Turns each ipt::conv2d_sum whose accumulator dies there into ipt::conv2d_sum_, which adds
-// into the accumulator instead of copying it into a fresh output first (a ResNet block's
-// residual: up to 51 MB per add at bs16). Only where the accumulator is a fresh tensor one of
-// our ops made (a conv's output, a blocked reorder or pool) and every other use of it is one of
-// those ops, before the add, in the same block. Returns how many it turned. Run last: the int8
-// rewrite matches ipt::conv2d_sum, not the in-place op.
+// Turns each ipt::conv2d_sum (ipt::qconv2d_sum) whose accumulator dies there into
+// ipt::conv2d_sum_ (ipt::qconv2d_sum_), which adds into the accumulator instead of copying it
+// into a fresh output first (a ResNet block's residual: up to 51 MB per add at bs16). Only where
+// the accumulator is a fresh tensor one of our ops made (a conv's output, a blocked reorder or
+// pool) and every other use of it is one of those ops, before the add, in the same block.
+// Returns how many it turned. Run last, after the int8 rewrite, which matches the out-of-place
+// ops.
 int64_t AccumulateInPlace(const std::shared_ptr<torch::jit::Graph>& graph);
 
 }  // namespace ipt::core::passes

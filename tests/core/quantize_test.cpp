@@ -49,6 +49,42 @@ def forward(self, x):
   return m;
 }
 
+// conv+relu into conv+relu into conv: two results that only the next convolution reads.
+torch::jit::Module ChainConvNet() {
+  torch::jit::Module m("ChainConvNet");
+  at::manual_seed(13);
+  m.register_parameter("w1", at::randn({16, 3, 3, 3}) * 0.3, false);
+  m.register_parameter("w2", at::randn({16, 16, 3, 3}) * 0.1, false);
+  m.register_parameter("w3", at::randn({8, 16, 1, 1}) * 0.2, false);
+  m.define(R"(
+def forward(self, x):
+    y = torch.relu(torch.conv2d(x, self.w1, None, 1, 1))
+    z = torch.relu(torch.conv2d(y, self.w2, None, 1, 1))
+    return torch.mean(torch.conv2d(z, self.w3), [2, 3])
+)");
+  m.eval();
+  return m;
+}
+
+// A residual whose accumulator is a convolution's own output, read by nothing else (a ResNet
+// block with a downsample), and an activation read by two convolutions.
+torch::jit::Module ResidualConvNet() {
+  torch::jit::Module m("ResidualConvNet");
+  at::manual_seed(14);
+  m.register_parameter("w1", at::randn({16, 3, 3, 3}) * 0.3, false);
+  m.register_parameter("w2", at::randn({16, 16, 1, 1}) * 0.2, false);
+  m.register_parameter("w3", at::randn({16, 16, 3, 3}) * 0.1, false);
+  m.define(R"(
+def forward(self, x):
+    y = torch.relu(torch.conv2d(x, self.w1, None, 1, 1))
+    shortcut = torch.conv2d(y, self.w2)
+    z = torch.relu(torch.conv2d(y, self.w3, None, 1, 1) + shortcut)
+    return torch.mean(z, [2, 3])
+)");
+  m.eval();
+  return m;
+}
+
 std::vector<torch::jit::IValue> Images(int64_t batch, int64_t index) {
   at::Generator g = at::detail::createCPUGenerator(1000 + index);
   return {at::randn({batch, 3, 12, 12}, g)};
@@ -169,6 +205,43 @@ TEST(QuantizeTest, SavedOptimisedModelLoadsAndGivesTheSameResults) {
   auto inputs = Images(2, 7);
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(at::equal(loaded.forward(inputs).toTensor(), model.Run(inputs).toTensor()));
+}
+
+// Results that only int8 convolutions read stay in uint8; the one that leaves the graph, and
+// the SmallConvNet activation that is also a residual accumulator, do not.
+TEST(QuantizeTest, ConvolutionsFeedingOnlyInt8ConvolutionsHandOnUint8) {
+  torch::jit::Module module = ChainConvNet();
+  auto inputs = Images(4, 70);
+  at::Tensor reference = Eval(module, inputs);
+  OptimizedModel model = Optimize(module, Int8(), Images);
+  EXPECT_EQ(model.applied().fusions.fused.at("int8 chain"), 2) << model.applied().ToJson().dump();
+  at::Tensor out = model.Run(inputs).toTensor();
+  EXPECT_EQ(out.scalar_type(), at::kFloat);
+  EXPECT_GT(Cosine(reference, out), 0.99);
+  std::stringstream buffer;
+  model.module().save(buffer);
+  torch::jit::Module loaded = torch::jit::load(buffer);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(loaded.forward(inputs).toTensor(), out));
+
+  OptimizedModel residual = Optimize(SmallConvNet(), Int8(), Images);
+  EXPECT_EQ(residual.applied().fusions.fused.count("int8 chain"), 0U);
+}
+
+// The int8 residual add goes into its accumulator when nothing reads it after; the activation
+// that two convolutions read is handed to both in uint8 (their calibrated inputs agree).
+TEST(QuantizeTest, Int8ResidualAddsInPlaceAndSharedInputsStayUint8) {
+  torch::jit::Module module = ResidualConvNet();
+  auto inputs = Images(4, 71);
+  at::Tensor reference = Eval(module, inputs);
+  OptimizedModel model = Optimize(module, Int8(), Images);
+  const Applied& applied = model.applied();
+  EXPECT_EQ(Count(applied, "ipt::qconv2d_sum_"), 1) << applied.ToJson().dump();
+  EXPECT_EQ(Count(applied, "ipt::qconv2d_sum"), 0);
+  EXPECT_EQ(applied.fusions.fused.at("int8 chain"), 1);
+  at::Tensor out = model.Run(inputs).toTensor();
+  EXPECT_GT(Cosine(reference, out), 0.99);
+  EXPECT_TRUE(at::equal(model.Run(inputs).toTensor(), out)) << "the add does not build up";
 }
 
 TEST(QuantizeTest, ParametersForAnotherGraphAreRefusedNamingBothDigests) {

@@ -112,6 +112,50 @@ TEST(QuantConvTest, GroupedAndStridedConvolutions) {
   EXPECT_LT(RelativeL2(context.Run(x), expected), 1e-5);
 }
 
+// A chained convolution writes what the unchained one would give after quantizing its fp32
+// result, and the next convolution takes that uint8 tensor as its quantized input: the same
+// integers, so the same result, for post-ops that are and are not homogeneous and for a range
+// with a zero point and u7.
+TEST(QuantConvTest, ChainedOutputIsTheQuantizedFp32OutputAndFeedsTheNextConvolution) {
+  at::manual_seed(12);
+  at::Tensor w1 = at::randn({16, 8, 3, 3}) * 0.2, b1 = at::randn({16});
+  at::Tensor w2 = at::randn({8, 16, 1, 1}) * 0.2, b2 = at::randn({8});
+  at::Tensor x = at::rand({2, 8, 9, 9}) * 3;
+  const ActivationQuant in = AffineUnsignedQuant(0, 3, UnsignedActivationMax());
+  for (const char* spelling : {"relu", "", "silu"}) {
+    for (int32_t qmax : {255, 127}) {
+      QuantConvContext first(w1, b1, ConvParams{{1, 1}, {1, 1}, {1, 1}, 1}, ParsePostOps(spelling),
+                             in);
+      at::Tensor fp32 = first.Run(x);
+      const ActivationQuant mid =
+          AffineUnsignedQuant(fp32.min().item<float>(), fp32.max().item<float>(), qmax);
+      auto chained = first.WithOutputQuant(mid);
+      at::Tensor q = chained->Run(x);
+      ASSERT_EQ(q.scalar_type(), at::kByte);
+      ASSERT_EQ(q.sizes(), fp32.sizes());
+      at::Tensor expected = QuantizeActivation(fp32, mid);
+      // oneDNN multiplies by 1/scale in its own order of operations: a value on a rounding
+      // boundary may land one step away, never more, and rarely.
+      at::Tensor steps = (q.to(at::kInt) - expected.to(at::kInt)).abs();
+      EXPECT_LE(steps.max().item<int>(), 1) << spelling << " qmax " << qmax;
+      EXPECT_LT(steps.to(at::kFloat).mean().item<double>(), 1e-3) << spelling << " " << qmax;
+      EXPECT_LE(q.max().item<int>(), qmax);
+
+      QuantConvContext second(w2, b2, ConvParams{{1, 1}, {0, 0}, {1, 1}, 1}, ParsePostOps("relu"),
+                              mid);
+      at::Tensor from_fp32 = second.Run(fp32);
+      at::Tensor from_u8 = second.Run(q);
+      EXPECT_LT(RelativeL2(from_u8, from_fp32), 1e-3) << spelling << " qmax " << qmax;
+      // The state keeps the output quantization.
+      EXPECT_TRUE(at::equal(QuantConvContext::FromState(chained->GetState())->Run(x), q));
+    }
+  }
+  EXPECT_THROW(
+      QuantConvContext(w1, b1, ConvParams{{1, 1}, {1, 1}, {1, 1}, 1}, ParsePostOps("sum"), in, in),
+      Error)
+      << "a quantized output after a sum post-op";
+}
+
 TEST(QuantLinearTest, StaticAndDynamicMatchFakeQuantizedAten) {
   at::manual_seed(7);
   at::Tensor w = at::randn({40, 24}) * 0.2;
