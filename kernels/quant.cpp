@@ -8,6 +8,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "base/error.h"
+#include "kernels/buffer_pool.h"
 
 namespace ipt::kernels {
 namespace {
@@ -64,8 +65,8 @@ at::Tensor QuantizeActivation(const at::Tensor& x, const ActivationQuant& q) {
               q.scale);
   const auto format = x.suggest_memory_format();
   at::Tensor src = x.contiguous(format);
-  at::Tensor out =
-      at::empty_like(src, src.options().dtype(q.is_signed() ? at::kChar : at::kByte), format);
+  at::Tensor out = detail::EmptyRecycled(
+      src.sizes(), src.options().dtype(q.is_signed() ? at::kChar : at::kByte), format);
   const float* in = src.data_ptr<float>();
   const float inverse = 1.0F / q.scale, zp = static_cast<float>(q.zero_point);
   const float lo = static_cast<float>(q.qmin), hi = static_cast<float>(q.qmax);
