@@ -41,7 +41,7 @@ class QuantConvContext : public torch::CustomClassHolder {
                    ActivationQuant input, std::optional<ActivationQuant> output = std::nullopt);
 
   // input: fp32 [N, C, H, W], or uint8 quantized with input_quant(); accumulator as for
-  // ConvContext. Returns fp32, or uint8 quantized with output_quant() when it is set.
+  // ConvContext. Returns fp32, or uint8 quantized with the output quantization when there is one.
   at::Tensor Run(const at::Tensor& input, const at::Tensor& accumulator = {});
 
   // With a sum post-op: adds into `accumulator` (fp32, the output's sizes, channels-last) and
@@ -50,9 +50,7 @@ class QuantConvContext : public torch::CustomClassHolder {
   at::Tensor RunInPlace(const at::Tensor& input, at::Tensor& accumulator);
 
   const ActivationQuant& input_quant() const { return input_; }
-  const std::optional<ActivationQuant>& output_quant() const { return output_; }
   const at::Tensor& weight() const { return weight_; }
-  bool has_sum() const { return post_ops_.sum; }
 
   // The same convolution writing its result quantized with `output`.
   c10::intrusive_ptr<QuantConvContext> WithOutputQuant(const ActivationQuant& output) const;

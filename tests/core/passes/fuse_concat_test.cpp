@@ -63,7 +63,9 @@ TEST(FuseConcatBatchNormTest, CatBatchNormReluBecomesOneOpForEveryLayoutAndMatch
           ->run(*graph);
       const at::Tensor got = Forward(frozen, inputs);
       EXPECT_LT(RelativeL2(expected, got), 1e-5) << c.body << " channels_last " << channels_last;
-      if (channels_last) EXPECT_TRUE(got.is_contiguous(at::MemoryFormat::ChannelsLast));
+      if (channels_last) {
+        EXPECT_TRUE(got.is_contiguous(at::MemoryFormat::ChannelsLast));
+      }
     }
   }
 }
