@@ -138,12 +138,8 @@ std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
 void ReplaceContext(Node* node, const char* kind, const c10::IValue& context) {
   auto graph = node->owningGraph();
   torch::jit::WithInsertPoint guard(node);
-  Node* constant = graph->create(c10::prim::Constant);
-  constant->output()->setType(context.type());
-  constant->ival_(c10::attr::value, context);
-  graph->insertNode(constant);
   std::vector<Value*> inputs(node->inputs().begin(), node->inputs().end());
-  inputs.back() = constant->output();
+  inputs.back() = passes::InsertObjectConstant(*graph, context);
   Node* replacement = graph->create(c10::Symbol::fromQualString(kind), inputs, 1);
   replacement->output()->setType(c10::TensorType::get());
   graph->insertNode(replacement);

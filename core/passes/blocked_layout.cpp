@@ -72,12 +72,8 @@ BlockedLayoutReport UseBlockedLayout(const std::shared_ptr<torch::jit::Graph>& g
           context->weight(), context->bias(), context->params(), context->post_ops(),
           context->channels_last(), block);
       torch::jit::WithInsertPoint guard(node);
-      Node* constant = graph->create(c10::prim::Constant);
-      c10::IValue ivalue(std::move(blocked_context));
-      constant->output()->setType(ivalue.type());
-      constant->ival_(c10::attr::value, ivalue);
-      graph->insertNode(constant);
-      node->replaceInput(node->inputs().size() - 1, constant->output());
+      node->replaceInput(node->inputs().size() - 1,
+                         InsertObjectConstant(*graph, c10::IValue(std::move(blocked_context))));
       blocked.insert(node->output());
       readers.insert(node);
       ++report.blocked_convs;

@@ -13,14 +13,6 @@ namespace {
 using torch::jit::Node;
 using torch::jit::Value;
 
-Value* InsertObjectConstant(torch::jit::Graph& graph, const c10::IValue& object) {
-  Node* constant = graph.create(c10::prim::Constant);
-  constant->output()->setType(object.type());
-  constant->ival_(c10::attr::value, object);
-  graph.insertNode(constant);
-  return constant->output();
-}
-
 // The constant that `node` (div or mul) scales its other operand by, as a multiplier.
 std::optional<double> ScaleOf(Node* node, Value* scaled) {
   if (IsKind(node, {"aten::div"}) && node->inputs().size() == 2 && node->input(0) == scaled) {

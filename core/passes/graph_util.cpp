@@ -18,6 +18,14 @@ std::vector<torch::jit::Node*> AllNodes(const std::shared_ptr<torch::jit::Graph>
   return nodes;
 }
 
+torch::jit::Value* InsertObjectConstant(torch::jit::Graph& graph, const c10::IValue& object) {
+  torch::jit::Node* constant = graph.create(c10::prim::Constant);
+  constant->output()->setType(object.type());
+  constant->ival_(c10::attr::value, object);
+  graph.insertNode(constant);
+  return constant->output();
+}
+
 std::optional<at::Tensor> ConstantTensor(torch::jit::Value* value) {
   auto ivalue = torch::jit::toIValue(value);
   if (!ivalue || !ivalue->isTensor()) return std::nullopt;

@@ -13,6 +13,10 @@ namespace ipt::core::passes {
 // pass can rewrite while it walks.
 std::vector<torch::jit::Node*> AllNodes(const std::shared_ptr<torch::jit::Graph>& graph);
 
+// A prim::Constant holding `object` (a kernel context: a custom class, which
+// Graph::insertConstant does not take), inserted at the graph's insert point.
+torch::jit::Value* InsertObjectConstant(torch::jit::Graph& graph, const c10::IValue& object);
+
 // The constant tensor behind `value`, if it is one; nullopt for None and for a non-constant.
 std::optional<at::Tensor> ConstantTensor(torch::jit::Value* value);
 // For optional tensor arguments (a batch norm's weight): an undefined tensor for None, the

@@ -188,13 +188,10 @@ void Replace(Node* anchor, const PostOpMatch& match, const char* op, const char*
   auto graph = anchor->owningGraph();
   Node* last = match.consumed.empty() ? anchor : match.consumed.back();
   torch::jit::WithInsertPoint guard(last);
-  Node* constant = graph->create(c10::prim::Constant);
-  constant->output()->setType(context.type());
-  constant->ival_(c10::attr::value, context);
-  graph->insertNode(constant);
+  Value* constant = InsertObjectConstant(*graph, context);
   std::vector<Value*> inputs{anchor->input(0)};
   if (match.accumulator) inputs.push_back(match.accumulator);
-  inputs.push_back(constant->output());
+  inputs.push_back(constant);
   Node* fused =
       graph->create(c10::Symbol::fromQualString(match.accumulator ? sum_op : op), inputs, 1);
   fused->output()->setType(c10::TensorType::get());
