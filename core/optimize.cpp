@@ -368,10 +368,9 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
       }
     }
     if (opt.weight_prepack) {
-      int64_t turned = 0;
       for (const std::string& method : applied.methods)
-        turned += passes::AccumulateInPlace(m.get_method(method).graph());
-      applied.passes.push_back({"accumulate_in_place", turned > 0});
+        Record(applied, "accumulate_in_place",
+               passes::AccumulateInPlace(m.get_method(method).graph()) > 0);
     }
     if (opt.optimize_for_inference) {
       const std::string before = GraphsText(m, applied.methods);

@@ -145,9 +145,7 @@ std::shared_ptr<const QuantConvContext::Plan> QuantConvContext::PlanFor(const at
 
 at::Tensor QuantConvContext::RunReference(const at::Tensor& input,
                                           const at::Tensor& accumulator) const {
-  at::Tensor q =
-      input.scalar_type() == at::kByte ? input : QuantizeActivation(input.to(at::kFloat), input_);
-  at::Tensor x = (q.to(at::kFloat) - input_.zero_point) * input_.scale;
+  at::Tensor x = (QuantizedInput(input).to(at::kFloat) - input_.zero_point) * input_.scale;
   std::vector<int64_t> shape(weight_.dim(), 1);
   shape[0] = weight_.size(0);
   at::Tensor w = quantized_.data.to(at::kFloat) * at::tensor(quantized_.scales).view(shape);

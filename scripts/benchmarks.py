@@ -339,6 +339,12 @@ def accuracy_text(workload, accuracy):
     return text + f", {accuracy['items']} items"
 
 
+def onednn_has_vnni(isa):
+    """Whether the int8 kernels use u8 here: the rule of kernels::CpuHasVnni, on the ISA oneDNN
+    really runs (which ONEDNN_MAX_CPU_ISA may cap below the CPU's flags)."""
+    return "vnni" in isa or isa in ("avx512_core_bf16", "avx512_core_amx")
+
+
 def int8_section(args, bench, info, flops, peak):
     lines = [
         "Ours = `recipes/examples/<workload>-int8.yaml`. `stock-int8` is libtorch's graph-mode "
@@ -348,7 +354,7 @@ def int8_section(args, bench, info, flops, peak):
         f"`--eval-items {args.eval_items}`; issue 5's bounds in parentheses. {ENVIRONMENTS_TEXT} "
         "Targets apply to the tuned environment where the baseline ran fastest (marked). "
         + (f"This CPU has VNNI (oneDNN ISA `{info['onednn_isa']}`): activations use 8 bits."
-           if "avx512_vnni" in cpu_flags() or "avx_vnni" in cpu_flags() else
+           if onednn_has_vnni(info["onednn_isa"]) else
            f"Without VNNI (this CPU: oneDNN ISA `{info['onednn_isa']}`) activations use 7 "
            "bits and int8 kernels run at about twice fp32's rate, not four times."),
         "",
