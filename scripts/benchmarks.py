@@ -353,13 +353,16 @@ def int8_section(args, bench, info, flops, peak):
         "recipe in the same run. Accuracy is ours against the fp32 reference over "
         f"`--eval-items {args.eval_items}`; issue 5's bounds in parentheses. {ENVIRONMENTS_TEXT} "
         "Targets apply to the tuned environment where the baseline ran fastest (marked). "
+        "`target needs` is the GOP/s the target asks for (the baseline's rate times the target) "
+        "against the int8 peak: above 100%, the best int8 kernel here cannot reach it. "
         + (f"This CPU has VNNI (oneDNN ISA `{info['onednn_isa']}`): activations use 8 bits."
            if onednn_has_vnni(info["onednn_isa"]) else
            f"Without VNNI (this CPU: oneDNN ISA `{info['onednn_isa']}`) activations use 7 "
            "bits and int8 kernels run at about twice fp32's rate, not four times."),
         "",
         *table_header("workload", "batch", "env", "baseline", "baseline ms", "ours ms", "speedup",
-                      "target", "ours GOP/s", "share of int8 peak", "accuracy", "cv base/ours"),
+                      "target", "ours GOP/s", "share of int8 peak", "target needs", "accuracy",
+                      "cv base/ours"),
     ]
     for workload, batch, baseline, target in INT8_ROWS:
         if args.rows and args.rows not in workload:
@@ -383,12 +386,14 @@ def int8_section(args, bench, info, flops, peak):
         for env_name, (base, ours, base_name) in runs.items():
             speedup = ours["items_per_s"] / base["items_per_s"]
             gops = flops[workload] * ours["items_per_s"] / 1e9
+            needed = flops[workload] * base["items_per_s"] * target / 1e9
             share = f"{gops / peak['int8']:.0%}" if "int8" in peak else "-"
+            needs = f"{needed:.0f} ({needed / peak['int8']:.0%} of peak)" if "int8" in peak else "-"
             lines.append(
                 f"| {workload} | {batch} | {env_label(env_name, judged)} | {base_name} | "
                 f"{base['median_ms']:.1f} | {ours['median_ms']:.1f} | "
                 f"{speedup:.2f}x{verdict(env_name == judged, speedup, target)} | "
-                f"{target}x | {gops:.0f} | {share} | "
+                f"{target}x | {gops:.0f} | {share} | {needs} | "
                 f"{accuracy_text(workload, ours['accuracy'])} | "
                 f"{base['cv']:.2f}/{ours['cv']:.2f} |")
     return lines
