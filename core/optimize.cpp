@@ -260,10 +260,15 @@ nlohmann::json Applied::ToJson() const {
     out["kept_fp32"] = kept_fp32;
   }
   if (qparams) {
-    nlohmann::json inputs = nlohmann::json::object();
-    for (const auto& [name, q] : qparams->inputs)
-      inputs[name] = {{"scale", q.scale}, {"zero_point", q.zero_point}, {"qmax", q.qmax}};
-    out["qparams"] = {{"graph", qparams->graph}, {"inputs", inputs}};
+    auto ops_json = [](const std::map<std::string, recipes::ActivationQParams>& ops) {
+      nlohmann::json json = nlohmann::json::object();
+      for (const auto& [name, q] : ops)
+        json[name] = {{"scale", q.scale}, {"zero_point", q.zero_point}, {"qmax", q.qmax}};
+      return json;
+    };
+    out["qparams"] = {{"graph", qparams->graph},
+                      {"inputs", ops_json(qparams->inputs)},
+                      {"accumulators", ops_json(qparams->accumulators)}};
     out["calibration_s"] = calibration_s;
   }
   return out;

@@ -80,11 +80,20 @@ calibration::AlgorithmSpec SpecOf(const recipes::Calibration& c) {
   return spec;
 }
 
-// Runs the calibration set through a copy of the graph in which each op's input first passes
-// an ipt::observe, and returns each op's calibrated input quantization.
+bool IsSum(const QuantOp& op) { return op.node->inputs().size() == 3; }
+
+// A value calibration observes: an op's input, or the residual a conv + add adds (so that the
+// residual can stay uint8 between blocks).
+struct Observed {
+  size_t op;         // index into the ops
+  bool accumulator;  // the op's input 1 rather than its input 0
+};
+
+// Runs the calibration set through a copy of the graph in which each observed value first
+// passes an ipt::observe, and returns the calibrated quantization of each, in order.
 std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
                                                   const std::shared_ptr<Graph>& graph,
-                                                  const std::vector<size_t>& chosen,
+                                                  const std::vector<Observed>& observed,
                                                   const recipes::Calibration& settings,
                                                   const CalibrationInputs& inputs,
                                                   const std::vector<QuantOp>& ops) {
@@ -92,15 +101,16 @@ std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
   std::vector<QuantOp> copied = FindOps(copy);
   const calibration::AlgorithmSpec spec = SpecOf(settings);
   std::vector<std::unique_ptr<calibration::Observer>> observers;
-  for (size_t slot = 0; slot < chosen.size(); ++slot) {
-    Node* node = copied[chosen[slot]].node;
+  for (size_t slot = 0; slot < observed.size(); ++slot) {
+    Node* node = copied[observed[slot].op].node;
+    const size_t offset = observed[slot].accumulator ? 1 : 0;
     torch::jit::WithInsertPoint guard(node);
     Value* slot_value = copy->insertConstant(static_cast<int64_t>(slot));
-    Node* observe =
-        copy->create(c10::Symbol::fromQualString("ipt::observe"), {node->input(0), slot_value}, 1);
-    observe->output()->setType(node->input(0)->type());
+    Node* observe = copy->create(c10::Symbol::fromQualString("ipt::observe"),
+                                 {node->input(offset), slot_value}, 1);
+    observe->output()->setType(node->input(offset)->type());
     copy->insertNode(observe);
-    node->replaceInput(0, observe->output());
+    node->replaceInput(offset, observe->output());
     observers.push_back(calibration::MakeObserver(spec));
   }
   std::optional<std::string> failure;
@@ -110,7 +120,10 @@ std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
     try {
       observers[slot]->Observe(t.data_ptr<float>(), t.numel());
     } catch (const Error& e) {
-      if (!failure) failure = fmt::format("the input of {}: {}", ops[chosen[slot]].name, e.what());
+      if (!failure)
+        failure = fmt::format("the {} of {}: {}",
+                              observed[slot].accumulator ? "residual accumulator" : "input",
+                              ops[observed[slot].op].name, e.what());
     }
   });
   torch::NoGradGuard no_grad;
@@ -127,7 +140,7 @@ std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
   const calibration::QuantType type =
       kernels::CpuHasVnni() ? calibration::QuantType::kU8 : calibration::QuantType::kU7;
   std::vector<recipes::ActivationQParams> result;
-  for (size_t slot = 0; slot < chosen.size(); ++slot) {
+  for (size_t slot = 0; slot < observed.size(); ++slot) {
     calibration::QParams q = calibration::ChooseQParams(
         observers[slot]->Calibrated(type, /*symmetric=*/false), type, /*symmetric=*/false);
     result.push_back({q.scale, q.zero_point, q.qmax});
@@ -147,13 +160,16 @@ void ReplaceContext(Node* node, const char* kind, const c10::IValue& context) {
   node->destroy();
 }
 
-void Rewrite(const QuantOp& op, const std::optional<kernels::ActivationQuant>& input) {
-  const bool sum = op.node->inputs().size() == 3;
+// accumulator: how a convolution's residual is quantized when it arrives in uint8.
+void Rewrite(const QuantOp& op, const std::optional<kernels::ActivationQuant>& input,
+             const std::optional<kernels::ActivationQuant>& accumulator) {
+  const bool sum = IsSum(op);
   c10::IValue context = ContextOf(op.node);
   if (op.kind == "conv2d") {
     auto conv = context.toCustomClass<kernels::ConvContext>();
-    auto q = c10::make_intrusive<kernels::QuantConvContext>(
-        conv->weight(), conv->bias(), conv->params(), conv->post_ops(), *input);
+    auto q = c10::make_intrusive<kernels::QuantConvContext>(conv->weight(), conv->bias(),
+                                                            conv->params(), conv->post_ops(),
+                                                            *input, std::nullopt, accumulator);
     ReplaceContext(op.node, sum ? "ipt::qconv2d_sum" : "ipt::qconv2d", c10::IValue(q));
   } else {
     auto linear = context.toCustomClass<kernels::LinearContext>();
@@ -167,34 +183,46 @@ bool SameQuant(const kernels::ActivationQuant& a, const kernels::ActivationQuant
   return a.scale == b.scale && a.zero_point == b.zero_point && a.qmin == b.qmin && a.qmax == b.qmax;
 }
 
-// Chained int8: an int8 convolution whose result goes only into int8 convolutions as their input
-// (not as an accumulator, not out of the graph), all with the same input parameters, writes it
-// quantized with them (kernels/qconv.h), so it is never written in fp32 and quantized again.
+kernels::ActivationQuant ToKernel(const recipes::ActivationQParams& a) {
+  return {static_cast<float>(a.scale), static_cast<int32_t>(a.zero_point), 0,
+          static_cast<int32_t>(a.qmax)};
+}
+
+// Chained int8: an int8 convolution whose result goes only into int8 convolutions, as their
+// input or as their residual accumulator (not out of the graph), all with the same parameters,
+// writes it quantized with them (kernels/qconv.h), so it is never written in fp32 and quantized
+// again. A convolution that adds a residual writes uint8 only when that residual is quantized
+// too (its accumulator parameters), so that the sum can happen in place in uint8.
 // Returns how many convolutions were chained.
 int64_t ChainInt8Convolutions(const std::shared_ptr<Graph>& graph) {
   int64_t chained = 0;
   for (Node* node : AllNodes(graph)) {
-    if (!IsKind(node, {"ipt::qconv2d"})) continue;
+    if (!IsKind(node, {"ipt::qconv2d", "ipt::qconv2d_sum"})) continue;
+    auto producer = ContextOf(node).toCustomClass<kernels::QuantConvContext>();
+    const bool sum = IsKind(node, {"ipt::qconv2d_sum"});
+    if (sum && !producer->accumulator_quant()) continue;
     std::optional<kernels::ActivationQuant> common;
     bool chain = !node->output()->uses().empty();
     for (const torch::jit::Use& use : node->output()->uses()) {
       Node* user = use.user;
-      if (!IsKind(user, {"ipt::qconv2d", "ipt::qconv2d_sum"}) || use.offset != 0 ||
-          user->owningBlock() != node->owningBlock()) {
+      const bool as_accumulator = use.offset == 1 && IsKind(user, {"ipt::qconv2d_sum"});
+      if (!IsKind(user, {"ipt::qconv2d", "ipt::qconv2d_sum"}) ||
+          (use.offset != 0 && !as_accumulator) || user->owningBlock() != node->owningBlock()) {
         chain = false;
         break;
       }
-      const kernels::ActivationQuant& input =
-          ContextOf(user).toCustomClass<kernels::QuantConvContext>()->input_quant();
-      if (common && !SameQuant(*common, input)) {
+      auto consumer = ContextOf(user).toCustomClass<kernels::QuantConvContext>();
+      const std::optional<kernels::ActivationQuant> wanted =
+          as_accumulator ? consumer->accumulator_quant() : consumer->input_quant();
+      if (!wanted || (common && !SameQuant(*common, *wanted))) {
         chain = false;
         break;
       }
-      common = input;
+      common = wanted;
     }
     if (!chain) continue;
-    auto producer = ContextOf(node).toCustomClass<kernels::QuantConvContext>();
-    ReplaceContext(node, "ipt::qconv2d", c10::IValue(producer->WithOutputQuant(*common)));
+    ReplaceContext(node, sum ? "ipt::qconv2d_sum" : "ipt::qconv2d",
+                   c10::IValue(producer->WithOutputQuant(*common)));
     ++chained;
   }
   return chained;
@@ -238,7 +266,7 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
 
   if (dynamic) {
     for (size_t i : chosen) {
-      Rewrite(ops[i], std::nullopt);
+      Rewrite(ops[i], std::nullopt, std::nullopt);
       result.quantized.push_back(ops[i].name);
     }
     return result;
@@ -261,25 +289,36 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
                                 "fallback list when they were calibrated?)",
                                 ops[i].name));
       qparams.inputs[ops[i].name] = it->second;
+      // A recipe saved before residuals were calibrated has none: those adds stay fp32.
+      if (auto acc = precision.qparams->accumulators.find(ops[i].name);
+          acc != precision.qparams->accumulators.end())
+        qparams.accumulators[ops[i].name] = acc->second;
     }
   } else {
     if (!calibration)
       throw Error(ErrorCode::kInvalidArgument,
                   "precision.dtype int8 needs calibration data or saved precision.qparams");
     const auto start = std::chrono::steady_clock::now();
+    std::vector<Observed> observed;
+    for (size_t i : chosen) {
+      observed.push_back({i, false});
+      if (ops[i].kind == "conv2d" && IsSum(ops[i])) observed.push_back({i, true});
+    }
     std::vector<recipes::ActivationQParams> calibrated =
-        Calibrate(module, graph, chosen, precision.calibration.value_or(recipes::Calibration{}),
+        Calibrate(module, graph, observed, precision.calibration.value_or(recipes::Calibration{}),
                   calibration, ops);
-    for (size_t slot = 0; slot < chosen.size(); ++slot)
-      qparams.inputs[ops[chosen[slot]].name] = calibrated[slot];
+    for (size_t slot = 0; slot < observed.size(); ++slot) {
+      const std::string& name = ops[observed[slot].op].name;
+      (observed[slot].accumulator ? qparams.accumulators : qparams.inputs)[name] = calibrated[slot];
+    }
     result.calibration_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   for (size_t i : chosen) {
-    const recipes::ActivationQParams& a = qparams.inputs.at(ops[i].name);
-    Rewrite(ops[i], kernels::ActivationQuant{static_cast<float>(a.scale),
-                                             static_cast<int32_t>(a.zero_point), 0,
-                                             static_cast<int32_t>(a.qmax)});
+    std::optional<kernels::ActivationQuant> accumulator;
+    if (auto acc = qparams.accumulators.find(ops[i].name); acc != qparams.accumulators.end())
+      accumulator = ToKernel(acc->second);
+    Rewrite(ops[i], ToKernel(qparams.inputs.at(ops[i].name)), accumulator);
     result.quantized.push_back(ops[i].name);
   }
   result.chained = ChainInt8Convolutions(graph);

@@ -1,8 +1,9 @@
 // INT8 quantization of a frozen graph already lowered onto the oneDNN ops (ipt::conv2d,
 // ipt::linear and their _sum forms): each becomes its int8 counterpart (ipt::qconv2d,
 // ipt::qlinear), with
-//   - static: the input of every op calibrated ahead, on a copy of the graph that hands each
-//     op's input to an observer (core/calibration), or taken from saved recipe qparams;
+//   - static: the input of every op, and the residual of every conv + add, calibrated ahead on
+//     a copy of the graph that hands each to an observer (core/calibration), or taken from
+//     saved recipe qparams;
 //   - dynamic: linear only, each input's range taken at run time.
 // Ops are named by kind and position ("conv2d.0", "linear.7"); the recipe's fallback list keeps
 // named ops, or whole kinds, in fp32.

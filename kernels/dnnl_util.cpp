@@ -26,8 +26,15 @@ std::optional<dnnl::memory::data_type> ToDnnl(at::ScalarType type) {
   }
 }
 
-void AppendPostOps(const PostOps& post_ops, dnnl::post_ops& out) {
-  if (post_ops.sum) out.append_sum(1.f);
+void AppendPostOps(const PostOps& post_ops, dnnl::post_ops& out, float sum_scale,
+                   int32_t sum_zero_point) {
+  if (post_ops.sum) {
+    if (sum_zero_point != 0) {
+      out.append_sum(sum_scale, sum_zero_point);
+    } else {
+      out.append_sum(sum_scale);
+    }
+  }
   if (!post_ops.eltwise) return;
   const EltwiseOp& e = *post_ops.eltwise;
   using A = dnnl::algorithm;
@@ -104,11 +111,11 @@ dnnl::memory::format_tag BlockedTag(int64_t block) {
   return block == 8 ? dnnl::memory::format_tag::nChw8c : dnnl::memory::format_tag::nChw16c;
 }
 
-dnnl::primitive_attr MakeAttr(const PostOps& post_ops) {
+dnnl::primitive_attr MakeAttr(const PostOps& post_ops, float sum_scale, int32_t sum_zero_point) {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   dnnl::post_ops ops;
-  AppendPostOps(post_ops, ops);
+  AppendPostOps(post_ops, ops, sum_scale, sum_zero_point);
   attr.set_post_ops(ops);
   return attr;
 }

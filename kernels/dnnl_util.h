@@ -24,15 +24,18 @@ std::optional<dnnl::memory::data_type> ToDnnl(at::ScalarType type);
 // nChw16c.
 dnnl::memory::format_tag BlockedTag(int64_t block);
 
-// Appends `post_ops` to `attr` in the order the op applies them.
-void AppendPostOps(const PostOps& post_ops, dnnl::post_ops& out);
+// Appends `post_ops` to `attr` in the order the op applies them. A sum reads the destination's
+// old values as sum_scale * (old - sum_zero_point): a uint8 accumulator is dequantized so.
+void AppendPostOps(const PostOps& post_ops, dnnl::post_ops& out, float sum_scale = 1.F,
+                   int32_t sum_zero_point = 0);
 
 // The aten composition of the eltwise, in place on `x`.
 void ApplyEltwiseReference(const EltwiseOp& eltwise, at::Tensor& x);
 
 // Attributes with a user scratchpad: each call brings its own, so concurrent calls from several
 // threads never share one.
-dnnl::primitive_attr MakeAttr(const PostOps& post_ops);
+dnnl::primitive_attr MakeAttr(const PostOps& post_ops, float sum_scale = 1.F,
+                              int32_t sum_zero_point = 0);
 
 // A matmul with weights [K, N] in the layout oneDNN prefers, from `make`, which builds it for a
 // given weights tag. Where oneDNN has no blocked kernel for the dtype on this CPU (fp32 and int8

@@ -27,13 +27,15 @@ struct QuantConvContext::Plan {
 
 QuantConvContext::QuantConvContext(at::Tensor weight, at::Tensor bias, ConvParams params,
                                    PostOps post_ops, ActivationQuant input,
-                                   std::optional<ActivationQuant> output)
+                                   std::optional<ActivationQuant> output,
+                                   std::optional<ActivationQuant> accumulator)
     : weight_(weight.to(at::kFloat).contiguous()),
       bias_(bias.defined() ? bias.to(at::kFloat).contiguous() : bias),
       params_(std::move(params)),
       post_ops_(post_ops),
       input_(input),
-      output_(output) {
+      output_(output),
+      accumulator_(accumulator) {
   // The fp32 context validates the shapes and normalises the parameters the same way.
   ConvContext checked(weight_, bias_, params_, post_ops_, /*channels_last=*/true);
   params_ = checked.params();
@@ -42,13 +44,20 @@ QuantConvContext::QuantConvContext(at::Tensor weight, at::Tensor bias, ConvParam
                 fmt::format("ipt qconv2d: the input quantization must be unsigned with a positive "
                             "scale, got {}",
                             ToString(input_)));
-  if (output_ &&
-      (output_->is_signed() || !(output_->scale > 0) || output_->qmax > 255 || post_ops_.sum))
+  auto unsigned_8_bit = [](const std::optional<ActivationQuant>& q) {
+    return !q->is_signed() && q->scale > 0 && q->qmax <= 255;
+  };
+  if (output_ && (!unsigned_8_bit(output_) || (post_ops_.sum && !accumulator_)))
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("ipt qconv2d: a quantized output must be unsigned with a positive "
-                            "scale, and not after a sum post-op (its accumulator is fp32), got "
-                            "{}{}",
+                            "scale, and after a sum post-op needs a quantized accumulator too, "
+                            "got {}{}",
                             ToString(*output_), post_ops_.sum ? " with a sum" : ""));
+  if (accumulator_ && (!unsigned_8_bit(accumulator_) || !post_ops_.sum))
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("ipt qconv2d: a quantized accumulator must be unsigned with a "
+                            "positive scale, for a sum post-op, got {}{}",
+                            ToString(*accumulator_), post_ops_.sum ? "" : " without a sum"));
   quantized_ = QuantizeWeightPerChannel(weight_);
   if (bias_.defined()) {
     at::Tensor scales = at::tensor(quantized_.scales) * input_.scale;
@@ -56,10 +65,12 @@ QuantConvContext::QuantConvContext(at::Tensor weight, at::Tensor bias, ConvParam
   }
 }
 
-std::shared_ptr<const QuantConvContext::Plan> QuantConvContext::PlanFor(const at::Tensor& input) {
+std::shared_ptr<const QuantConvContext::Plan> QuantConvContext::PlanFor(const at::Tensor& input,
+                                                                        bool quantized_sum) {
   const int64_t threads = at::get_num_threads();
   std::vector<int64_t> key(input.sizes().begin(), input.sizes().end());
   key.push_back(threads);
+  key.push_back(quantized_sum ? 1 : 0);
   std::lock_guard<std::mutex> lock(mutex_);
   if (auto it = plans_.find(key); it != plans_.end()) return it->second;
   auto fail = [&](const std::string& reason) {
@@ -96,7 +107,9 @@ std::shared_ptr<const QuantConvContext::Plan> QuantConvContext::PlanFor(const at
                                          dnnl::algorithm::convolution_direct, plan->src_desc,
                                          any_weights, bias_desc, plan->dst_desc, {s[0], s[1]},
                                          {d[0] - 1, d[1] - 1}, {p[0], p[1]}, {p[0], p[1]});
-    dnnl::primitive_attr attr = detail::MakeAttr(post_ops_);
+    dnnl::primitive_attr attr =
+        quantized_sum ? detail::MakeAttr(post_ops_, accumulator_->scale, accumulator_->zero_point)
+                      : detail::MakeAttr(post_ops_);
     std::vector<float> scales(quantized_.scales);
     for (float& scale : scales) scale *= input_.scale;
     attr.set_output_scales(1 << 1, scales);
@@ -151,7 +164,7 @@ at::Tensor QuantConvContext::RunReference(const at::Tensor& input,
   at::Tensor w = quantized_.data.to(at::kFloat) * at::tensor(quantized_.scales).view(shape);
   at::Tensor out =
       at::conv2d(x, w, bias_, params_.stride, params_.padding, params_.dilation, params_.groups);
-  if (post_ops_.sum) out = out + accumulator.to(at::kFloat);
+  if (post_ops_.sum) out = out + RealAccumulator(accumulator);
   if (post_ops_.eltwise) detail::ApplyEltwiseReference(*post_ops_.eltwise, out);
   return output_ ? QuantizeActivation(out, *output_) : out;
 }
@@ -164,6 +177,8 @@ void QuantConvContext::CheckInputs(const at::Tensor& input, const at::Tensor& ac
   TORCH_CHECK(post_ops_.sum == accumulator.defined(),
               post_ops_.sum ? "ipt qconv2d: the sum post-op needs an accumulator"
                             : "ipt qconv2d: an accumulator was given without a sum post-op");
+  TORCH_CHECK(!accumulator.defined() || accumulator.scalar_type() != at::kByte || accumulator_,
+              "ipt qconv2d: a uint8 accumulator needs the context's accumulator quantization");
 }
 
 at::Tensor QuantConvContext::QuantizedInput(const at::Tensor& input) const {
@@ -171,6 +186,11 @@ at::Tensor QuantConvContext::QuantizedInput(const at::Tensor& input) const {
   return input.scalar_type() == at::kByte
              ? input.contiguous(format)
              : QuantizeActivation(input.to(at::kFloat).contiguous(format), input_);
+}
+
+at::Tensor QuantConvContext::RealAccumulator(const at::Tensor& accumulator) const {
+  if (accumulator.scalar_type() != at::kByte) return accumulator.to(at::kFloat);
+  return (accumulator.to(at::kFloat) - accumulator_->zero_point) * accumulator_->scale;
 }
 
 void QuantConvContext::Execute(const Plan& plan, const at::Tensor& src,
@@ -189,7 +209,10 @@ void QuantConvContext::Execute(const Plan& plan, const at::Tensor& src,
 
 at::Tensor QuantConvContext::Run(const at::Tensor& input, const at::Tensor& accumulator) {
   CheckInputs(input, accumulator);
-  std::shared_ptr<const Plan> plan = PlanFor(input);
+  // A uint8 output holds the accumulator quantized; an fp32 one holds a uint8 accumulator's
+  // integers (converted in the copy, dequantized by the sum) or an fp32 accumulator as it is.
+  const bool quantized_sum = post_ops_.sum && (output_ || accumulator.scalar_type() == at::kByte);
+  std::shared_ptr<const Plan> plan = PlanFor(input, quantized_sum);
   if (!plan) return RunReference(input, accumulator);
   const auto format = at::MemoryFormat::ChannelsLast;
   at::Tensor src = QuantizedInput(input);
@@ -197,7 +220,9 @@ at::Tensor QuantConvContext::Run(const at::Tensor& input, const at::Tensor& accu
       plan->output_sizes, input.options().dtype(output_ ? at::kByte : at::kFloat), format);
   if (post_ops_.sum) {
     if (accumulator.sizes() != dst.sizes()) return RunReference(input, accumulator);
-    dst.copy_(accumulator);
+    dst.copy_(output_ && accumulator.scalar_type() != at::kByte
+                  ? QuantizeActivation(accumulator.to(at::kFloat), *accumulator_)
+                  : accumulator);
   }
   Execute(*plan, src, dst);
   return dst;
@@ -205,8 +230,12 @@ at::Tensor QuantConvContext::Run(const at::Tensor& input, const at::Tensor& accu
 
 at::Tensor QuantConvContext::RunInPlace(const at::Tensor& input, at::Tensor& accumulator) {
   CheckInputs(input, accumulator);
-  std::shared_ptr<const Plan> plan = PlanFor(input);
-  if (plan && accumulator.scalar_type() == at::kFloat &&
+  // Run's result copied into an accumulator of the other kind would be read as the wrong numbers.
+  TORCH_CHECK((accumulator.scalar_type() == at::kByte) == output_.has_value(),
+              "ipt qconv2d_sum_: adds in place only into an accumulator of the output's kind, ",
+              output_ ? "uint8" : "floating point", ", got ", accumulator.scalar_type());
+  std::shared_ptr<const Plan> plan = PlanFor(input, output_.has_value());
+  if (plan && accumulator.scalar_type() == (output_ ? at::kByte : at::kFloat) &&
       accumulator.sizes() == at::IntArrayRef(plan->output_sizes) &&
       accumulator.is_contiguous(at::MemoryFormat::ChannelsLast) &&
       !input.storage().is_alias_of(accumulator.storage())) {
@@ -219,32 +248,50 @@ at::Tensor QuantConvContext::RunInPlace(const at::Tensor& input, at::Tensor& acc
 
 c10::intrusive_ptr<QuantConvContext> QuantConvContext::WithOutputQuant(
     const ActivationQuant& output) const {
-  return c10::make_intrusive<QuantConvContext>(weight_, bias_, params_, post_ops_, input_, output);
+  return c10::make_intrusive<QuantConvContext>(weight_, bias_, params_, post_ops_, input_, output,
+                                               accumulator_);
 }
 
 QuantConvContext::State QuantConvContext::GetState() const {
   c10::optional<at::Tensor> bias;
   if (bias_.defined()) bias = bias_;
-  const ActivationQuant output = output_.value_or(ActivationQuant{1.F, 0, 0, 0});
-  return {weight_,           bias,           params_.stride,      params_.padding,
-          params_.dilation,  params_.groups, ToString(post_ops_), input_.scale,
-          input_.zero_point, input_.qmax,    output.scale,        output.zero_point,
-          output.qmax};
+  const ActivationQuant none{1.F, 0, 0, 0};
+  const ActivationQuant output = output_.value_or(none);
+  const ActivationQuant accumulator = accumulator_.value_or(none);
+  return {weight_,
+          bias,
+          params_.stride,
+          params_.padding,
+          params_.dilation,
+          params_.groups,
+          ToString(post_ops_),
+          input_.scale,
+          input_.zero_point,
+          input_.qmax,
+          output.scale,
+          output.zero_point,
+          output.qmax,
+          accumulator.scale,
+          accumulator.zero_point,
+          accumulator.qmax};
 }
 
 c10::intrusive_ptr<QuantConvContext> QuantConvContext::FromState(State state) {
   auto& [weight, bias, stride, padding, dilation, groups, post_ops, scale, zero_point, qmax,
-         output_scale, output_zero_point, output_qmax] = state;
-  ActivationQuant input{static_cast<float>(scale), static_cast<int32_t>(zero_point), 0,
-                        static_cast<int32_t>(qmax)};
-  std::optional<ActivationQuant> output;
-  if (output_qmax != 0)
-    output =
-        ActivationQuant{static_cast<float>(output_scale), static_cast<int32_t>(output_zero_point),
-                        0, static_cast<int32_t>(output_qmax)};
-  return c10::make_intrusive<QuantConvContext>(weight, bias ? *bias : at::Tensor(),
-                                               ConvParams{stride, padding, dilation, groups},
-                                               ParsePostOps(post_ops), input, output);
+         output_scale, output_zero_point, output_qmax, accumulator_scale, accumulator_zero_point,
+         accumulator_qmax] = state;
+  auto quant = [](double scale, int64_t zero_point, int64_t qmax) {
+    return ActivationQuant{static_cast<float>(scale), static_cast<int32_t>(zero_point), 0,
+                           static_cast<int32_t>(qmax)};
+  };
+  auto optional_quant = [&](double scale, int64_t zero_point, int64_t qmax) {
+    return qmax == 0 ? std::nullopt : std::optional(quant(scale, zero_point, qmax));
+  };
+  return c10::make_intrusive<QuantConvContext>(
+      weight, bias ? *bias : at::Tensor(), ConvParams{stride, padding, dilation, groups},
+      ParsePostOps(post_ops), quant(scale, zero_point, qmax),
+      optional_quant(output_scale, output_zero_point, output_qmax),
+      optional_quant(accumulator_scale, accumulator_zero_point, accumulator_qmax));
 }
 
 }  // namespace ipt::kernels

@@ -109,6 +109,9 @@ struct QParams {
   // calibrated for: a recipe applied to another graph is refused, not silently misapplied.
   std::string graph;
   std::map<std::string, ActivationQParams> inputs;  // op name ("conv2d.3") -> its input
+  // Op name -> its residual (the accumulator of a conv + add), so that int8 residuals stay
+  // uint8 between blocks. Optional: without an entry the op adds an fp32 accumulator.
+  std::map<std::string, ActivationQParams> accumulators;
 };
 
 struct Precision {

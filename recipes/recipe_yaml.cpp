@@ -146,11 +146,11 @@ Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
     if (p.dtype != Dtype::kInt8) {
       r.Fail(*f, std::string("only allowed when dtype is int8, not ") + ToString(p.dtype));
     }
-    YamlMap q(r, *f, {"graph", "inputs"});
+    YamlMap q(r, *f, {"graph", "inputs", "accumulators"});
     QParams qparams;
     if (auto g = q.Get("graph")) qparams.graph = r.NonEmptyString(*g);
-    if (auto g = q.Get("inputs")) {
-      for (const YamlReader::Entry& entry : r.Entries(*g)) {
+    auto read_ops = [&](const YamlValue& ops, std::map<std::string, ActivationQParams>& into) {
+      for (const YamlReader::Entry& entry : r.Entries(ops)) {
         const YamlValue& value = entry.value;
         YamlMap op(r, value, {"scale", "zero_point", "qmax"});
         ActivationQParams a;
@@ -162,9 +162,11 @@ Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
         if (a.qmax != 127 && a.qmax != 255) r.Fail(value, "qmax must be 127 or 255");
         if (auto h = op.Get("zero_point")) a.zero_point = r.Int(*h, 0);
         if (a.zero_point > a.qmax) r.Fail(value, "zero_point is above qmax");
-        qparams.inputs[entry.key] = a;
+        into[entry.key] = a;
       }
-    }
+    };
+    if (auto g = q.Get("inputs")) read_ops(*g, qparams.inputs);
+    if (auto g = q.Get("accumulators")) read_ops(*g, qparams.accumulators);
     if (qparams.graph.empty()) r.Fail(*f, "needs the graph digest it was calibrated for");
     p.qparams = std::move(qparams);
   }
@@ -454,18 +456,23 @@ void PutPrecision(YAML::Emitter& out, const Precision& p) {
     Key(out, "qparams") << YAML::BeginMap;
     Key(out, "graph");
     Put(out, p.qparams->graph);
-    Key(out, "inputs") << YAML::BeginMap;
-    for (const auto& [name, a] : p.qparams->inputs) {  // std::map: sorted, hence deterministic
-      out << YAML::Key;
-      Put(out, name);
-      out << YAML::Value << YAML::Flow << YAML::BeginMap;
-      Key(out, "scale");
-      Put(out, a.scale);
-      Key(out, "zero_point") << a.zero_point;
-      Key(out, "qmax") << a.qmax;
+    auto put_ops = [&](const char* key, const std::map<std::string, ActivationQParams>& ops) {
+      Key(out, key) << YAML::BeginMap;
+      for (const auto& [name, a] : ops) {  // std::map: sorted, hence deterministic
+        out << YAML::Key;
+        Put(out, name);
+        out << YAML::Value << YAML::Flow << YAML::BeginMap;
+        Key(out, "scale");
+        Put(out, a.scale);
+        Key(out, "zero_point") << a.zero_point;
+        Key(out, "qmax") << a.qmax;
+        out << YAML::EndMap;
+      }
       out << YAML::EndMap;
-    }
-    out << YAML::EndMap << YAML::EndMap;
+    };
+    put_ops("inputs", p.qparams->inputs);
+    if (!p.qparams->accumulators.empty()) put_ops("accumulators", p.qparams->accumulators);
+    out << YAML::EndMap;
   }
   out << YAML::EndMap;
 }

@@ -13,7 +13,7 @@
 namespace ipt::workloads {
 namespace {
 
-constexpr const char* kCalibrationMagic = "ipex-tune calibration v1";
+constexpr const char* kCalibrationMagic = "ipex-tune calibration v2";
 constexpr const char* kFallbackMagic = "ipex-tune fallback search v1";
 constexpr const char* kAccuracyMagic = "ipex-tune accuracy v1";
 
@@ -89,10 +89,15 @@ CachedCalibration FindCalibration(const std::filesystem::path& dir, const std::s
     const nlohmann::json j = nlohmann::json::parse(*doc.json);
     recipes::QParams q;
     q.graph = j.at("graph").get<std::string>();
-    for (const auto& [op, p] : j.at("inputs").items()) {
-      q.inputs[op] = {p.at("scale").get<double>(), p.at("zero_point").get<int64_t>(),
-                      p.at("qmax").get<int64_t>()};
-    }
+    auto read_ops = [](const nlohmann::json& ops,
+                       std::map<std::string, recipes::ActivationQParams>& into) {
+      for (const auto& [op, p] : ops.items()) {
+        into[op] = {p.at("scale").get<double>(), p.at("zero_point").get<int64_t>(),
+                    p.at("qmax").get<int64_t>()};
+      }
+    };
+    read_ops(j.at("inputs"), q.inputs);
+    read_ops(j.at("accumulators"), q.accumulators);
     if (!q.graph.empty() && !q.inputs.empty()) {
       r.qparams = std::move(q);
       return r;
@@ -107,12 +112,17 @@ CachedCalibration FindCalibration(const std::filesystem::path& dir, const std::s
 
 std::string StoreCalibration(const std::filesystem::path& dir, const std::string& key,
                              const recipes::QParams& qparams) {
-  nlohmann::json inputs = nlohmann::json::object();
-  for (const auto& [op, p] : qparams.inputs) {
-    inputs[op] = {{"scale", p.scale}, {"zero_point", p.zero_point}, {"qmax", p.qmax}};
-  }
+  auto ops_json = [](const std::map<std::string, recipes::ActivationQParams>& ops) {
+    nlohmann::json json = nlohmann::json::object();
+    for (const auto& [op, p] : ops) {
+      json[op] = {{"scale", p.scale}, {"zero_point", p.zero_point}, {"qmax", p.qmax}};
+    }
+    return json;
+  };
   return StoreDocument(dir, key, kCalibrationMagic,
-                       {{"graph", qparams.graph}, {"inputs", std::move(inputs)}});
+                       {{"graph", qparams.graph},
+                        {"inputs", ops_json(qparams.inputs)},
+                        {"accumulators", ops_json(qparams.accumulators)}});
 }
 
 std::string FallbackSearchKey(const std::string& calibration_key, double max_loss, int64_t batch,

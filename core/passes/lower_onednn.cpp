@@ -10,6 +10,7 @@
 #include "core/passes/graph_util.h"
 #include "kernels/conv.h"
 #include "kernels/linear.h"
+#include "kernels/qconv.h"
 
 namespace ipt::core::passes {
 namespace {
@@ -266,6 +267,16 @@ void LowerLinear(Node* linear, const LoweringOptions& options, FusionReport& rep
   Replace(linear, match, "ipt::linear", "ipt::linear_sum", c10::IValue(std::move(context)));
 }
 
+// Whether an int8 convolution hands its result on in uint8 (chained, kernels/qconv.h).
+bool WritesUint8(const Node* node) {
+  const std::string kind = node->kind().toQualString();
+  if (kind.rfind("ipt::qconv2d", 0) != 0) return false;
+  return torch::jit::toIValue(node->inputs().back())
+      ->toCustomClass<kernels::QuantConvContext>()
+      ->output_quant()
+      .has_value();
+}
+
 }  // namespace
 
 void FusionReport::Merge(const FusionReport& other) {
@@ -326,7 +337,8 @@ int64_t AccumulateInPlace(const std::shared_ptr<torch::jit::Graph>& graph) {
     Node* producer = accumulator->node();
     const bool fresh =
         producer->owningBlock() == node->owningBlock() && one_of(producer, fresh_makers);
-    if (!fresh || node->input(0) == accumulator) continue;
+    if (!fresh || node->input(0) == accumulator || WritesUint8(producer) != WritesUint8(node))
+      continue;
     // Earlier readers must be our ops, whose outputs never alias their inputs: a view taken
     // earlier and read later would see the add.
     bool dies_here = true;

@@ -34,7 +34,8 @@ FusionReport LowerToOneDnn(const std::shared_ptr<torch::jit::Graph>& graph,
 // ipt::conv2d_sum_ (ipt::qconv2d_sum_), which adds into the accumulator instead of copying it
 // into a fresh output first (a ResNet block's residual: up to 51 MB per add at bs16). Only where
 // the accumulator is a fresh tensor one of our ops made (a conv's output, a blocked reorder or
-// pool) and every other use of it is one of those ops, before the add, in the same block.
+// pool) and every other use of it is one of those ops, before the add, in the same block, and
+// where it has the add's result type (uint8 for a chained int8 residual, fp32 otherwise).
 // Returns how many it turned. Run last, after the int8 rewrite, which matches the out-of-place
 // ops.
 int64_t AccumulateInPlace(const std::shared_ptr<torch::jit::Graph>& graph);

@@ -66,20 +66,25 @@ def forward(self, x):
   return m;
 }
 
-// A residual whose accumulator is a convolution's own output, read by nothing else (a ResNet
-// block with a downsample), and an activation read by two convolutions.
+// Two ResNet blocks: the first with a downsample (its residual a convolution's own output, read
+// by nothing else; its input read by two convolutions), the second with an identity residual
+// (the first block's output, read by a convolution before the add), whose result leaves the
+// graph.
 torch::jit::Module ResidualConvNet() {
   torch::jit::Module m("ResidualConvNet");
   at::manual_seed(14);
   m.register_parameter("w1", at::randn({16, 3, 3, 3}) * 0.3, false);
   m.register_parameter("w2", at::randn({16, 16, 1, 1}) * 0.2, false);
   m.register_parameter("w3", at::randn({16, 16, 3, 3}) * 0.1, false);
+  m.register_parameter("w4", at::randn({16, 16, 1, 1}) * 0.2, false);
+  m.register_parameter("w5", at::randn({16, 16, 3, 3}) * 0.1, false);
   m.define(R"(
 def forward(self, x):
     y = torch.relu(torch.conv2d(x, self.w1, None, 1, 1))
     shortcut = torch.conv2d(y, self.w2)
     z = torch.relu(torch.conv2d(y, self.w3, None, 1, 1) + shortcut)
-    return torch.mean(z, [2, 3])
+    a = torch.relu(torch.conv2d(z, self.w4))
+    return torch.mean(torch.relu(torch.conv2d(a, self.w5, None, 1, 1) + z), [2, 3])
 )");
   m.eval();
   return m;
@@ -127,6 +132,7 @@ TEST(QuantizeTest, EveryCalibrationAlgorithmQuantizesEveryConvAndLinear) {
     EXPECT_EQ(applied.quantized, (std::vector<std::string>{"conv2d.0", "conv2d.1", "linear.0"}));
     ASSERT_TRUE(applied.qparams.has_value());
     EXPECT_EQ(applied.qparams->inputs.size(), 3U);
+    EXPECT_EQ(applied.qparams->accumulators.size(), 1U) << "the residual of conv2d.1";
     at::Tensor out = model.Run(inputs).toTensor();
     EXPECT_GT(Cosine(reference, out), 0.99) << algorithm;
     EXPECT_GT((out.argmax(1) == reference.argmax(1)).to(at::kFloat).mean().item<double>(), 0.7)
@@ -224,24 +230,45 @@ TEST(QuantizeTest, ConvolutionsFeedingOnlyInt8ConvolutionsHandOnUint8) {
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(at::equal(loaded.forward(inputs).toTensor(), out));
 
+  // A result that is both the input and the residual of the next convolution.
   OptimizedModel residual = Optimize(SmallConvNet(), Int8(), Images);
-  EXPECT_EQ(residual.applied().fusions.fused.count("int8 chain"), 0U);
+  EXPECT_EQ(residual.applied().fusions.fused.at("int8 chain"), 1);
 }
 
-// The int8 residual add goes into its accumulator when nothing reads it after; the activation
-// that two convolutions read is handed to both in uint8 (their calibrated inputs agree).
-TEST(QuantizeTest, Int8ResidualAddsInPlaceAndSharedInputsStayUint8) {
+// Residuals stay uint8: every convolution result (the shortcut, each block's output) is handed
+// on quantized, the first block adds into its uint8 shortcut in place, and the second, whose
+// result leaves the graph in fp32, adds its uint8 residual into a fresh fp32 output. The
+// activation that two convolutions read is handed to both in uint8 (their calibrated inputs
+// agree). Parameters saved without residuals (an older recipe) still apply, with fp32 residuals
+// added in place.
+TEST(QuantizeTest, Int8ResidualsStayUint8AndAddInPlace) {
   torch::jit::Module module = ResidualConvNet();
   auto inputs = Images(4, 71);
   at::Tensor reference = Eval(module, inputs);
   OptimizedModel model = Optimize(module, Int8(), Images);
   const Applied& applied = model.applied();
   EXPECT_EQ(Count(applied, "ipt::qconv2d_sum_"), 1) << applied.ToJson().dump();
-  EXPECT_EQ(Count(applied, "ipt::qconv2d_sum"), 0);
-  EXPECT_EQ(applied.fusions.fused.at("int8 chain"), 1);
+  EXPECT_EQ(Count(applied, "ipt::qconv2d_sum"), 1);
+  EXPECT_EQ(applied.fusions.fused.at("int8 chain"), 4);
+  ASSERT_TRUE(applied.qparams.has_value());
+  EXPECT_EQ(applied.qparams->accumulators.size(), 2U);
   at::Tensor out = model.Run(inputs).toTensor();
+  EXPECT_EQ(out.scalar_type(), at::kFloat);
   EXPECT_GT(Cosine(reference, out), 0.99);
   EXPECT_TRUE(at::equal(model.Run(inputs).toTensor(), out)) << "the add does not build up";
+  std::stringstream buffer;
+  model.module().save(buffer);
+  torch::jit::Module loaded = torch::jit::load(buffer);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(loaded.forward(inputs).toTensor(), out));
+
+  recipes::Recipe older = Int8();
+  older.precision.qparams = applied.qparams;
+  older.precision.qparams->accumulators.clear();
+  OptimizedModel fp32_residuals = Optimize(module, older);
+  EXPECT_EQ(Count(fp32_residuals.applied(), "ipt::qconv2d_sum_"), 2);
+  EXPECT_EQ(fp32_residuals.applied().fusions.fused.at("int8 chain"), 2) << "y and a only";
+  EXPECT_GT(Cosine(reference, fp32_residuals.Run(inputs).toTensor()), 0.99);
 }
 
 TEST(QuantizeTest, ParametersForAnotherGraphAreRefusedNamingBothDigests) {

@@ -156,6 +156,54 @@ TEST(QuantConvTest, ChainedOutputIsTheQuantizedFp32OutputAndFeedsTheNextConvolut
       << "a quantized output after a sum post-op";
 }
 
+// A residual kept in uint8: the sum post-op reads an accumulator quantized with its own
+// parameters (a zero point too: a shortcut is not rectified) and, with an output quantization,
+// leaves the quantized sum in that same tensor. Each must equal the fp32 residual computed from
+// the dequantized accumulator, quantized afterwards.
+TEST(QuantConvTest, Uint8AccumulatorAddsInPlaceLikeTheDequantizedFp32Residual) {
+  at::manual_seed(13);
+  at::Tensor w = at::randn({16, 8, 1, 1}) * 0.2, b = at::randn({16});
+  at::Tensor x = at::rand({2, 8, 7, 7}) * 3;
+  const ConvParams params{{1, 1}, {0, 0}, {1, 1}, 1};
+  const auto cl = at::MemoryFormat::ChannelsLast;
+  const ActivationQuant in = AffineUnsignedQuant(0, 3, UnsignedActivationMax());
+  for (int32_t qmax : {255, 127}) {
+    at::Tensor residual = (at::randn({2, 16, 7, 7}) * 2 - 0.5).contiguous(cl);
+    const ActivationQuant acc =
+        AffineUnsignedQuant(residual.min().item<float>(), residual.max().item<float>(), qmax);
+    ASSERT_NE(acc.zero_point, 0);
+    at::Tensor acc_q = QuantizeActivation(residual, acc);
+    at::Tensor acc_real = (acc_q.to(at::kFloat) - acc.zero_point) * acc.scale;
+
+    QuantConvContext fp32_out(w, b, params, ParsePostOps("sum+relu"), in);
+    at::Tensor expected_real = fp32_out.Run(x, acc_real);
+    const ActivationQuant out = AffineUnsignedQuant(0, expected_real.max().item<float>(), qmax);
+    at::Tensor expected = QuantizeActivation(expected_real, out);
+
+    QuantConvContext real_sum(w, b, params, ParsePostOps("sum+relu"), in, std::nullopt, acc);
+    EXPECT_LT(RelativeL2(real_sum.Run(x, acc_q), expected_real), 1e-5) << qmax;
+    at::Tensor u8_acc = acc_q.clone(cl);
+    EXPECT_THROW(real_sum.RunInPlace(x, u8_acc), c10::Error) << "fp32 result, uint8 accumulator";
+
+    QuantConvContext chained(w, b, params, ParsePostOps("sum+relu"), in, out, acc);
+    at::Tensor got = chained.Run(x, acc_q);
+    ASSERT_EQ(got.scalar_type(), at::kByte);
+    at::Tensor steps = (got.to(at::kInt) - expected.to(at::kInt)).abs();
+    EXPECT_LE(steps.max().item<int>(), 1) << qmax;
+    EXPECT_LT(steps.to(at::kFloat).mean().item<double>(), 1e-2) << qmax;
+    EXPECT_TRUE(at::equal(chained.Run(x, residual), got)) << "an fp32 accumulator is quantized";
+
+    at::Tensor in_place = acc_q.clone(cl);
+    EXPECT_EQ(chained.RunInPlace(x, in_place).data_ptr(), in_place.data_ptr());
+    EXPECT_TRUE(at::equal(in_place, got)) << qmax;
+    at::Tensor fp32_acc = residual.clone();
+    EXPECT_THROW(chained.RunInPlace(x, fp32_acc), c10::Error) << "uint8 result, fp32 accumulator";
+    EXPECT_TRUE(at::equal(QuantConvContext::FromState(chained.GetState())->Run(x, acc_q), got));
+  }
+  EXPECT_THROW(QuantConvContext(w, b, params, ParsePostOps("relu"), in, std::nullopt, in), Error)
+      << "an accumulator quantization without a sum";
+}
+
 TEST(QuantLinearTest, StaticAndDynamicMatchFakeQuantizedAten) {
   at::manual_seed(7);
   at::Tensor w = at::randn({40, 24}) * 0.2;

@@ -46,8 +46,10 @@ Recipe FullRecipe() {
   r.precision.dtype = Dtype::kInt8;
   r.precision.calibration = Calibration{"histogram", 128};
   r.precision.fallback = {"aten::softmax", "aten::layer_norm"};
-  r.precision.qparams = QParams{
-      "5d41402abc4b2a76", {{"conv2d.0", {0.0123, 64, 127}}, {"linear.1", {1.0 / 3.0, 0, 255}}}};
+  r.precision.qparams =
+      QParams{"5d41402abc4b2a76",
+              {{"conv2d.0", {0.0123, 64, 127}}, {"linear.1", {1.0 / 3.0, 0, 255}}},
+              {{"conv2d.0", {0.25, 3, 127}}}};
   r.runtime.threads = 56;
   r.runtime.streams = 4;
   r.runtime.cores_per_stream = 14;
@@ -126,6 +128,8 @@ precision:
     inputs:
       conv2d.0: {scale: 0.0123, zero_point: 64, qmax: 127}
       linear.1: {scale: 0.3333333333333333, zero_point: 0, qmax: 255}
+    accumulators:
+      conv2d.0: {scale: 0.25, zero_point: 3, qmax: 127}
 runtime:
   threads: 56
   streams: 4
@@ -325,6 +329,8 @@ TEST_F(RecipeYamlTest, FullRecipeRoundTripsThroughAFile) {
   EXPECT_EQ(linear.scale, 1.0 / 3.0);  // bit for bit: production must use what was calibrated
   EXPECT_EQ(linear.zero_point, 0);
   EXPECT_EQ(r.precision.qparams->inputs.at("conv2d.0").qmax, 127);
+  ASSERT_EQ(r.precision.qparams->accumulators.size(), 1U);
+  EXPECT_EQ(r.precision.qparams->accumulators.at("conv2d.0").zero_point, 3);
   EXPECT_EQ(r.runtime.threads, 56);
   EXPECT_EQ(r.runtime.streams, 4);
   EXPECT_EQ(r.runtime.cores_per_stream, 14);
@@ -809,6 +815,10 @@ INSTANTIATE_TEST_SUITE_P(
                 kH + "precision:\n  dtype: int8\n  qparams:\n    graph: abc\n    inputs:\n"
                      "      conv2d.0: {scale: 1, zero_point: 0, qmax: 100}\n",
                 "r.yaml:9: precision.qparams.inputs.conv2d.0: qmax must be 127 or 255"},
+        BadCase{"qparams accumulator zero point",
+                kH + "precision:\n  dtype: int8\n  qparams:\n    graph: abc\n    accumulators:\n"
+                     "      conv2d.0: {scale: 1, zero_point: 200, qmax: 127}\n",
+                "r.yaml:9: precision.qparams.accumulators.conv2d.0: zero_point is above qmax"},
         BadCase{"calibration with bf16",
                 kH + "precision:\n  dtype: bf16\n  calibration:\n    samples: 8\n",
                 "r.yaml:6: precision.calibration: only allowed when dtype is int8, not bf16"},

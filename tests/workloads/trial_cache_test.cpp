@@ -25,6 +25,7 @@ recipes::QParams SomeQParams() {
   // Scales with every bit significant: a cached value must come back exactly.
   q.inputs["conv2d.0"] = {0.1 + 0.2, 57, 127};
   q.inputs["linear.3"] = {1.0 / 3.0 * 1e-7, 0, 255};
+  q.accumulators["conv2d.0"] = {0.7 / 3.0, 131, 255};
   return q;
 }
 
@@ -94,11 +95,16 @@ TEST_F(CalibrationCacheTest, StoredParametersComeBackExactly) {
   const recipes::QParams want = SomeQParams();
   EXPECT_EQ(hit.qparams->graph, want.graph);
   ASSERT_EQ(hit.qparams->inputs.size(), want.inputs.size());
-  for (const auto& [op, p] : want.inputs) {
-    const recipes::ActivationQParams& got = hit.qparams->inputs.at(op);
-    EXPECT_EQ(got.scale, p.scale) << op;  // bit for bit, not near
-    EXPECT_EQ(got.zero_point, p.zero_point) << op;
-    EXPECT_EQ(got.qmax, p.qmax) << op;
+  ASSERT_EQ(hit.qparams->accumulators.size(), want.accumulators.size());
+  for (const auto& [got_ops, want_ops] :
+       {std::pair{&hit.qparams->inputs, &want.inputs},
+        std::pair{&hit.qparams->accumulators, &want.accumulators}}) {
+    for (const auto& [op, p] : *want_ops) {
+      const recipes::ActivationQParams& got = got_ops->at(op);
+      EXPECT_EQ(got.scale, p.scale) << op;  // bit for bit, not near
+      EXPECT_EQ(got.zero_point, p.zero_point) << op;
+      EXPECT_EQ(got.qmax, p.qmax) << op;
+    }
   }
   EXPECT_EQ(Files().size(), 1U) << "no temporary left behind";
 }
