@@ -520,6 +520,12 @@ def main():
     if not os.path.isdir(OPENMP_BLAS):
         sys.exit(f"benchmarks: {OPENMP_BLAS} is missing: the `omp-blas` environment needs "
                  "Debian's libopenblas0-openmp (scripts/setup.sh --deps installs it)")
+    # Read before anything is measured: the tree the binaries were built from, not what it
+    # became while they ran. The file this writes is not part of what it measures.
+    commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
+    dirty = [line for line in run(["git", "-C", ROOT, "status", "--porcelain",
+                                   "--untracked-files=no"]).splitlines()
+             if not line.endswith(os.path.relpath(args.output, ROOT))]
     worker = os.path.join(args.build, "app", "ipex-tune-worker")
     info = json.loads(run([worker, "info"]).splitlines()[0])
     flops = {}
@@ -528,11 +534,6 @@ def main():
         flops[w["name"]] = w["flops_per_item"]
     args.kernel_benchmarks = kernel_benchmarks(args.build)
     peak = peaks(args.kernel_benchmarks)
-    commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
-    # The file this writes is not part of what it measures.
-    dirty = [line for line in run(["git", "-C", ROOT, "status", "--porcelain",
-                                   "--untracked-files=no"]).splitlines()
-             if not line.endswith(os.path.relpath(args.output, ROOT))]
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
     units = {"int8": "GOP/s"}
