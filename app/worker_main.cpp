@@ -204,6 +204,8 @@ void AddCommonOptions(CLI::App* cmd, CommonOptions& o) {
 struct Prepared {
   std::string name;
   std::shared_ptr<core::OptimizedModel> model;
+  // The model's forward as the recipe runs it on one stream (runtime.micro_batch).
+  core::StreamExecutor::Forward forward;
   // A multi-stream recipe runs on its streams; null: one stream, on the calling thread.
   std::shared_ptr<core::StreamExecutor> streams;
   int64_t batch;
@@ -224,7 +226,7 @@ struct Prepared {
   Json auto_fallback = Json();
 
   torch::jit::IValue Run(const std::vector<torch::jit::IValue>& inputs) const {
-    return streams ? streams->Run(inputs) : model->Run(inputs);
+    return streams ? streams->Run(inputs) : forward(inputs);
   }
   // One timed call of the scenario: a batch, or with `throughput` a batch on every stream.
   void RunScenario(const std::string& scenario) const {
@@ -480,20 +482,33 @@ class Session {
     // One stream runs on this thread with the process's CPUs, which the tuner bound; more
     // streams get threads of their own, each team pinned to its share of those CPUs.
     const recipes::Runtime& rt = recipe.runtime;
+    const std::vector<recipes::InputSplit> split =
+        rt.split.empty() ? core::InferSplit(module_) : rt.split;
+    core::StreamExecutor::Forward forward = core::MicroBatched(
+        [model](const std::vector<torch::jit::IValue>& in) { return model->Run(in); },
+        rt.micro_batch, split);
     std::shared_ptr<core::StreamExecutor> streams;
     if (rt.streams > 1) {
       streams = std::make_shared<core::StreamExecutor>(
-          core::PlanRuntime(rt, {}, Machine().topology),
-          [model](const std::vector<torch::jit::IValue>& in) { return model->Run(in); },
-          rt.split.empty() ? core::InferSplit(module_) : rt.split,
+          core::PlanRuntime(rt, {}, Machine().topology), forward, split,
           rt.binding != recipes::Binding::kNone);
       threads = 0;
       for (const core::StreamBinding& b : streams->bindings()) threads += b.threads;
     }
     double optimize_s = SecondsSince(start);
-    Prepared prepared{name,    model, streams,    batch,
-                      threads, {},    optimize_s, 0,
-                      Json(),  "",    Json(),     core::RecipeWarnings(recipe, Machine())};
+    Prepared prepared{name,
+                      model,
+                      forward,
+                      streams,
+                      batch,
+                      threads,
+                      {},
+                      optimize_s,
+                      0,
+                      Json(),
+                      "",
+                      Json(),
+                      core::RecipeWarnings(recipe, Machine())};
     std::vector<torch::jit::IValue> inputs = workload_->MakeInputs(batch, 0);
     start = Clock::now();
     torch::jit::IValue first_output = prepared.Run(inputs);

@@ -179,10 +179,12 @@ Runtime::Runtime(OptimizedModel model, recipes::Recipe recipe, const RuntimeOpti
   const platform::StreamPlan plan = PlanRuntime(recipe_.runtime, options.cpus, machine.topology);
   report_.plan = platform::Describe(plan);
   OptimizedModel* shared = model_.get();
+  std::vector<InputSplit> split = options.split.value_or(recipe_.runtime.split);
   executor_ = std::make_unique<StreamExecutor>(
-      plan, [shared](const std::vector<torch::jit::IValue>& inputs) { return shared->Run(inputs); },
-      options.split.value_or(recipe_.runtime.split),
-      recipe_.runtime.binding != recipes::Binding::kNone);
+      plan,
+      MicroBatched([shared](const std::vector<torch::jit::IValue>& in) { return shared->Run(in); },
+                   recipe_.runtime.micro_batch, split),
+      split, recipe_.runtime.binding != recipes::Binding::kNone);
   report_.streams = executor_->bindings();
 }
 

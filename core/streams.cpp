@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <torch/csrc/jit/passes/inliner.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -440,5 +441,22 @@ std::future<IValue> StreamExecutor::Enqueue(size_t index, std::vector<IValue> in
 }
 
 IValue StreamExecutor::Run(std::vector<IValue> inputs) { return RunAsync(std::move(inputs)).get(); }
+
+StreamExecutor::Forward MicroBatched(StreamExecutor::Forward forward, int64_t micro_batch,
+                                     std::vector<InputSplit> split) {
+  if (micro_batch <= 0) return forward;
+  return [forward = std::move(forward), micro_batch,
+          split = std::move(split)](const std::vector<torch::jit::IValue>& inputs) {
+    const int64_t items = CountItems(inputs, split);
+    if (items <= micro_batch) return forward(inputs);
+    std::vector<int64_t> counts;
+    for (int64_t left = items; left > 0; left -= micro_batch) {
+      counts.push_back(std::min(left, micro_batch));
+    }
+    std::vector<torch::jit::IValue> parts;
+    for (const auto& piece : SplitInputs(inputs, split, counts)) parts.push_back(forward(piece));
+    return ConcatOutputs(std::move(parts));
+  };
+}
 
 }  // namespace ipt::core

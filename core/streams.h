@@ -129,4 +129,12 @@ class StreamExecutor {
   std::atomic<size_t> next_stream_{0};
 };
 
+// `forward` run on consecutive pieces of at most `micro_batch` items of each call (cut and
+// joined as the streams cut a batch), for models whose intermediates at a large batch spill the
+// caches: BERT-base at bs8 ran its matmuls 7.5% slower per item than at bs1, its attention
+// scores 2.5x slower. `forward` itself when `micro_batch` is 0; a call of at most
+// `micro_batch` items goes through uncut.
+StreamExecutor::Forward MicroBatched(StreamExecutor::Forward forward, int64_t micro_batch,
+                                     std::vector<InputSplit> split);
+
 }  // namespace ipt::core

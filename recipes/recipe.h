@@ -153,6 +153,9 @@ struct Runtime {
   int64_t threads = 0;  // OpenMP threads of one process; 0 means "every CPU of the pool"
   int64_t streams = 1;
   int64_t cores_per_stream = 0;  // 0 means "pool size / streams"
+  // Items a stream hands the model at once: its share of a call runs as consecutive pieces of at
+  // most this many, so that a large batch's intermediates stay in cache; 0: the whole share.
+  int64_t micro_batch = 0;
   Binding binding = Binding::kCompact;
   Allocator allocator = Allocator::kDefault;
   std::map<std::string, std::string> env;  // extra environment (OMP_WAIT_POLICY, MALLOC_CONF...)

@@ -202,13 +202,14 @@ InputSplit ReadInputSplit(const YamlReader& r, const YamlValue& v) {
 
 Runtime ReadRuntime(const YamlReader& r, const YamlValue& v) {
   YamlMap m(r, v,
-            {"instances", "threads", "streams", "cores_per_stream", "binding", "allocator", "env",
-             "split"});
+            {"instances", "threads", "streams", "cores_per_stream", "micro_batch", "binding",
+             "allocator", "env", "split"});
   Runtime rt;
   if (auto f = m.Get("instances")) rt.instances = r.Int(*f, 1);
   if (auto f = m.Get("threads")) rt.threads = r.Int(*f, 0);
   if (auto f = m.Get("streams")) rt.streams = r.Int(*f, 1);
   if (auto f = m.Get("cores_per_stream")) rt.cores_per_stream = r.Int(*f, 0);
+  if (auto f = m.Get("micro_batch")) rt.micro_batch = r.Int(*f, 0);
   if (auto f = m.Get("binding")) rt.binding = r.Enum(*f, &ParseBinding, BindingSpellings());
   if (auto f = m.Get("allocator")) {
     rt.allocator = r.Enum(*f, &ParseAllocator, AllocatorSpellings());
@@ -505,6 +506,7 @@ void PutRuntime(YAML::Emitter& out, const Runtime& rt) {
   Key(out, "threads") << rt.threads;
   Key(out, "streams") << rt.streams;
   Key(out, "cores_per_stream") << rt.cores_per_stream;
+  if (rt.micro_batch != 0) Key(out, "micro_batch") << rt.micro_batch;
   Key(out, "binding") << ToString(rt.binding);
   Key(out, "allocator") << ToString(rt.allocator);
   Key(out, "env");

@@ -90,6 +90,8 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate, const recipes::Wor
       recipe.runtime.cores_per_stream = PositiveInt(value, key);
     } else if (key == "instances") {
       recipe.runtime.instances = PositiveInt(value, key);
+    } else if (key == "micro_batch") {
+      recipe.runtime.micro_batch = PositiveInt(value, key);
     } else if (key == "binding") {
       recipe.runtime.binding = EnumValue(value, key, ParseBinding, BindingSpellings());
     } else if (key == "allocator") {

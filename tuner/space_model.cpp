@@ -14,10 +14,10 @@ namespace ipt::tuner {
 
 const std::vector<std::string>& SpaceDimensionNames() {
   static const std::vector<std::string> names = {
-      "dtype",     "threads",          "calibration", "calibration_samples",
-      "streams",   "cores_per_stream", "instances",   "binding",
-      "allocator", "omp_wait_policy",  "batch",       "memory_format",
-      "fusions",   "auto_fallback"};
+      "dtype",         "threads",          "calibration",     "calibration_samples",
+      "streams",       "cores_per_stream", "instances",       "micro_batch",
+      "binding",       "allocator",        "omp_wait_policy", "batch",
+      "memory_format", "fusions",          "auto_fallback"};
   return names;
 }
 

@@ -31,7 +31,8 @@ std::string Show(const nlohmann::json& value) {
 
 bool IsIntegerDimension(const std::string& name) {
   return name == "threads" || name == "calibration_samples" || name == "streams" ||
-         name == "cores_per_stream" || name == "instances" || name == "batch";
+         name == "cores_per_stream" || name == "instances" || name == "micro_batch" ||
+         name == "batch";
 }
 
 // One value of dimension `dimension`, validated and in its canonical JSON form.

@@ -6,7 +6,9 @@
 #include <omp.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "base/error.h"
@@ -260,6 +262,53 @@ TEST(StreamExecutorTest, DlrmBagsRunOnTwoStreamsLikeOne) {
   // Without the bag split, the indices would be cut as if they had one row per item.
   StreamExecutor naive(Oversubscribed(2), forward, {}, true);
   EXPECT_THROW(naive.Run(dlrm->MakeInputs(7, 0)), Error);
+}
+
+// runtime.micro_batch: each call runs as consecutive pieces of at most N items, whole bags for
+// DLRM, and gives what running those pieces one by one gives; on two streams each stream cuts
+// its own share.
+TEST(MicroBatchedTest, PiecesOfAtMostNItemsGiveWhatThePiecesGiveOneByOne) {
+  const auto dlrm = workloads::MakeDlrm(testing::SmallDlrm(), {});
+  OptimizedModel model = Optimize(dlrm->BuildModel(), recipes::Recipe{});
+  const std::vector<InputSplit> split = InferSplit(dlrm->BuildModel());
+  std::vector<int64_t> calls;
+  auto forward = [&](const std::vector<IValue>& in) {
+    calls.push_back(CountItems(in, split));
+    return model.Run(in);
+  };
+  EXPECT_EQ(MicroBatched(forward, 0, split)(dlrm->MakeInputs(7, 0)).toTensor().size(0), 7);
+  EXPECT_EQ(calls, (std::vector<int64_t>{7})) << "0: the whole call";
+
+  const StreamExecutor::Forward pieces = MicroBatched(forward, 3, split);
+  for (int64_t batch : {2, 3, 7}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    const std::vector<IValue> inputs = dlrm->MakeInputs(batch, 1);
+    std::vector<int64_t> counts;
+    for (int64_t left = batch; left > 0; left -= 3) counts.push_back(std::min<int64_t>(left, 3));
+    std::vector<IValue> one_by_one;
+    for (const auto& piece : SplitInputs(inputs, split, counts)) {
+      one_by_one.push_back(model.Run(piece));
+    }
+    calls.clear();
+    const IValue out = pieces(inputs);
+    EXPECT_EQ(calls, counts);
+    ExpectSame(out, ConcatOutputs(std::move(one_by_one)));
+    EXPECT_LT(RelativeDifference(out.toTensor(), model.Run(inputs).toTensor()), 1e-6);
+  }
+
+  calls.clear();
+  std::mutex mutex;
+  auto counted = [&](const std::vector<IValue>& in) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      calls.push_back(CountItems(in, split));
+    }
+    return model.Run(in);
+  };
+  StreamExecutor two(Oversubscribed(2), MicroBatched(counted, 2, split), split, true);
+  EXPECT_EQ(two.Run(dlrm->MakeInputs(7, 2)).toTensor().size(0), 7);
+  std::sort(calls.begin(), calls.end());
+  EXPECT_EQ(calls, (std::vector<int64_t>{1, 2, 2, 2})) << "shares of 4 (2 + 2) and 3 (2 + 1)";
 }
 
 TEST(StreamExecutorTest, ConcurrentCallersEachGetTheirOwnResult) {

@@ -53,6 +53,7 @@ Recipe FullRecipe() {
   r.runtime.threads = 56;
   r.runtime.streams = 4;
   r.runtime.cores_per_stream = 14;
+  r.runtime.micro_batch = 2;
   r.runtime.binding = Binding::kScatter;
   r.runtime.allocator = Allocator::kJemalloc;
   r.runtime.env = {{"OMP_WAIT_POLICY", "PASSIVE"},
@@ -134,6 +135,7 @@ runtime:
   threads: 56
   streams: 4
   cores_per_stream: 14
+  micro_batch: 2
   binding: scatter
   allocator: jemalloc
   env:
@@ -334,6 +336,7 @@ TEST_F(RecipeYamlTest, FullRecipeRoundTripsThroughAFile) {
   EXPECT_EQ(r.runtime.threads, 56);
   EXPECT_EQ(r.runtime.streams, 4);
   EXPECT_EQ(r.runtime.cores_per_stream, 14);
+  EXPECT_EQ(r.runtime.micro_batch, 2);
   EXPECT_EQ(r.runtime.binding, Binding::kScatter);
   EXPECT_EQ(r.runtime.allocator, Allocator::kJemalloc);
   EXPECT_EQ(r.runtime.env, original.runtime.env);
@@ -689,7 +692,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "algorithm, samples, averaging_constant, percentile"},
         BadCase{"runtime", kH + "runtime:\n  threads: 2\n  numa: 0\n",
                 "r.yaml:6: runtime.numa: unknown key; allowed keys are instances, threads, "
-                "streams, cores_per_stream, binding, allocator, env, split"},
+                "streams, cores_per_stream, micro_batch, binding, allocator, env, split"},
         BadCase{"measured",
                 kH + "provenance:\n  study: 1\n  measured:\n    items_per_s: 1.5\n    p95_ms: 3\n",
                 "r.yaml:8: provenance.measured.p95_ms: unknown key; allowed keys are "
@@ -778,6 +781,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "r.yaml:5: runtime.instances: must be >= 1, got 0"},
         BadCase{"cores_per_stream", kH + "runtime:\n  cores_per_stream: -2\n",
                 "r.yaml:5: runtime.cores_per_stream: must be >= 0, got -2"},
+        BadCase{"micro_batch", kH + "runtime:\n  micro_batch: -1\n",
+                "r.yaml:5: runtime.micro_batch: must be >= 0, got -1"},
         BadCase{"calibration samples",
                 kH + "precision:\n  dtype: int8\n  calibration:\n    samples: 0\n",
                 "r.yaml:7: precision.calibration.samples: must be >= 1, got 0"},

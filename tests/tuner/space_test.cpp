@@ -17,6 +17,7 @@ TEST(SpaceTest, EveryDimensionMapsOntoTheRecipe) {
                  {"streams", 2},
                  {"cores_per_stream", 1},
                  {"instances", 2},
+                 {"micro_batch", 4},
                  {"binding", "scatter"},
                  {"allocator", "jemalloc"},
                  {"omp_wait_policy", "passive"},
@@ -32,6 +33,7 @@ TEST(SpaceTest, EveryDimensionMapsOntoTheRecipe) {
   EXPECT_EQ(r.runtime.streams, 2);
   EXPECT_EQ(r.runtime.cores_per_stream, 1);
   EXPECT_EQ(r.runtime.instances, 2);
+  EXPECT_EQ(r.runtime.micro_batch, 4);
   EXPECT_EQ(r.runtime.binding, recipes::Binding::kScatter);
   EXPECT_EQ(r.runtime.allocator, recipes::Allocator::kJemalloc);
   EXPECT_EQ(r.runtime.env, (std::map<std::string, std::string>{{"OMP_WAIT_POLICY", "PASSIVE"},

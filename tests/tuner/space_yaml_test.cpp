@@ -114,9 +114,8 @@ TEST_F(SpaceYamlTest, RejectsWithLineAndKey) {
             "constraints");
   EXPECT_EQ(LoadError(Space("  dtype: [fp32]\n  thread: [1]\n")),
             "space.yaml:4: dimensions.thread: unknown dimension; known: dtype, threads, "
-            "calibration, calibration_samples, streams, cores_per_stream, instances, binding, "
-            "allocator, "
-            "omp_wait_policy, batch, memory_format, fusions, auto_fallback");
+            "calibration, calibration_samples, streams, cores_per_stream, instances, micro_batch, "
+            "binding, allocator, omp_wait_policy, batch, memory_format, fusions, auto_fallback");
   EXPECT_EQ(LoadError(Space("  dtype: [int8]\n  auto_fallback: [off, 2]\n")),
             "space.yaml:4: dimensions.auto_fallback[1]: must be off, target or an accuracy loss in "
             "[0, 1)");
