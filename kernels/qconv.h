@@ -36,10 +36,10 @@ class QuantConvContext : public torch::CustomClassHolder {
  public:
   // weight: [O, I/groups, KH, KW] fp32, quantized here; bias: [O] fp32 or undefined. Outputs are
   // channels-last in memory: oneDNN's int8 convolutions are NHWC only.
-  // Throws ipt::Error(kInvalidArgument) as ConvContext does, and for an input quantization
-  // that is not unsigned.
-  // output: quantize the result with it (uint8 out); with a sum post-op only together with
-  // `accumulator`, how a uint8 accumulator is quantized (sum post-op only).
+  // output: quantize the result with it (uint8 out); after a sum post-op only with
+  // `accumulator` too. accumulator: how a uint8 accumulator is quantized (sum post-op only).
+  // Throws ipt::Error(kInvalidArgument) as ConvContext does, for a quantization that is not
+  // unsigned 8-bit with a positive scale, and for output or accumulator against those rules.
   QuantConvContext(at::Tensor weight, at::Tensor bias, ConvParams params, PostOps post_ops,
                    ActivationQuant input, std::optional<ActivationQuant> output = std::nullopt,
                    std::optional<ActivationQuant> accumulator = std::nullopt);
@@ -51,7 +51,7 @@ class QuantConvContext : public torch::CustomClassHolder {
 
   // With a sum post-op: adds into `accumulator` (the output's dtype, fp32 or uint8, and sizes)
   // and returns it, without copying it into a fresh output first when it is channels-last.
-  // Throws c10::Error for an accumulator of another dtype than the output's.
+  // Throws c10::Error for a uint8 accumulator with an fp32 output, or the reverse.
   at::Tensor RunInPlace(const at::Tensor& input, at::Tensor& accumulator);
 
   const ActivationQuant& input_quant() const { return input_; }
