@@ -482,8 +482,9 @@ class Session {
     // One stream runs on this thread with the process's CPUs, which the tuner bound; more
     // streams get threads of their own, each team pinned to its share of those CPUs.
     const recipes::Runtime& rt = recipe.runtime;
-    const std::vector<recipes::InputSplit> split =
-        rt.split.empty() ? core::InferSplit(module_) : rt.split;
+    // Read from the graph only when a call is cut at all: every candidate pays for it.
+    std::vector<recipes::InputSplit> split = rt.split;
+    if (split.empty() && (rt.streams > 1 || rt.micro_batch > 0)) split = core::InferSplit(module_);
     core::StreamExecutor::Forward forward = core::MicroBatched(
         [model](const std::vector<torch::jit::IValue>& in) { return model->Run(in); },
         rt.micro_batch, split);
