@@ -366,6 +366,8 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
       applied.qparams = std::move(quantized.qparams);
       applied.calibration_s = quantized.calibration_s;
       if (quantized.chained > 0) applied.fusions.fused["int8 chain"] = quantized.chained;
+      if (quantized.uint8_max_pools > 0)
+        applied.fusions.fused["int8 max pool"] = quantized.uint8_max_pools;
       for (const std::string& method : other_methods) {
         applied.fallbacks.push_back({"method " + method,
                                      "int8 quantizes forward only (calibration observes forward); "

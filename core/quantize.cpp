@@ -80,6 +80,11 @@ calibration::AlgorithmSpec SpecOf(const recipes::Calibration& c) {
   return spec;
 }
 
+struct ChainReport {
+  int64_t convolutions = 0;  // that write uint8
+  int64_t max_pools = 0;     // that pool uint8
+};
+
 bool IsSum(const QuantOp& op) { return op.node->inputs().size() == 3; }
 
 // A value calibration observes: an op's input, or the residual a conv + add adds (so that the
@@ -188,44 +193,69 @@ kernels::ActivationQuant ToKernel(const recipes::ActivationQParams& a) {
           static_cast<int32_t>(a.qmax)};
 }
 
+// The quantization in which every use of `value` wants it, when all of them are int8
+// convolutions in `block` reading it (as input or as residual accumulator) with the same
+// parameters, looking through max pools with constant arguments (collected in `pools`):
+// quantization is monotone, so a max pool of the quantized value is the quantized max pool.
+// nullopt otherwise.
+std::optional<kernels::ActivationQuant> CommonWantedQuant(Value* value,
+                                                          const torch::jit::Block* block,
+                                                          std::vector<Node*>& pools) {
+  if (value->uses().empty()) return std::nullopt;
+  std::optional<kernels::ActivationQuant> common;
+  for (const torch::jit::Use& use : value->uses()) {
+    Node* user = use.user;
+    if (user->owningBlock() != block) return std::nullopt;
+    std::optional<kernels::ActivationQuant> wanted;
+    if (use.offset == 0 && passes::IsConstantMaxPool(user)) {
+      pools.push_back(user);
+      wanted = CommonWantedQuant(user->output(), block, pools);
+    } else if (use.offset == 0 && IsKind(user, {"ipt::qconv2d", "ipt::qconv2d_sum"})) {
+      wanted = ContextOf(user).toCustomClass<kernels::QuantConvContext>()->input_quant();
+    } else if (use.offset == 1 && IsKind(user, {"ipt::qconv2d_sum"})) {
+      wanted = ContextOf(user).toCustomClass<kernels::QuantConvContext>()->accumulator_quant();
+    }
+    if (!wanted || (common && !SameQuant(*common, *wanted))) return std::nullopt;
+    common = wanted;
+  }
+  return common;
+}
+
 // Chained int8: an int8 convolution whose result goes only into int8 convolutions, as their
-// input or as their residual accumulator (not out of the graph), all with the same parameters,
-// writes it quantized with them (kernels/qconv.h), so it is never written in fp32 and quantized
-// again. A convolution that adds a residual writes uint8 only when that residual is quantized
-// too (its accumulator parameters), so that the sum can happen in place in uint8.
-// Returns how many convolutions were chained.
-int64_t ChainInt8Convolutions(const std::shared_ptr<Graph>& graph) {
-  int64_t chained = 0;
+// input or as their residual accumulator (not out of the graph), directly or through max pools,
+// all with the same parameters, writes it quantized with them (kernels/qconv.h), so it is never
+// written in fp32 and quantized again; its max pools become ipt::qmax_pool2d (kernels/pool.h).
+// A convolution that adds a residual writes uint8 only when that residual is quantized too (its
+// accumulator parameters), so that the sum can happen in place in uint8.
+ChainReport ChainInt8Convolutions(const std::shared_ptr<Graph>& graph) {
+  ChainReport report;
+  std::vector<Node*> uint8_pools;
   for (Node* node : AllNodes(graph)) {
     if (!IsKind(node, {"ipt::qconv2d", "ipt::qconv2d_sum"})) continue;
     auto producer = ContextOf(node).toCustomClass<kernels::QuantConvContext>();
     const bool sum = IsKind(node, {"ipt::qconv2d_sum"});
     if (sum && !producer->accumulator_quant()) continue;
-    std::optional<kernels::ActivationQuant> common;
-    bool chain = !node->output()->uses().empty();
-    for (const torch::jit::Use& use : node->output()->uses()) {
-      Node* user = use.user;
-      const bool as_accumulator = use.offset == 1 && IsKind(user, {"ipt::qconv2d_sum"});
-      if (!IsKind(user, {"ipt::qconv2d", "ipt::qconv2d_sum"}) ||
-          (use.offset != 0 && !as_accumulator) || user->owningBlock() != node->owningBlock()) {
-        chain = false;
-        break;
-      }
-      auto consumer = ContextOf(user).toCustomClass<kernels::QuantConvContext>();
-      const std::optional<kernels::ActivationQuant> wanted =
-          as_accumulator ? consumer->accumulator_quant() : consumer->input_quant();
-      if (!wanted || (common && !SameQuant(*common, *wanted))) {
-        chain = false;
-        break;
-      }
-      common = wanted;
-    }
-    if (!chain) continue;
+    std::vector<Node*> pools;
+    const std::optional<kernels::ActivationQuant> common =
+        CommonWantedQuant(node->output(), node->owningBlock(), pools);
+    if (!common) continue;
     ReplaceContext(node, sum ? "ipt::qconv2d_sum" : "ipt::qconv2d",
                    c10::IValue(producer->WithOutputQuant(*common)));
-    ++chained;
+    uint8_pools.insert(uint8_pools.end(), pools.begin(), pools.end());
+    ++report.convolutions;
   }
-  return chained;
+  // Replaced after the walk, which holds pointers to these nodes.
+  for (Node* pool : uint8_pools) {
+    torch::jit::WithInsertPoint guard(pool);
+    Node* replacement =
+        graph->create(c10::Symbol::fromQualString("ipt::qmax_pool2d"), pool->inputs(), 1);
+    replacement->output()->setType(c10::TensorType::get());
+    graph->insertNode(replacement);
+    pool->output()->replaceAllUsesWith(replacement->output());
+    pool->destroy();
+  }
+  report.max_pools = static_cast<int64_t>(uint8_pools.size());
+  return report;
 }
 
 }  // namespace
@@ -321,7 +351,9 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
     Rewrite(ops[i], ToKernel(qparams.inputs.at(ops[i].name)), accumulator);
     result.quantized.push_back(ops[i].name);
   }
-  result.chained = ChainInt8Convolutions(graph);
+  const ChainReport chain = ChainInt8Convolutions(graph);
+  result.chained = chain.convolutions;
+  result.uint8_max_pools = chain.max_pools;
   result.qparams = std::move(qparams);
   return result;
 }

@@ -29,7 +29,8 @@ struct QuantizeResult {
   std::vector<std::string> kept;            // ops the fallback list kept in fp32
   std::optional<recipes::QParams> qparams;  // static only: what was calibrated or loaded
   double calibration_s = 0;
-  int64_t chained = 0;  // int8 convolutions that hand their result on in uint8
+  int64_t chained = 0;          // int8 convolutions that hand their result on in uint8
+  int64_t uint8_max_pools = 0;  // max pools between them, which pool the uint8 as it is
 };
 
 // Rewrites the forward graph of `module` (frozen) in place. Throws ipt::Error(kInvalidArgument)

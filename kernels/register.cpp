@@ -12,6 +12,7 @@
 #include "kernels/linear.h"
 #include "kernels/matmul.h"
 #include "kernels/observe.h"
+#include "kernels/pool.h"
 #include "kernels/qconv.h"
 #include "kernels/qlinear.h"
 
@@ -137,6 +138,10 @@ TORCH_LIBRARY(ipt, m) {
       "blocked_max_pool2d(Tensor x, int[] kernel_size, int[] stride, int[] padding, "
       "int[] dilation, bool ceil_mode) -> Tensor",
       BlockedMaxPool2d);
+  m.def(
+      "qmax_pool2d(Tensor x, int[] kernel_size, int[] stride, int[] padding, int[] dilation, "
+      "bool ceil_mode) -> Tensor",
+      QuantizedMaxPool2d);
   m.def("conv2d(Tensor input, __torch__.torch.classes.ipt.ConvContext context) -> Tensor", Conv2d);
   m.def(
       "conv2d_sum(Tensor input, Tensor accumulator, "

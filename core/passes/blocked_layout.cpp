@@ -30,14 +30,6 @@ bool Blockable(const kernels::ConvContext& context, int64_t block) {
          (dtype == at::kFloat || dtype == at::kBFloat16);
 }
 
-// A max_pool2d with constant arguments, so the blocked op can take them as they are.
-bool IsConstantMaxPool(Node* node) {
-  if (!IsKind(node, {"aten::max_pool2d"}) || node->inputs().size() != 6) return false;
-  for (size_t i = 1; i < 6; ++i)
-    if (!torch::jit::toIValue(node->input(i))) return false;
-  return true;
-}
-
 }  // namespace
 
 BlockedLayoutReport UseBlockedLayout(const std::shared_ptr<torch::jit::Graph>& graph, int64_t block,

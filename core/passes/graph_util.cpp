@@ -63,6 +63,13 @@ bool IsKind(const torch::jit::Node* node, std::initializer_list<const char*> qua
   return false;
 }
 
+bool IsConstantMaxPool(torch::jit::Node* node) {
+  if (!IsKind(node, {"aten::max_pool2d"}) || node->inputs().size() != 6) return false;
+  for (size_t i = 1; i < 6; ++i)
+    if (!torch::jit::toIValue(node->input(i))) return false;
+  return true;
+}
+
 bool NoWritesBetween(torch::jit::Node* first, torch::jit::Node* last) {
   if (first->owningBlock() != last->owningBlock() || last->isBefore(first)) return false;
   for (torch::jit::Node* n = first->next(); n != last; n = n->next()) {

@@ -23,6 +23,9 @@ std::optional<at::Tensor> ConstantTensor(torch::jit::Value* value);
 // constant tensor otherwise, nullopt when the value is not a constant.
 std::optional<at::Tensor> OptionalConstantTensor(torch::jit::Value* value);
 bool IsNone(torch::jit::Value* value);
+// An aten::max_pool2d whose arguments besides the input are constants, so that an ipt op can
+// take them as they are.
+bool IsConstantMaxPool(torch::jit::Node* node);
 std::optional<double> ConstantNumber(torch::jit::Value* value);
 
 // "%x.3", for reports.

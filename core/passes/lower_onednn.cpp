@@ -267,9 +267,11 @@ void LowerLinear(Node* linear, const LoweringOptions& options, FusionReport& rep
   Replace(linear, match, "ipt::linear", "ipt::linear_sum", c10::IValue(std::move(context)));
 }
 
-// Whether an int8 convolution hands its result on in uint8 (chained, kernels/qconv.h).
+// Whether an int8 op hands its result on in uint8: a chained convolution (kernels/qconv.h) or a
+// max pool between chained ones.
 bool WritesUint8(const Node* node) {
   const std::string kind = node->kind().toQualString();
+  if (kind == "ipt::qmax_pool2d") return true;
   if (kind.rfind("ipt::qconv2d", 0) != 0) return false;
   return torch::jit::toIValue(node->inputs().back())
       ->toCustomClass<kernels::QuantConvContext>()
@@ -323,9 +325,10 @@ int64_t AccumulateInPlace(const std::shared_ptr<torch::jit::Graph>& graph) {
   auto one_of = [](const Node* node, const Kinds& kinds) {
     return std::find(kinds.begin(), kinds.end(), node->kind().toQualString()) != kinds.end();
   };
-  const Kinds fresh_makers = {"ipt::conv2d",       "ipt::conv2d_sum",        "ipt::conv2d_sum_",
-                              "ipt::to_blocked",   "ipt::qconv2d",           "ipt::qconv2d_sum",
-                              "ipt::qconv2d_sum_", "ipt::blocked_max_pool2d"};
+  const Kinds fresh_makers = {
+      "ipt::conv2d",     "ipt::conv2d_sum",  "ipt::conv2d_sum_",  "ipt::to_blocked",
+      "ipt::qconv2d",    "ipt::qconv2d_sum", "ipt::qconv2d_sum_", "ipt::blocked_max_pool2d",
+      "ipt::qmax_pool2d"};
   Kinds readers = fresh_makers;
   readers.push_back("ipt::from_blocked");
   std::vector<Node*> sums;

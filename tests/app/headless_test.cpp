@@ -1019,18 +1019,20 @@ TEST_F(HeadlessTest, StopWhenMetStopsAtTheFirstTrialThatMeetsTheTargets) {
   EXPECT_EQ(recipe.provenance->objective, recipes::Objective::kP50);
   EXPECT_EQ(recipe.provenance->latency_bound_ms, 100000);
 
+  // Out of reach even under load: with other tests on both cores, stock's two threads wait at
+  // each barrier for a preempted sibling and its p50 grew 2000-fold against a one-thread trial.
   std::vector<std::string> optimise = args;
-  optimise.insert(optimise.end(), {"--min-speedup", "1000"});
+  optimise.insert(optimise.end(), {"--min-speedup", "100000"});
   CommandResult o = Tune(optimise);
   EXPECT_EQ(o.status, 3) << o.err;
-  EXPECT_NE(o.out.find("Min speedup 1000x on p50: NOT met by trial"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("Min speedup 100000x on p50: NOT met by trial"), std::string::npos) << o.out;
   EXPECT_NE(o.err.find("Targets not met"), std::string::npos) << o.err;
   EXPECT_TRUE(fs::exists(File("s.yaml")));
   EXPECT_EQ(Trials(db).size(), 3u) << "the rest of the budget was used";
   db::Store store = db::Store::Open(db, db::OpenMode::kReadOnly);
   const db::StudyGoal goal = store.ListStudies().at(0).goal;
   EXPECT_EQ(goal.mode, "optimise");
-  EXPECT_EQ(goal.min_speedup, 1000);
+  EXPECT_EQ(goal.min_speedup, 100000);
   EXPECT_FALSE(goal.latency_bound_ms.has_value());
 }
 

@@ -66,10 +66,10 @@ def forward(self, x):
   return m;
 }
 
-// Two ResNet blocks: the first with a downsample (its residual a convolution's own output, read
-// by nothing else; its input read by two convolutions), the second with an identity residual
-// (the first block's output, read by a convolution before the add), whose result leaves the
-// graph.
+// ResNet's stem and two blocks: a conv+relu and a max pool, then a block with a downsample (its
+// residual a convolution's own output, read by nothing else; its input, the pool's output, read
+// by two convolutions), then one with an identity residual (the first block's output, read by a
+// convolution before the add), whose result leaves the graph.
 torch::jit::Module ResidualConvNet() {
   torch::jit::Module m("ResidualConvNet");
   at::manual_seed(14);
@@ -80,11 +80,26 @@ torch::jit::Module ResidualConvNet() {
   m.register_parameter("w5", at::randn({16, 16, 3, 3}) * 0.1, false);
   m.define(R"(
 def forward(self, x):
-    y = torch.relu(torch.conv2d(x, self.w1, None, 1, 1))
+    y = torch.max_pool2d(torch.relu(torch.conv2d(x, self.w1, None, 1, 1)), [3, 3], [2, 2], [1, 1])
     shortcut = torch.conv2d(y, self.w2)
     z = torch.relu(torch.conv2d(y, self.w3, None, 1, 1) + shortcut)
     a = torch.relu(torch.conv2d(z, self.w4))
     return torch.mean(torch.relu(torch.conv2d(a, self.w5, None, 1, 1) + z), [2, 3])
+)");
+  m.eval();
+  return m;
+}
+
+// A max pool whose result an fp32 op reads besides a convolution.
+torch::jit::Module PoolReadInFp32Net() {
+  torch::jit::Module m("PoolReadInFp32Net");
+  at::manual_seed(15);
+  m.register_parameter("w1", at::randn({16, 3, 3, 3}) * 0.3, false);
+  m.register_parameter("w2", at::randn({16, 16, 1, 1}) * 0.2, false);
+  m.define(R"(
+def forward(self, x):
+    p = torch.max_pool2d(torch.relu(torch.conv2d(x, self.w1, None, 1, 1)), [2, 2])
+    return torch.mean(torch.conv2d(p, self.w2), [2, 3]) + torch.mean(p, [2, 3])
 )");
   m.eval();
   return m;
@@ -250,6 +265,9 @@ TEST(QuantizeTest, Int8ResidualsStayUint8AndAddInPlace) {
   EXPECT_EQ(Count(applied, "ipt::qconv2d_sum_"), 1) << applied.ToJson().dump();
   EXPECT_EQ(Count(applied, "ipt::qconv2d_sum"), 1);
   EXPECT_EQ(applied.fusions.fused.at("int8 chain"), 4);
+  EXPECT_EQ(applied.fusions.fused.at("int8 max pool"), 1);
+  EXPECT_EQ(Count(applied, "ipt::qmax_pool2d"), 1);
+  EXPECT_EQ(Count(applied, "aten::max_pool2d"), 0);
   ASSERT_TRUE(applied.qparams.has_value());
   EXPECT_EQ(applied.qparams->accumulators.size(), 2U);
   at::Tensor out = model.Run(inputs).toTensor();
@@ -269,6 +287,18 @@ TEST(QuantizeTest, Int8ResidualsStayUint8AndAddInPlace) {
   EXPECT_EQ(Count(fp32_residuals.applied(), "ipt::qconv2d_sum_"), 2);
   EXPECT_EQ(fp32_residuals.applied().fusions.fused.at("int8 chain"), 2) << "y and a only";
   EXPECT_GT(Cosine(reference, fp32_residuals.Run(inputs).toTensor()), 0.99);
+}
+
+TEST(QuantizeTest, AMaxPoolAnFp32OpReadsStaysFp32) {
+  torch::jit::Module module = PoolReadInFp32Net();
+  auto inputs = Images(4, 72);
+  OptimizedModel model = Optimize(module, Int8(), Images);
+  const Applied& applied = model.applied();
+  EXPECT_EQ(Count(applied, "aten::max_pool2d"), 1) << applied.ToJson().dump();
+  EXPECT_EQ(Count(applied, "ipt::qmax_pool2d"), 0);
+  EXPECT_EQ(applied.fusions.fused.count("int8 chain"), 0U);
+  EXPECT_EQ(applied.fusions.fused.count("int8 max pool"), 0U);
+  EXPECT_GT(Cosine(Eval(module, inputs), model.Run(inputs).toTensor()), 0.99);
 }
 
 TEST(QuantizeTest, ParametersForAnotherGraphAreRefusedNamingBothDigests) {

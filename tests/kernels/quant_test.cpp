@@ -4,8 +4,13 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "base/error.h"
 #include "kernels/observe.h"
+#include "kernels/pool.h"
 #include "kernels/qconv.h"
 #include "kernels/qlinear.h"
 #include "kernels/quant.h"
@@ -239,6 +244,69 @@ TEST(QuantLinearTest, DynamicQuantizationFollowsEachInputsRange) {
   at::Tensor bad = at::randn({4, 32});
   bad[1][3] = std::numeric_limits<float>::infinity();
   EXPECT_THROW(context.Run(bad), c10::Error);
+}
+
+// Max is monotone, so pooling the bytes gives what pooling their values gives: aten's max pool
+// on the bytes as floats is the reference, for oneDNN's geometries and the one it refuses.
+TEST(QuantizedMaxPoolTest, PoolsTheBytesAsAtenPoolsTheirValues) {
+  at::manual_seed(10);
+  at::Tensor x = at::randint(0, 256, {2, 19, 13, 15}, at::kByte);
+  struct Case {
+    std::vector<int64_t> kernel, stride, padding, dilation;
+    bool ceil_mode;
+  };
+  for (const Case& c : {Case{{3, 3}, {2, 2}, {1, 1}, {1, 1}, false},  // ResNet's
+                        Case{{2, 2}, {2, 2}, {0, 0}, {1, 1}, true},
+                        Case{{3, 2}, {1, 2}, {1, 0}, {2, 1}, false}, Case{{3}, {}, {1}, {1}, true},
+                        // The last window ends before the input does: oneDNN refuses it.
+                        Case{{2, 2}, {3, 3}, {0, 0}, {1, 1}, false}}) {
+    SCOPED_TRACE(::testing::PrintToString(c.kernel) + ::testing::PrintToString(c.stride));
+    at::Tensor expected =
+        at::max_pool2d(x.to(at::kFloat), c.kernel, c.stride, c.padding, c.dilation, c.ceil_mode)
+            .to(at::kByte);
+    for (const at::Tensor& input : {x, x.contiguous(at::MemoryFormat::ChannelsLast)}) {
+      at::Tensor got =
+          QuantizedMaxPool2d(input, c.kernel, c.stride, c.padding, c.dilation, c.ceil_mode);
+      EXPECT_EQ(got.scalar_type(), at::kByte);
+      EXPECT_TRUE(got.is_contiguous(at::MemoryFormat::ChannelsLast));
+      EXPECT_TRUE(at::equal(got, expected));
+    }
+  }
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  at::Tensor one = QuantizedMaxPool2d(x, {3, 3}, {2, 2}, {1, 1}, {1, 1}, false);
+  at::set_num_threads(2);
+  at::Tensor two = QuantizedMaxPool2d(x, {3, 3}, {2, 2}, {1, 1}, {1, 1}, false);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(at::equal(one, two));
+}
+
+TEST(QuantizedMaxPoolTest, RefusesWhatAtenRefusesAndNonUint8Inputs) {
+  at::Tensor x = at::zeros({1, 4, 6, 6}, at::kByte);
+  auto refused = [](const std::function<void()>& call, const std::string& needle) {
+    try {
+      call();
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  refused([&] { QuantizedMaxPool2d(x.to(at::kFloat), {2}, {}, {0}, {1}, false); },
+          "expected a uint8 [N, C, H, W], got Float [1, 4, 6, 6]");
+  refused([&] { QuantizedMaxPool2d(x[0], {2}, {}, {0}, {1}, false); }, "got Byte [4, 6, 6]");
+  refused(
+      [&] {
+        QuantizedMaxPool2d(x, {3, 3}, {1, 1}, {2, 2}, {1, 1}, false);
+      },
+      "padding [2, 2] at most half the kernel");
+  refused(
+      [&] {
+        QuantizedMaxPool2d(x, {3, 3, 3}, {1}, {0}, {1}, false);
+      },
+      "kernel_size takes one "
+      "or two values");
+  refused([&] { QuantizedMaxPool2d(x, {7}, {1}, {0}, {1}, false); }, "would be empty");
 }
 
 TEST(QuantKernelsTest, OneThreadAndTwoThreadsGiveIdenticalResults) {
