@@ -70,6 +70,14 @@ TEST(AttentionTest, MatchesAtenForBertShapesMasksAndStridedViews) {
         << seq;
     EXPECT_LT(RelativeL2(context.Run(q, k, v, {}), ReferenceAttention(q, k, v, {}, 0.125)), 1e-5)
         << seq;
+    // Masks of lower rank, and one per query (causal), broadcast as aten broadcasts them.
+    at::Tensor causal = at::triu(at::full({seq, seq}, -10000.0), 1);
+    for (const at::Tensor& m :
+         {causal, mask[0].flatten(), causal.expand({2, 4, seq, seq}).contiguous(),
+          mask.transpose(-1, -2).contiguous().view({2, 1, seq, 1})}) {
+      EXPECT_LT(RelativeL2(context.Run(q, k, v, m), ReferenceAttention(q, k, v, m, 0.125)), 1e-5)
+          << seq << " " << m.sizes();
+    }
   }
 }
 
