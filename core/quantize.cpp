@@ -14,6 +14,7 @@
 #include "core/calibration/observer.h"
 #include "core/passes/graph_util.h"
 #include "kernels/conv.h"
+#include "kernels/dlrm.h"
 #include "kernels/linear.h"
 #include "kernels/observe.h"
 #include "kernels/qconv.h"
@@ -258,6 +259,56 @@ ChainReport ChainInt8Convolutions(const std::shared_ptr<Graph>& graph) {
   return report;
 }
 
+// The tensors of a list of constants (a ListConstruct of them, or one constant list).
+std::optional<std::vector<at::Tensor>> ConstantTensors(Value* list) {
+  if (list->node()->kind() == c10::prim::ListConstruct) {
+    std::vector<at::Tensor> tensors;
+    for (Value* value : list->node()->inputs()) {
+      std::optional<at::Tensor> t = passes::ConstantTensor(value);
+      if (!t) return std::nullopt;
+      tensors.push_back(*t);
+    }
+    return tensors;
+  }
+  std::optional<c10::IValue> constant = torch::jit::toIValue(list);
+  if (!constant || !constant->isTensorList()) return std::nullopt;
+  return constant->toTensorVector();
+}
+
+// A merged embedding bag whose tables are constants becomes ipt::qmerged_embedding_bag_sum on
+// s8 tables with a scale per row (kernels/dlrm.h): weights only, nothing to calibrate. Returns
+// whether it did.
+// Throws ipt::Error(kInvalidArgument) naming the op and table for a table with inf or NaN.
+bool QuantizeEmbeddingTables(const QuantOp& op) {
+  Node* bags = op.node;
+  std::optional<std::vector<at::Tensor>> tables = ConstantTensors(bags->input(0));
+  if (!tables) return false;
+  Graph* graph = bags->owningGraph();
+  torch::jit::WithInsertPoint guard(bags);
+  std::vector<Value*> data, scales;
+  for (size_t t = 0; t < tables->size(); ++t) {
+    kernels::QuantizedEmbeddingTable q;
+    try {
+      q = kernels::QuantizeEmbeddingTable((*tables)[t]);
+    } catch (const c10::Error& e) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("{}, table {}: {}", op.name, t, e.what_without_backtrace()));
+    }
+    data.push_back(graph->insertConstant(q.data));
+    scales.push_back(graph->insertConstant(q.scales));
+  }
+  auto list = [&](const std::vector<Value*>& values) {
+    return graph->insertNode(graph->createList(c10::TensorType::get(), values))->output();
+  };
+  Node* quantized = graph->create(c10::Symbol::fromQualString("ipt::qmerged_embedding_bag_sum"),
+                                  {list(data), list(scales), bags->input(1), bags->input(2)}, 1);
+  quantized->output()->setType(bags->output()->type());
+  graph->insertNode(quantized);
+  bags->output()->replaceAllUsesWith(quantized->output());
+  bags->destroy();
+  return true;
+}
+
 }  // namespace
 
 QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& precision,
@@ -267,16 +318,23 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
   std::vector<QuantOp> ops = FindOps(graph);
   QuantizeResult result;
 
+  // DLRM's merged embedding bags: not in `ops`, whose digest the saved parameters carry.
+  std::vector<QuantOp> bags;
+  for (Node* node : AllNodes(graph))
+    if (IsKind(node, {"ipt::merged_embedding_bag_sum"}))
+      bags.push_back({node, fmt::format("embedding_bag.{}", bags.size()), "embedding_bag"});
+
   std::vector<std::string> names;
   for (const QuantOp& op : ops) names.push_back(op.name);
+  for (const QuantOp& op : bags) names.push_back(op.name);
   for (const std::string& entry : precision.fallback) {
-    bool matches = entry == "conv2d" || entry == "linear" ||
+    bool matches = entry == "conv2d" || entry == "linear" || entry == "embedding_bag" ||
                    std::find(names.begin(), names.end(), entry) != names.end();
     if (!matches)
       throw Error(
           ErrorCode::kInvalidArgument,
           fmt::format("precision.fallback: '{}' is not an op of this model (its int8 ops "
-                      "are {}; a kind, conv2d or linear, names them all)",
+                      "are {}; a kind, conv2d, linear or embedding_bag, names them all)",
                       entry, names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
   }
   auto kept = [&](const QuantOp& op) {
@@ -284,6 +342,13 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
                         [&](const std::string& e) { return e == op.name || e == op.kind; }) !=
            precision.fallback.end();
   };
+  for (const QuantOp& op : bags) {
+    if (kept(op)) {
+      result.kept.push_back(op.name);
+    } else if (QuantizeEmbeddingTables(op)) {
+      result.quantized.push_back(op.name);
+    }
+  }
   std::vector<size_t> chosen;
   for (size_t i = 0; i < ops.size(); ++i) {
     if (dynamic && ops[i].kind != "linear") continue;

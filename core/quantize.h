@@ -25,7 +25,7 @@ using CalibrationInputs =
     std::function<std::vector<torch::jit::IValue>(int64_t batch, int64_t index)>;
 
 struct QuantizeResult {
-  std::vector<std::string> quantized;       // op names, in graph order
+  std::vector<std::string> quantized;       // op names: embedding bags, then the rest in order
   std::vector<std::string> kept;            // ops the fallback list kept in fp32
   std::optional<recipes::QParams> qparams;  // static only: what was calibrated or loaded
   double calibration_s = 0;
@@ -36,7 +36,8 @@ struct QuantizeResult {
 // Rewrites the forward graph of `module` (frozen) in place. Throws ipt::Error(kInvalidArgument)
 // for an unknown calibration algorithm, a fallback name that matches no op, static int8 with
 // neither qparams nor calibration inputs, and qparams made for another graph (naming both
-// digests); kInvalidArgument also when calibration meets inf or NaN, naming the op.
+// digests); kInvalidArgument also when calibration or an embedding table meets inf or NaN,
+// naming the op.
 QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& precision,
                         const CalibrationInputs& calibration);
 

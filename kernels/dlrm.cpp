@@ -4,6 +4,8 @@
 #include <c10/util/BFloat16.h>
 
 #include <algorithm>
+#include <string>
+#include <type_traits>
 
 #include "kernels/lanes.h"
 
@@ -63,16 +65,22 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Accumulate(con
 void Accumulate(const c10::BFloat16* row, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] += static_cast<float>(row[i]);
 }
+__attribute__((target_clones("avx512f", "avx2", "default"))) void AccumulateScaled(
+    const int8_t* row, float scale, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] += scale * static_cast<float>(row[i]);
+}
 
 struct Table {
   const void* weight;
   bool bf16;
+  const float* row_scales;  // int8 tables: weight row r is row_scales[r] * q
   int64_t rows, dim, bags, total;
   const int64_t* indices;
   const int64_t* offsets;
   void* out;
 };
 
+// T: the table's dtype; the output's is T, fp32 for int8 tables.
 template <typename T>
 void SumBag(const Table& table, int64_t t, int64_t b, std::vector<float>& sum) {
   sum.assign(table.dim, 0.f);
@@ -82,10 +90,91 @@ void SumBag(const Table& table, int64_t t, int64_t b, std::vector<float>& sum) {
     const int64_t row = table.indices[j];
     TORCH_CHECK(row >= 0 && row < table.rows, "embedding bag ", t, ": index ", row,
                 " out of range for a table of ", table.rows, " rows");
-    Accumulate(w + row * table.dim, sum.data(), table.dim);
+    if constexpr (std::is_same_v<T, int8_t>) {
+      AccumulateScaled(w + row * table.dim, table.row_scales[row], sum.data(), table.dim);
+    } else {
+      Accumulate(w + row * table.dim, sum.data(), table.dim);
+    }
   }
-  T* o = static_cast<T*>(table.out) + b * table.dim;
-  for (int64_t i = 0; i < table.dim; ++i) o[i] = static_cast<T>(sum[i]);
+  using Out = std::conditional_t<std::is_same_v<T, int8_t>, float, T>;
+  Out* o = static_cast<Out*>(table.out) + b * table.dim;
+  for (int64_t i = 0; i < table.dim; ++i) o[i] = static_cast<Out>(sum[i]);
+}
+
+// The tables' sums, for fp32 or bf16 tables, or int8 ones with one fp32 tensor [rows] of row
+// scales each.
+std::vector<at::Tensor> SumBags(const std::vector<at::Tensor>& weights,
+                                const std::vector<at::Tensor>& row_scales,
+                                const std::vector<at::Tensor>& indices,
+                                const std::vector<at::Tensor>& offsets, bool int8) {
+  TORCH_CHECK(weights.size() == indices.size() && weights.size() == offsets.size() &&
+                  (!int8 || row_scales.size() == weights.size()),
+              "ipt merged embedding bag: ", weights.size(), " tables but ", indices.size(),
+              " index and ", offsets.size(), " offset tensors",
+              int8 ? " and " + std::to_string(row_scales.size()) + " scale tensors" : "");
+  std::vector<at::Tensor> outputs;
+  for (size_t t = 0; t < weights.size(); ++t) {
+    const at::Tensor& w = weights[t];
+    if (int8) {
+      TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kChar, "embedding bag ", t,
+                  ": the table must be a 2-D int8 tensor");
+      TORCH_CHECK(row_scales[t].dim() == 1 && row_scales[t].scalar_type() == at::kFloat &&
+                      row_scales[t].size(0) == w.size(0),
+                  "embedding bag ", t, ": expected ", w.size(0), " fp32 row scales, got ",
+                  row_scales[t].sizes());
+    } else {
+      TORCH_CHECK(
+          w.dim() == 2 && (w.scalar_type() == at::kFloat || w.scalar_type() == at::kBFloat16),
+          "embedding bag ", t, ": the table must be a 2-D fp32 or bf16 tensor");
+    }
+    TORCH_CHECK(indices[t].dim() == 1 && offsets[t].dim() == 1, "embedding bag ", t,
+                ": indices and offsets must be 1-D");
+    outputs.push_back(at::empty({offsets[t].size(0), w.size(1)},
+                                w.options().dtype(int8 ? at::kFloat : w.scalar_type())));
+  }
+  // One parallel loop over the bags of every table: 26 small tables are one OpenMP region,
+  // not 26.
+  std::vector<at::Tensor> keep;  // contiguous copies the raw pointers below point into
+  std::vector<Table> tables;
+  std::vector<int64_t> first_bag{0};
+  for (size_t t = 0; t < weights.size(); ++t) {
+    at::Tensor w = weights[t].contiguous();
+    keep.push_back(w);
+    const float* scales = nullptr;
+    if (int8) {
+      keep.push_back(row_scales[t].contiguous());
+      scales = keep.back().data_ptr<float>();
+    }
+    keep.push_back(indices[t].to(at::kLong).contiguous());
+    const int64_t* idx = keep.back().data_ptr<int64_t>();
+    const int64_t total = keep.back().size(0);
+    keep.push_back(offsets[t].to(at::kLong).contiguous());
+    const int64_t* off = keep.back().data_ptr<int64_t>();
+    const int64_t bags = keep.back().size(0);
+    for (int64_t b = 0; b < bags; ++b)
+      TORCH_CHECK(off[b] >= 0 && off[b] <= total && (b == 0 || off[b] >= off[b - 1]),
+                  "embedding bag ", t, ": offsets must ascend within [0, ", total, "], got ",
+                  off[b], " at bag ", b);
+    tables.push_back({w.data_ptr(), w.scalar_type() == at::kBFloat16, scales, w.size(0), w.size(1),
+                      bags, total, idx, off, outputs[t].data_ptr()});
+    first_bag.push_back(first_bag.back() + bags);
+  }
+  at::parallel_for(0, first_bag.back(), 32, [&](int64_t begin, int64_t end) {
+    std::vector<float> sum;
+    auto t = static_cast<size_t>(std::upper_bound(first_bag.begin(), first_bag.end(), begin) -
+                                 first_bag.begin() - 1);
+    for (int64_t item = begin; item < end; ++item) {
+      while (item >= first_bag[t + 1]) ++t;
+      const int64_t b = item - first_bag[t];
+      if (tables[t].row_scales)
+        SumBag<int8_t>(tables[t], static_cast<int64_t>(t), b, sum);
+      else if (tables[t].bf16)
+        SumBag<c10::BFloat16>(tables[t], static_cast<int64_t>(t), b, sum);
+      else
+        SumBag<float>(tables[t], static_cast<int64_t>(t), b, sum);
+    }
+  });
+  return outputs;
 }
 
 }  // namespace
@@ -129,54 +218,28 @@ at::Tensor Interaction(const std::vector<at::Tensor>& features, bool with_first)
 std::vector<at::Tensor> MergedEmbeddingBagSum(const std::vector<at::Tensor>& weights,
                                               const std::vector<at::Tensor>& indices,
                                               const std::vector<at::Tensor>& offsets) {
-  TORCH_CHECK(weights.size() == indices.size() && weights.size() == offsets.size(),
-              "ipt merged embedding bag: ", weights.size(), " tables but ", indices.size(),
-              " index and ", offsets.size(), " offset tensors");
-  std::vector<at::Tensor> outputs;
-  for (size_t t = 0; t < weights.size(); ++t) {
-    const at::Tensor& w = weights[t];
-    TORCH_CHECK(w.dim() == 2 && (w.scalar_type() == at::kFloat || w.scalar_type() == at::kBFloat16),
-                "embedding bag ", t, ": the table must be a 2-D fp32 or bf16 tensor");
-    TORCH_CHECK(indices[t].dim() == 1 && offsets[t].dim() == 1, "embedding bag ", t,
-                ": indices and offsets must be 1-D");
-    outputs.push_back(at::empty({offsets[t].size(0), w.size(1)}, w.options()));
-  }
-  // One parallel loop over the bags of every table: 26 small tables are one OpenMP region,
-  // not 26.
-  std::vector<at::Tensor> keep;  // contiguous copies the raw pointers below point into
-  std::vector<Table> tables;
-  std::vector<int64_t> first_bag{0};
-  for (size_t t = 0; t < weights.size(); ++t) {
-    at::Tensor w = weights[t].contiguous();
-    keep.push_back(w);
-    keep.push_back(indices[t].to(at::kLong).contiguous());
-    const int64_t* idx = keep.back().data_ptr<int64_t>();
-    const int64_t total = keep.back().size(0);
-    keep.push_back(offsets[t].to(at::kLong).contiguous());
-    const int64_t* off = keep.back().data_ptr<int64_t>();
-    const int64_t bags = keep.back().size(0);
-    for (int64_t b = 0; b < bags; ++b)
-      TORCH_CHECK(off[b] >= 0 && off[b] <= total && (b == 0 || off[b] >= off[b - 1]),
-                  "embedding bag ", t, ": offsets must ascend within [0, ", total, "], got ",
-                  off[b], " at bag ", b);
-    tables.push_back({w.data_ptr(), w.scalar_type() == at::kBFloat16, w.size(0), w.size(1), bags,
-                      total, idx, off, outputs[t].data_ptr()});
-    first_bag.push_back(first_bag.back() + bags);
-  }
-  at::parallel_for(0, first_bag.back(), 32, [&](int64_t begin, int64_t end) {
-    std::vector<float> sum;
-    auto t = static_cast<size_t>(std::upper_bound(first_bag.begin(), first_bag.end(), begin) -
-                                 first_bag.begin() - 1);
-    for (int64_t item = begin; item < end; ++item) {
-      while (item >= first_bag[t + 1]) ++t;
-      const int64_t b = item - first_bag[t];
-      if (tables[t].bf16)
-        SumBag<c10::BFloat16>(tables[t], static_cast<int64_t>(t), b, sum);
-      else
-        SumBag<float>(tables[t], static_cast<int64_t>(t), b, sum);
-    }
-  });
-  return outputs;
+  return SumBags(weights, {}, indices, offsets, /*int8=*/false);
+}
+
+QuantizedEmbeddingTable QuantizeEmbeddingTable(const at::Tensor& weight) {
+  TORCH_CHECK(weight.dim() == 2 && weight.is_floating_point(),
+              "ipt quantize embedding table: expected a 2-D floating-point table, got ",
+              weight.scalar_type(), " ", weight.sizes());
+  at::Tensor w = weight.to(at::kFloat);
+  TORCH_CHECK(at::isfinite(w).all().item<bool>(),
+              "ipt quantize embedding table: the table holds inf or NaN");
+  at::Tensor scales = w.abs().amax(1) / 127.0;
+  scales = at::where(scales > 0, scales, at::ones_like(scales)).contiguous();
+  at::Tensor data = at::round(w / scales.unsqueeze(1)).clamp(-127, 127).to(at::kChar).contiguous();
+  return {data, scales};
+}
+
+std::vector<at::Tensor> QuantizedMergedEmbeddingBagSum(const std::vector<at::Tensor>& weights,
+                                                       const std::vector<at::Tensor>& row_scales,
+                                                       const std::vector<at::Tensor>& indices,
+                                                       const std::vector<at::Tensor>& offsets) {
+  TORCH_CHECK(!weights.empty(), "ipt quantized merged embedding bag: no tables");
+  return SumBags(weights, row_scales, indices, offsets, /*int8=*/true);
 }
 
 }  // namespace ipt::kernels

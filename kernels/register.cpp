@@ -125,6 +125,13 @@ TORCH_LIBRARY(ipt, m) {
          std::vector<at::Tensor> offsets) {
         return MergedEmbeddingBagSum(weights, indices, offsets);
       });
+  m.def(
+      "qmerged_embedding_bag_sum(Tensor[] weights, Tensor[] row_scales, Tensor[] indices, "
+      "Tensor[] offsets) -> Tensor[]",
+      [](std::vector<at::Tensor> weights, std::vector<at::Tensor> row_scales,
+         std::vector<at::Tensor> indices, std::vector<at::Tensor> offsets) {
+        return QuantizedMergedEmbeddingBagSum(weights, row_scales, indices, offsets);
+      });
   m.def("concat_batch_norm(Tensor[] xs, Tensor scale, Tensor shift, bool relu) -> Tensor",
         [](std::vector<at::Tensor> xs, const at::Tensor& scale, const at::Tensor& shift,
            bool relu) { return ConcatBatchNorm(xs, scale, shift, relu); });

@@ -10,6 +10,7 @@
 #include <torch/serialize.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -432,9 +433,29 @@ TEST(QuantizeTest, DlrmPredictionsAgreeAfterStaticInt8) {
     return workload->MakeCalibrationInputs(batch, index);
   });
   EXPECT_EQ(Count(model.applied(), "ipt::qlinear"), 8);
+  EXPECT_EQ(Count(model.applied(), "ipt::qmerged_embedding_bag_sum"), 1);
+  EXPECT_EQ(Count(model.applied(), "ipt::merged_embedding_bag_sum"), 0);
+  EXPECT_NE(std::find(model.applied().quantized.begin(), model.applied().quantized.end(),
+                      "embedding_bag.0"),
+            model.applied().quantized.end());
   at::Tensor out = model.Run(inputs).toTensor();
   EXPECT_LT((out - reference).abs().max().item<double>(), 0.1);
   EXPECT_GE(((out > 0.5) == (reference > 0.5)).to(at::kFloat).mean().item<double>(), 0.97);
+  std::stringstream buffer;
+  model.module().save(buffer);
+  torch::jit::Module loaded = torch::jit::load(buffer);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(loaded.forward(inputs).toTensor(), out)) << "tables saved in int8";
+
+  // The tables kept in fp32 by kind; the linears' saved parameters still apply (the digest
+  // covers convolutions and linears only).
+  recipes::Recipe fp32_tables = Int8();
+  fp32_tables.precision.fallback = {"embedding_bag"};
+  fp32_tables.precision.qparams = model.applied().qparams;
+  OptimizedModel kept = Optimize(module, fp32_tables);
+  EXPECT_EQ(Count(kept.applied(), "ipt::merged_embedding_bag_sum"), 1);
+  EXPECT_EQ(kept.applied().kept_fp32, std::vector<std::string>{"embedding_bag.0"});
+  EXPECT_LT((kept.Run(inputs).toTensor() - reference).abs().max().item<double>(), 0.1);
 }
 
 }  // namespace

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "tests/kernels/test_util.h"
 
 namespace ipt::kernels {
@@ -64,6 +69,69 @@ TEST(MergedEmbeddingBagTest, MatchesAtenWithEmptyAndUnevenBags) {
   at::Tensor expected = std::get<0>(at::embedding_bag(weights[2].to(at::kBFloat16).to(at::kFloat),
                                                       indices[2], offsets[2], false, 0));
   EXPECT_LT(RelativeL2(bf16[0], expected), 1e-2);
+}
+
+// Each row within half its scale step of the fp32 row, a row of zeros exact; the bags sum the
+// dequantized rows as aten sums them.
+TEST(MergedEmbeddingBagTest, Int8TablesSumTheirDequantizedRows) {
+  at::manual_seed(3);
+  std::vector<at::Tensor> weights = {at::randn({10, 4}), at::randn({50, 16}) * 30};
+  weights[0][3].zero_();
+  std::vector<at::Tensor> data, scales;
+  for (const at::Tensor& w : weights) {
+    QuantizedEmbeddingTable q = QuantizeEmbeddingTable(w);
+    ASSERT_EQ(q.data.scalar_type(), at::kChar);
+    ASSERT_EQ(q.scales.sizes(), at::IntArrayRef({w.size(0)}));
+    at::Tensor dequantized = q.data.to(at::kFloat) * q.scales.unsqueeze(1);
+    EXPECT_TRUE(((dequantized - w).abs() <= q.scales.unsqueeze(1) / 2 + 1e-6).all().item<bool>());
+    EXPECT_EQ(q.data.abs().amax(1).min().item<int64_t>(),
+              w.abs().amax(1).min().item<float>() > 0 ? 127 : 0);
+    data.push_back(q.data);
+    scales.push_back(q.scales);
+  }
+  EXPECT_EQ(scales[0][3].item<float>(), 1.0F);
+  EXPECT_TRUE(at::equal(data[0][3], at::zeros({4}, at::kChar)));
+  std::vector<at::Tensor> indices = {at::tensor({1, 3, 3, 9, 0}, at::kLong),
+                                     at::randint(0, 50, {40})};
+  std::vector<at::Tensor> offsets = {at::tensor({0, 1, 1, 4}, at::kLong),
+                                     at::tensor({0, 10, 11, 30}, at::kLong)};
+  auto got = QuantizedMergedEmbeddingBagSum(data, scales, indices, offsets);
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t t = 0; t < 2; ++t) {
+    EXPECT_EQ(got[t].scalar_type(), at::kFloat);
+    at::Tensor dequantized = data[t].to(at::kFloat) * scales[t].unsqueeze(1);
+    at::Tensor expected =
+        std::get<0>(at::embedding_bag(dequantized, indices[t], offsets[t], false, /*mode=*/0));
+    EXPECT_TRUE(at::allclose(got[t], expected, 1e-5, 1e-5)) << t;
+    at::Tensor fp32 =
+        std::get<0>(at::embedding_bag(weights[t], indices[t], offsets[t], false, /*mode=*/0));
+    EXPECT_LT(RelativeL2(got[t], fp32), 0.02) << t;
+  }
+}
+
+TEST(MergedEmbeddingBagTest, Int8TablesRefuseWrongScalesAndTables) {
+  QuantizedEmbeddingTable q = QuantizeEmbeddingTable(at::randn({5, 4}));
+  auto refused = [](const std::function<void()>& call, const std::string& needle) {
+    try {
+      call();
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  const std::vector<at::Tensor> idx = {at::tensor({1}, at::kLong)};
+  const std::vector<at::Tensor> off = {at::tensor({0}, at::kLong)};
+  refused([&] { QuantizedMergedEmbeddingBagSum({q.data}, {q.scales.slice(0, 0, 4)}, idx, off); },
+          "embedding bag 0: expected 5 fp32 row scales");
+  refused([&] { QuantizedMergedEmbeddingBagSum({q.data}, {}, idx, off); }, "and 0 scale tensors");
+  refused([&] { QuantizedMergedEmbeddingBagSum({q.data.to(at::kFloat)}, {q.scales}, idx, off); },
+          "the table must be a 2-D int8 tensor");
+  refused([&] { QuantizeEmbeddingTable(at::full({2, 2}, INFINITY)); }, "holds inf or NaN");
+  refused(
+      [&] {
+        QuantizeEmbeddingTable(at::zeros({2, 2}, at::kLong));
+      },
+      "expected a 2-D floating-point table");
 }
 
 TEST(MergedEmbeddingBagTest, BadIndicesAndOffsetsNameTheTable) {
