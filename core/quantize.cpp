@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -154,16 +155,25 @@ std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
   return result;
 }
 
-void ReplaceContext(Node* node, const char* kind, const c10::IValue& context) {
+// Replaces `node` by a node of `kind` on `inputs` (made by `make_inputs` at the node's place,
+// so that constants it inserts come before the replacement), which takes over its uses.
+void ReplaceNode(Node* node, const char* kind,
+                 const std::function<std::vector<Value*>()>& make_inputs) {
   auto graph = node->owningGraph();
   torch::jit::WithInsertPoint guard(node);
-  std::vector<Value*> inputs(node->inputs().begin(), node->inputs().end());
-  inputs.back() = passes::InsertObjectConstant(*graph, context);
-  Node* replacement = graph->create(c10::Symbol::fromQualString(kind), inputs, 1);
+  Node* replacement = graph->create(c10::Symbol::fromQualString(kind), make_inputs(), 1);
   replacement->output()->setType(c10::TensorType::get());
   graph->insertNode(replacement);
   node->output()->replaceAllUsesWith(replacement->output());
   node->destroy();
+}
+
+void ReplaceContext(Node* node, const char* kind, const c10::IValue& context) {
+  ReplaceNode(node, kind, [&] {
+    std::vector<Value*> inputs(node->inputs().begin(), node->inputs().end());
+    inputs.back() = passes::InsertObjectConstant(*node->owningGraph(), context);
+    return inputs;
+  });
 }
 
 // accumulator: how a convolution's residual is quantized when it arrives in uint8.
@@ -247,13 +257,8 @@ ChainReport ChainInt8Convolutions(const std::shared_ptr<Graph>& graph) {
   }
   // Replaced after the walk, which holds pointers to these nodes.
   for (Node* pool : uint8_pools) {
-    torch::jit::WithInsertPoint guard(pool);
-    Node* replacement =
-        graph->create(c10::Symbol::fromQualString("ipt::qmax_pool2d"), pool->inputs(), 1);
-    replacement->output()->setType(c10::TensorType::get());
-    graph->insertNode(replacement);
-    pool->output()->replaceAllUsesWith(replacement->output());
-    pool->destroy();
+    ReplaceNode(pool, "ipt::qmax_pool2d",
+                [&] { return std::vector<Value*>(pool->inputs().begin(), pool->inputs().end()); });
   }
   report.max_pools = static_cast<int64_t>(uint8_pools.size());
   return report;
@@ -277,8 +282,8 @@ std::optional<std::vector<at::Tensor>> ConstantTensors(Value* list) {
 
 // A merged embedding bag whose tables are constants becomes ipt::qmerged_embedding_bag_sum on
 // s8 tables with a scale per row (kernels/dlrm.h): weights only, nothing to calibrate. Returns
-// whether it did.
-// Throws ipt::Error(kInvalidArgument) naming the op and table for a table with inf or NaN.
+// whether it did; throws ipt::Error(kInvalidArgument) naming the op and table for a table with
+// inf or NaN.
 bool QuantizeEmbeddingTables(const QuantOp& op) {
   Node* bags = op.node;
   std::optional<std::vector<at::Tensor>> tables = ConstantTensors(bags->input(0));
