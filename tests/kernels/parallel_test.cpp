@@ -53,9 +53,8 @@ TEST(ParallelTest, OneAndTwoThreadsGiveIdenticalResults) {
 
   at::Tensor a = at::randn({8, 128, 768}), b = at::randn({8, 128, 768});
   at::Tensor gamma = at::randn({768}), beta = at::randn({768});
-  ops.push_back([&] {
-    return std::vector<at::Tensor>{AddLayerNorm(a, b, {768}, gamma, beta, 1e-12)};
-  });
+  ops.push_back(
+      [&] { return std::vector<at::Tensor>{AddLayerNorm(a, b, {768}, gamma, beta, 1e-12)}; });
 
   std::vector<at::Tensor> maps = {at::randn({4, 32, 14, 14}), at::randn({4, 48, 14, 14})};
   at::Tensor bn_scale = at::rand({80}), bn_shift = at::randn({80});
