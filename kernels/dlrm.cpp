@@ -80,10 +80,21 @@ struct Table {
   void* out;
 };
 
-// T: the table's dtype; the output's is T, fp32 for int8 tables.
+// The bag's rows, after checking each index. T: the table's dtype; the output's is T, fp32 for
+// int8 tables. fp32 outputs are the accumulator themselves; bf16 ones get the fp32 sum rounded
+// once.
 template <typename T>
-void SumBag(const Table& table, int64_t t, int64_t b, std::vector<float>& sum) {
-  sum.assign(table.dim, 0.f);
+void SumBag(const Table& table, int64_t t, int64_t b, std::vector<float>& scratch) {
+  using Out = std::conditional_t<std::is_same_v<T, int8_t>, float, T>;
+  Out* out = static_cast<Out*>(table.out) + b * table.dim;
+  float* sum = nullptr;
+  if constexpr (std::is_same_v<Out, float>) {
+    sum = out;
+  } else {
+    scratch.resize(table.dim);
+    sum = scratch.data();
+  }
+  std::fill(sum, sum + table.dim, 0.F);
   const T* w = static_cast<const T*>(table.weight);
   const int64_t stop = b + 1 < table.bags ? table.offsets[b + 1] : table.total;
   for (int64_t j = table.offsets[b]; j < stop; ++j) {
@@ -91,14 +102,26 @@ void SumBag(const Table& table, int64_t t, int64_t b, std::vector<float>& sum) {
     TORCH_CHECK(row >= 0 && row < table.rows, "embedding bag ", t, ": index ", row,
                 " out of range for a table of ", table.rows, " rows");
     if constexpr (std::is_same_v<T, int8_t>) {
-      AccumulateScaled(w + row * table.dim, table.row_scales[row], sum.data(), table.dim);
+      AccumulateScaled(w + row * table.dim, table.row_scales[row], sum, table.dim);
     } else {
-      Accumulate(w + row * table.dim, sum.data(), table.dim);
+      Accumulate(w + row * table.dim, sum, table.dim);
     }
   }
-  using Out = std::conditional_t<std::is_same_v<T, int8_t>, float, T>;
-  Out* o = static_cast<Out*>(table.out) + b * table.dim;
-  for (int64_t i = 0; i < table.dim; ++i) o[i] = static_cast<Out>(sum[i]);
+  if constexpr (!std::is_same_v<Out, float>) std::copy(sum, sum + table.dim, out);
+}
+
+// Asks for the rows of bag b ahead of their use: lookups land all over tables much larger than
+// the caches, and the out-of-order window alone overlaps only the few rows of one bag.
+void PrefetchBag(const Table& table, int64_t b) {
+  const int64_t row_bytes = table.dim * (table.row_scales ? 1 : table.bf16 ? 2 : 4);
+  const int64_t stop = b + 1 < table.bags ? table.offsets[b + 1] : table.total;
+  for (int64_t j = table.offsets[b]; j < stop; ++j) {
+    const int64_t row = table.indices[j];
+    if (row < 0 || row >= table.rows) continue;  // SumBag reports it
+    const char* p = static_cast<const char*>(table.weight) + row * row_bytes;
+    for (int64_t line = 0; line < row_bytes; line += 64) __builtin_prefetch(p + line);
+    if (table.row_scales) __builtin_prefetch(table.row_scales + row);
+  }
 }
 
 // The tables' sums, for fp32 or bf16 tables, or int8 ones with one fp32 tensor [rows] of row
@@ -159,19 +182,32 @@ std::vector<at::Tensor> SumBags(const std::vector<at::Tensor>& weights,
                       bags, total, idx, off, outputs[t].data_ptr()});
     first_bag.push_back(first_bag.back() + bags);
   }
+  // Far enough ahead to cover a miss to memory with the sums of the bags between.
+  constexpr int64_t kPrefetchBags = 8;
   at::parallel_for(0, first_bag.back(), 32, [&](int64_t begin, int64_t end) {
-    std::vector<float> sum;
-    auto t = static_cast<size_t>(std::upper_bound(first_bag.begin(), first_bag.end(), begin) -
+    std::vector<float> scratch;
+    auto table_of = [&](int64_t item) {
+      return static_cast<size_t>(std::upper_bound(first_bag.begin(), first_bag.end(), item) -
                                  first_bag.begin() - 1);
+    };
+    size_t t = table_of(begin), ahead_t = t;
+    for (int64_t item = begin; item < std::min(end, begin + kPrefetchBags); ++item) {
+      while (item >= first_bag[ahead_t + 1]) ++ahead_t;
+      PrefetchBag(tables[ahead_t], item - first_bag[ahead_t]);
+    }
     for (int64_t item = begin; item < end; ++item) {
+      if (const int64_t ahead = item + kPrefetchBags; ahead < end) {
+        while (ahead >= first_bag[ahead_t + 1]) ++ahead_t;
+        PrefetchBag(tables[ahead_t], ahead - first_bag[ahead_t]);
+      }
       while (item >= first_bag[t + 1]) ++t;
       const int64_t b = item - first_bag[t];
       if (tables[t].row_scales)
-        SumBag<int8_t>(tables[t], static_cast<int64_t>(t), b, sum);
+        SumBag<int8_t>(tables[t], static_cast<int64_t>(t), b, scratch);
       else if (tables[t].bf16)
-        SumBag<c10::BFloat16>(tables[t], static_cast<int64_t>(t), b, sum);
+        SumBag<c10::BFloat16>(tables[t], static_cast<int64_t>(t), b, scratch);
       else
-        SumBag<float>(tables[t], static_cast<int64_t>(t), b, sum);
+        SumBag<float>(tables[t], static_cast<int64_t>(t), b, scratch);
     }
   });
   return outputs;
