@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "kernels/add_layer_norm.h"
 #include "kernels/attention.h"
 #include "tests/kernels/test_util.h"
@@ -34,6 +36,16 @@ TEST(AddLayerNormTest, Bf16AndUnsupportedInputsStayCorrect) {
                                 bias.to(at::kBFloat16), 1e-5);
   EXPECT_EQ(got.scalar_type(), at::kBFloat16);
   EXPECT_LT(RelativeL2(got, expected), 1e-2);
+  // bf16 rows are converted in the kernel: the same bits as the fp32 kernel on the widened
+  // inputs, rounded as aten's conversion rounds (NaN rows included); a width with a tail past the
+  // lanes.
+  at::Tensor a16 = at::randn({5, 77}).to(at::kBFloat16), b16 = at::randn({5, 77}).to(at::kBFloat16);
+  a16[3][10] = std::nanf("");
+  at::Tensor w77 = at::randn({77}), bias77 = at::randn({77});
+  at::Tensor in_kernel = AddLayerNorm(a16, b16, {77}, w77, bias77, 1e-5);
+  at::Tensor widened =
+      AddLayerNorm(a16.to(at::kFloat), b16.to(at::kFloat), {77}, w77, bias77, 1e-5);
+  EXPECT_TRUE(at::equal(in_kernel.view(at::kShort), widened.to(at::kBFloat16).view(at::kShort)));
   // Broadcasting and multi-dimension normalisation take the aten path.
   at::Tensor row = at::randn({64});
   EXPECT_LT(RelativeL2(AddLayerNorm(a, row, {64}, w, bias, 1e-5),
