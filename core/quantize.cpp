@@ -159,12 +159,8 @@ std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
 // so that constants it inserts come before the replacement), which takes over its uses.
 void ReplaceNode(Node* node, const char* kind,
                  const std::function<std::vector<Value*>()>& make_inputs) {
-  auto graph = node->owningGraph();
   torch::jit::WithInsertPoint guard(node);
-  Node* replacement = graph->create(c10::Symbol::fromQualString(kind), make_inputs(), 1);
-  replacement->output()->setType(c10::TensorType::get());
-  graph->insertNode(replacement);
-  node->output()->replaceAllUsesWith(replacement->output());
+  passes::InsertInPlaceOf(node->output(), kind, make_inputs());
   node->destroy();
 }
 
@@ -305,11 +301,9 @@ bool QuantizeEmbeddingTables(const QuantOp& op) {
   auto list = [&](const std::vector<Value*>& values) {
     return graph->insertNode(graph->createList(c10::TensorType::get(), values))->output();
   };
-  Node* quantized = graph->create(c10::Symbol::fromQualString("ipt::qmerged_embedding_bag_sum"),
-                                  {list(data), list(scales), bags->input(1), bags->input(2)}, 1);
-  quantized->output()->setType(bags->output()->type());
-  graph->insertNode(quantized);
-  bags->output()->replaceAllUsesWith(quantized->output());
+  passes::InsertInPlaceOf(bags->output(), "ipt::qmerged_embedding_bag_sum",
+                          {list(data), list(scales), bags->input(1), bags->input(2)},
+                          bags->output()->type());
   bags->destroy();
   return true;
 }

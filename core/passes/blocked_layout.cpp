@@ -71,13 +71,7 @@ BlockedLayoutReport UseBlockedLayout(const std::shared_ptr<torch::jit::Graph>& g
       ++report.blocked_convs;
     } else if (IsConstantMaxPool(node) && blocked.count(node->input(0))) {
       torch::jit::WithInsertPoint guard(node);
-      Value* pooled =
-          graph
-              ->insertNode(graph->create(c10::Symbol::fromQualString("ipt::blocked_max_pool2d"),
-                                         node->inputs(), 1))
-              ->output();
-      pooled->setType(c10::TensorType::get());
-      node->output()->replaceAllUsesWith(pooled);
+      Value* pooled = InsertInPlaceOf(node->output(), "ipt::blocked_max_pool2d", node->inputs());
       blocked.insert(pooled);
       readers.insert(pooled->node());
       replaced_pools.push_back(node);

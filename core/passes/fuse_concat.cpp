@@ -50,15 +50,10 @@ FusionReport FuseConcatBatchNorm(const std::shared_ptr<torch::jit::Graph>& graph
       if (bias->defined()) shift = shift + bias->to(at::kDouble);
       Node* last = relu ? relu : norm;
       torch::jit::WithInsertPoint guard(last);
-      Node* fused =
-          graph->create(c10::Symbol::fromQualString("ipt::concat_batch_norm"),
-                        {cat->input(0), graph->insertConstant(scale.to(at::kFloat).contiguous()),
-                         graph->insertConstant(shift.to(at::kFloat).contiguous()),
-                         graph->insertConstant(relu != nullptr)},
-                        1);
-      fused->output()->setType(c10::TensorType::get());
-      graph->insertNode(fused);
-      last->output()->replaceAllUsesWith(fused->output());
+      InsertInPlaceOf(last->output(), "ipt::concat_batch_norm",
+                      {cat->input(0), graph->insertConstant(scale.to(at::kFloat).contiguous()),
+                       graph->insertConstant(shift.to(at::kFloat).contiguous()),
+                       graph->insertConstant(relu != nullptr)});
       if (relu) relu->destroy();
       norm->destroy();
       cat->destroy();

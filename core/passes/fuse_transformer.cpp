@@ -175,11 +175,7 @@ FusionReport FuseAttention(const std::shared_ptr<torch::jit::Graph>& graph) {
     Value* object = InsertObjectConstant(
         *graph, c10::IValue(c10::make_intrusive<kernels::AttentionContext>(scale)));
     Value* mask_value = mask ? mask : graph->insertConstant(c10::IValue());
-    Node* fused = graph->create(c10::Symbol::fromQualString("ipt::attention"),
-                                {q, k, v, mask_value, object}, 1);
-    fused->output()->setType(c10::TensorType::get());
-    graph->insertNode(fused);
-    context->output()->replaceAllUsesWith(fused->output());
+    InsertInPlaceOf(context->output(), "ipt::attention", {q, k, v, mask_value, object});
     context->destroy();
     for (Node* n : consumed) n->destroy();  // softmax first: each one's user is already gone
     ++report.fused["attention"];
@@ -208,13 +204,9 @@ FusionReport FuseAddLayerNorm(const std::shared_ptr<torch::jit::Graph>& graph) {
       continue;
     }
     torch::jit::WithInsertPoint guard(norm);
-    Node* fused = graph->create(c10::Symbol::fromQualString("ipt::add_layer_norm"),
-                                {add->input(0), add->input(1), norm->input(1), norm->input(2),
-                                 norm->input(3), norm->input(4)},
-                                1);
-    fused->output()->setType(c10::TensorType::get());
-    graph->insertNode(fused);
-    norm->output()->replaceAllUsesWith(fused->output());
+    InsertInPlaceOf(norm->output(), "ipt::add_layer_norm",
+                    {add->input(0), add->input(1), norm->input(1), norm->input(2), norm->input(3),
+                     norm->input(4)});
     norm->destroy();
     add->destroy();
     ++report.fused["add+layer_norm"];

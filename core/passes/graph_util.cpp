@@ -26,6 +26,17 @@ torch::jit::Value* InsertObjectConstant(torch::jit::Graph& graph, const c10::IVa
   return constant->output();
 }
 
+torch::jit::Value* InsertInPlaceOf(torch::jit::Value* replaced, const char* kind,
+                                   at::ArrayRef<torch::jit::Value*> inputs,
+                                   const c10::TypePtr& type) {
+  torch::jit::Graph* graph = replaced->owningGraph();
+  torch::jit::Node* node = graph->create(c10::Symbol::fromQualString(kind), inputs, 1);
+  node->output()->setType(type);
+  graph->insertNode(node);
+  replaced->replaceAllUsesWith(node->output());
+  return node->output();
+}
+
 std::optional<at::Tensor> ConstantTensor(torch::jit::Value* value) {
   auto ivalue = torch::jit::toIValue(value);
   if (!ivalue || !ivalue->isTensor()) return std::nullopt;

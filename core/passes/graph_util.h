@@ -1,4 +1,4 @@
-// Small helpers the passes share for reading a frozen graph.
+// Small helpers the passes share for reading and rewriting a frozen graph.
 #pragma once
 
 #include <torch/csrc/jit/ir/ir.h>
@@ -16,6 +16,12 @@ std::vector<torch::jit::Node*> AllNodes(const std::shared_ptr<torch::jit::Graph>
 // A prim::Constant holding `object` (a kernel context: a custom class, which
 // Graph::insertConstant does not take), inserted at the graph's insert point.
 torch::jit::Value* InsertObjectConstant(torch::jit::Graph& graph, const c10::IValue& object);
+
+// `kind`(inputs) with one output typed `type`, inserted at the graph's insert point, and given
+// every use of `replaced`: the last step of most rewrites. Returns the new output.
+torch::jit::Value* InsertInPlaceOf(torch::jit::Value* replaced, const char* kind,
+                                   at::ArrayRef<torch::jit::Value*> inputs,
+                                   const c10::TypePtr& type = c10::TensorType::get());
 
 // The constant tensor behind `value`, if it is one; nullopt for None and for a non-constant.
 std::optional<at::Tensor> ConstantTensor(torch::jit::Value* value);

@@ -125,10 +125,7 @@ FusionReport LowerMatmul(const std::shared_ptr<torch::jit::Graph>& graph, bool f
     torch::jit::WithInsertPoint guard(replaced);
     Value* addend = add ? (add->input(0) == node->output() ? add->input(1) : add->input(0))
                         : graph->insertConstant(c10::IValue());
-    Node* lowered = graph->create(c10::Symbol::fromQualString("ipt::matmul"), {a, b, addend}, 1);
-    lowered->output()->setType(c10::TensorType::get());
-    graph->insertNode(lowered);
-    replaced->output()->replaceAllUsesWith(lowered->output());
+    InsertInPlaceOf(replaced->output(), "ipt::matmul", {a, b, addend});
     if (add) add->destroy();
     node->destroy();
     if (operands && operands->output()->uses().empty()) operands->destroy();

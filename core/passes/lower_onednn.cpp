@@ -193,11 +193,7 @@ void Replace(Node* anchor, const PostOpMatch& match, const char* op, const char*
   std::vector<Value*> inputs{anchor->input(0)};
   if (match.accumulator) inputs.push_back(match.accumulator);
   inputs.push_back(constant);
-  Node* fused =
-      graph->create(c10::Symbol::fromQualString(match.accumulator ? sum_op : op), inputs, 1);
-  fused->output()->setType(c10::TensorType::get());
-  graph->insertNode(fused);
-  match.result->replaceAllUsesWith(fused->output());
+  InsertInPlaceOf(match.result, match.accumulator ? sum_op : op, inputs);
   for (auto it = match.consumed.rbegin(); it != match.consumed.rend(); ++it) (*it)->destroy();
   anchor->destroy();
 }
