@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "kernels/lanes.h"
+#include "kernels/quant.h"
 
 namespace ipt::kernels {
 namespace {
@@ -186,11 +187,9 @@ std::vector<at::Tensor> SumBags(const std::vector<at::Tensor>& weights,
   constexpr int64_t kPrefetchBags = 8;
   at::parallel_for(0, first_bag.back(), 32, [&](int64_t begin, int64_t end) {
     std::vector<float> scratch;
-    auto table_of = [&](int64_t item) {
-      return static_cast<size_t>(std::upper_bound(first_bag.begin(), first_bag.end(), item) -
+    auto t = static_cast<size_t>(std::upper_bound(first_bag.begin(), first_bag.end(), begin) -
                                  first_bag.begin() - 1);
-    };
-    size_t t = table_of(begin), ahead_t = t;
+    size_t ahead_t = t;
     for (int64_t item = begin; item < std::min(end, begin + kPrefetchBags); ++item) {
       while (item >= first_bag[ahead_t + 1]) ++ahead_t;
       PrefetchBag(tables[ahead_t], item - first_bag[ahead_t]);
@@ -261,13 +260,9 @@ QuantizedEmbeddingTable QuantizeEmbeddingTable(const at::Tensor& weight) {
   TORCH_CHECK(weight.dim() == 2 && weight.is_floating_point(),
               "ipt quantize embedding table: expected a 2-D floating-point table, got ",
               weight.scalar_type(), " ", weight.sizes());
-  at::Tensor w = weight.to(at::kFloat);
-  TORCH_CHECK(at::isfinite(w).all().item<bool>(),
-              "ipt quantize embedding table: the table holds inf or NaN");
-  at::Tensor scales = w.abs().amax(1) / 127.0;
-  scales = at::where(scales > 0, scales, at::ones_like(scales)).contiguous();
-  at::Tensor data = at::round(w / scales.unsqueeze(1)).clamp(-127, 127).to(at::kChar).contiguous();
-  return {data, scales};
+  // A row is an output channel: the same scheme as a linear layer's weights.
+  QuantizedWeight q = QuantizeWeightPerChannel(weight);
+  return {q.data, at::tensor(q.scales, at::kFloat)};
 }
 
 std::vector<at::Tensor> QuantizedMergedEmbeddingBagSum(const std::vector<at::Tensor>& weights,

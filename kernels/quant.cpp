@@ -85,8 +85,9 @@ QuantizedWeight QuantizeWeightPerChannel(const at::Tensor& weight) {
   at::Tensor w = weight.to(at::kFloat).contiguous();
   TORCH_CHECK(w.dim() >= 2, "ipt quantize: a weight needs an output-channel dimension");
   TORCH_CHECK(at::isfinite(w).all().item<bool>(), "ipt quantize: the weight holds inf or NaN");
-  at::Tensor max_abs = w.reshape({w.size(0), -1}).abs().amax(1);
-  at::Tensor scales = at::where(max_abs > 0, max_abs / 127.0, at::ones_like(max_abs));
+  at::Tensor scales = w.reshape({w.size(0), -1}).abs().amax(1) / 127.0;
+  // 1 for a channel of zeros (or of values so small that the step underflows).
+  scales = at::where(scales > 0, scales, at::ones_like(scales)).contiguous();
   std::vector<int64_t> shape(w.dim(), 1);
   shape[0] = w.size(0);
   at::Tensor q = (w / scales.view(shape)).round().clamp(-127, 127).to(at::kChar).contiguous();

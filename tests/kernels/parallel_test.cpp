@@ -78,10 +78,10 @@ TEST(ParallelTest, AnErrorOnTheSecondThreadStillReachesTheCaller) {
   at::Tensor indices = at::zeros({256}, at::kLong);
   indices[255] = 10;  // the last bag's, which the second thread sums
   std::vector<at::Tensor> offsets = {at::arange(0, 256)};
-  const int before = at::get_num_threads();
-  at::set_num_threads(2);
-  EXPECT_THROW(MergedEmbeddingBagSum(weights, {indices}, offsets), c10::Error);
-  at::set_num_threads(before);
+  WithThreads(2, [&] {
+    EXPECT_THROW(MergedEmbeddingBagSum(weights, {indices}, offsets), c10::Error);
+    return 0;
+  });
 }
 
 }  // namespace
