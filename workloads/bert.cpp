@@ -31,7 +31,16 @@ constexpr int64_t kSepId = 102;
 constexpr int64_t kFirstWordId = 1000;
 constexpr int64_t kEndWordId = 30000;
 constexpr double kInitStd = 0.02;  // HuggingFace's initializer_range
-constexpr int64_t kCalibrationSequences = 32;
+// The two classes (see MakeBert): each has a topic of its own kTopicWords word pieces, from
+// which each word of one of its sequences comes with probability kTopicShare.
+constexpr int64_t kTopicWords = 100;
+constexpr double kTopicShare = 0.5;
+// Sequences of each class whose pooled vectors the classifier calibration averages; each costs
+// a double-precision forward (about 0.4 s for bert-base at seq_len 128 on two cores).
+constexpr int64_t kCalibrationSequencesPerClass = 8;
+// The spread of the logit difference over the calibration sequences, about a trained
+// classifier's.
+constexpr double kLogitSpread = 4.0;
 
 // A TorchScript float literal that keeps every digit of `value`.
 std::string FloatLiteral(double value) {
@@ -88,9 +97,12 @@ class Builder {
 
   void Line(const std::string& text) { source_ += "    " + text + "\n"; }
 
-  // Registers the created tensors (the same storage each time) and forward on `module`.
-  void DefineOn(torch::jit::Module& module) const {
-    for (const auto& [name, value] : params_) module.register_parameter(name, value, false);
+  // Registers the created tensors (the same storage each time, unless `dtype` asks for a copy in
+  // another) and forward on `module`.
+  void DefineOn(torch::jit::Module& module, at::ScalarType dtype = at::kFloat) const {
+    for (const auto& [name, value] : params_) {
+      module.register_parameter(name, value.to(dtype), false);
+    }
     for (const auto& [name, value] : buffers_) module.register_buffer(name, value);
     module.define("def forward(self, input_ids, attention_mask, token_type_ids):\n" + source_);
     module.eval();
@@ -98,6 +110,14 @@ class Builder {
 
   double flops() const { return flops_; }
   int64_t seq_len() const { return seq_len_; }
+
+  // A created parameter, to be changed in place before DefineOn.
+  at::Tensor Parameter(const std::string& name) const {
+    for (const auto& [n, value] : params_) {
+      if (n == name) return value;
+    }
+    throw Error(ErrorCode::kInternal, "bert: no parameter " + name);
+  }
 
  private:
   void Param(const std::string& name, const at::Tensor& value) {
@@ -173,13 +193,19 @@ void BuildBert(Builder& b, const BertConfig& c) {
   b.Line("return logits");
 }
 
-// `batch` sequences of seq_len tokens drawn from `generator`: [CLS], word pieces, [SEP], then
-// padding; the real length varies between seq_len / 2 and seq_len, the second half of the real
-// tokens is segment 1.
+// `batch` sequences of seq_len tokens drawn from `generator`, of the given classes (0 or 1, one
+// per sequence) or else of random ones: [CLS], word pieces, [SEP], then padding; the real length
+// varies between seq_len / 2 and seq_len, the second half of the real tokens is segment 1. A
+// word is one of its class's topic words with probability kTopicShare, else any word piece.
 std::vector<torch::jit::IValue> MakeSequences(int64_t batch, int64_t seq_len,
-                                              const at::Generator& generator) {
+                                              const at::Generator& generator,
+                                              at::Tensor classes = {}) {
+  if (!classes.defined()) classes = at::randint(kLabels, {batch}, generator, at::kLong);
   at::Tensor lengths = at::randint(seq_len / 2, seq_len + 1, {batch, 1}, generator, at::kLong);
   at::Tensor words = at::randint(kFirstWordId, kEndWordId, {batch, seq_len}, generator, at::kLong);
+  at::Tensor topic = at::randint(kTopicWords, {batch, seq_len}, generator, at::kLong) +
+                     kFirstWordId + classes.unsqueeze(1) * kTopicWords;
+  words = at::where(at::rand({batch, seq_len}, generator) < kTopicShare, topic, words);
   at::Tensor positions = at::arange(seq_len, at::kLong).unsqueeze(0);
   at::Tensor real = positions < lengths;
   at::Tensor input_ids = words.masked_fill(real.logical_not(), kPadId);
@@ -219,7 +245,7 @@ class Bert : public Workload {
   torch::jit::Module BuildModel() const override {
     Builder b(/*init=*/true, options_.seed, seq_len_);
     BuildBert(b, config_);
-    CenterClassifier(b);
+    CalibrateClassifier(b);
     torch::jit::Module module("BertForSequenceClassification");
     b.DefineOn(module);
     return module;
@@ -246,18 +272,54 @@ class Bert : public Workload {
   MetricKind Metric() const override { return MetricKind::kClasses; }
 
  private:
-  // See MakeBert's contract for why. It runs a twin module over the same tensors, so that the
-  // executor of the module returned has seen no call and no batch size yet.
-  void CenterClassifier(const Builder& b) const {
-    torch::jit::Module module("BertCalibration");
-    b.DefineOn(module);
+  // See MakeBert's contract for why. A twin module in double precision gives the pooled
+  // vectors, so that the executor of the module returned has seen no call and no batch size
+  // yet, and so that every process gets the same classifier: another thread count or ISA moves
+  // the pooled vectors by about 1e-14 of their size, and the values derived from them are
+  // rounded to 1/16384 of their scale (odds that one rounds another way: about 1e-5 in all).
+  void CalibrateClassifier(const Builder& b) const {
+    torch::jit::Module twin("BertPooled");
+    b.DefineOn(twin, at::kDouble);
+    twin.setattr("classifier_weight", at::eye(config_.hidden, at::kDouble));
+    twin.setattr("classifier_bias", at::zeros({config_.hidden}, at::kDouble));
     torch::NoGradGuard no_grad;
-    auto inputs = MakeSequences(kCalibrationSequences, seq_len_,
-                                SeededGenerator(options_.seed ^ 0x5eed, "calibration"));
-    at::Tensor logits = module.forward(inputs).toTensor().to(at::kDouble);
-    at::Tensor margin = logits.select(1, 1) - logits.select(1, 0);
-    double shift = CoarseRound(margin.mean().item<double>(), margin.std().item<double>());
-    module.attr("classifier_bias").toTensor().copy_(at::tensor({shift / 2, -shift / 2}));
+    at::Tensor classes = at::arange(2 * kCalibrationSequencesPerClass, at::kLong).remainder(2);
+    auto inputs = MakeSequences(2 * kCalibrationSequencesPerClass, seq_len_,
+                                SeededGenerator(options_.seed ^ 0x5eed, "calibration"), classes);
+    at::Tensor pooled = twin.forward(inputs).toTensor();
+    // Row i is of class i % 2.
+    at::Tensor means = pooled.view({kCalibrationSequencesPerClass, kLabels, -1}).mean(0);
+    at::Tensor difference = (means[1] - means[0]).contiguous();
+    at::Tensor middle = ((means[1] + means[0]) / 2).contiguous();
+    auto rounded = [](const at::Tensor& t) {
+      const double scale = t.abs().max().item<double>() / 256;
+      std::vector<double> values(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+      for (double& v : values) v = CoarseRound(v, scale);
+      return values;
+    };
+    std::vector<double> d = rounded(difference);
+    std::vector<double> m = rounded(middle);
+    // logit 1 - logit 0 = scale * d . (pooled - m), scaled to spread by kLogitSpread over the
+    // calibration sequences. (Scaled by d's length instead, a model whose classes lie close
+    // together would get a classifier that magnifies the smallest change of its pooled vectors.)
+    at::Tensor projections =
+        (pooled - at::tensor(m, at::kDouble)).matmul(at::tensor(d, at::kDouble));
+    double spread = projections.std().item<double>();
+    if (!(spread > 0)) {
+      throw Error(
+          ErrorCode::kInternal,
+          fmt::format("{}: the calibration sequences give the same pooled vectors", config_.name));
+    }
+    const double scale = kLogitSpread / CoarseRound(spread, spread);
+    std::vector<double> weight(kLabels * config_.hidden);
+    double offset = 0;
+    for (int64_t i = 0; i < config_.hidden; ++i) {
+      weight[i] = -scale * d[i] / 2;
+      weight[config_.hidden + i] = scale * d[i] / 2;
+      offset += scale * d[i] * m[i];
+    }
+    b.Parameter("classifier_weight").copy_(at::tensor(weight).view({kLabels, config_.hidden}));
+    b.Parameter("classifier_bias").copy_(at::tensor({offset / 2, -offset / 2}, at::kDouble));
   }
 
   BertConfig config_;

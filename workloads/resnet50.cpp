@@ -22,12 +22,11 @@ constexpr std::array<float, 3> kImageNetMean = {0.485f, 0.456f, 0.406f};
 constexpr std::array<float, 3> kImageNetStd = {0.229f, 0.224f, 0.225f};
 // Spread of the shift each batch_norm adds once its statistics are applied (see ConvBn).
 constexpr double kBatchNormShiftStd = 0.01;
-// The classifier's calibration (see MakeResNet50): images, and principal directions of their
-// features that it reads. Fewer directions spread the predictions over more classes, more make
-// them steadier under small changes of the features; each image costs a double-precision
-// forward of about 0.4 s on two cores.
-constexpr int64_t kCalibrationImages = 12;
-constexpr int64_t kClassifierDirections = 4;
+// The images' classes (see MakeResNet50): each image is its class's prototype plus a variation
+// of this relative strength. More classes cost a double-precision forward of about 0.4 s each
+// (two cores) per build; a stronger variation blurs the classes into each other.
+constexpr int64_t kImageClasses = 32;
+constexpr double kVariation = 0.3;
 
 // Walks the architecture once: emits the TorchScript source of forward, registers each
 // parameter it names (unless `module` is null, which only counts FLOPs) and counts FLOPs.
@@ -150,29 +149,13 @@ class ResNet50 : public Workload {
     return module;
   }
 
+  // Each image is its class's prototype plus a weaker variation drawn for it alone.
   std::vector<torch::jit::IValue> MakeInputs(int64_t batch, int64_t index) const override {
     auto generator = SeededGenerator(options_.seed ^ 0x5eed, "images/" + std::to_string(index));
-    auto normal = [&generator](at::IntArrayRef shape) {
-      return at::empty(shape, at::kFloat).normal_(0, 1, generator);
-    };
-    auto amplitude = [&generator, batch](double low, double high) {
-      return at::empty({batch, 1, 1, 1}, at::kFloat).uniform_(low, high, generator);
-    };
-    auto upsample = [](const at::Tensor& coarse) {
-      return at::upsample_bilinear2d(coarse, {kImageSize, kImageSize}, /*align_corners=*/false);
-    };
-    // Each image in units of ImageNet's per-channel spread around its mean: a brightness and a
-    // tint, smooth blobs of colour, finer texture and pixel noise, each of its own strength.
-    at::Tensor z = 0.5 * normal({batch, 1, 1, 1}) + 0.2 * normal({batch, 3, 1, 1}) +
-                   upsample(normal({batch, 3, 4, 4})) * amplitude(0.2, 0.8);
-    z += upsample(normal({batch, 3, 28, 28})) * amplitude(0.0, 0.5);
-    z += normal({batch, 3, kImageSize, kImageSize}) * amplitude(0.0, 0.4);
-    auto mean = torch::tensor(std::vector<float>(kImageNetMean.begin(), kImageNetMean.end()))
-                    .view({1, 3, 1, 1});
-    auto std = torch::tensor(std::vector<float>(kImageNetStd.begin(), kImageNetStd.end()))
-                   .view({1, 3, 1, 1});
-    at::Tensor pixels = (mean + std * z).clamp_(0, 1);
-    return {(pixels - mean) / std};
+    at::Tensor classes = at::randint(kImageClasses, {batch}, generator, at::kLong);
+    std::vector<at::Tensor> prototypes;
+    for (int64_t i = 0; i < batch; ++i) prototypes.push_back(Prototype(classes[i].item<int64_t>()));
+    return {Normalise(at::cat(prototypes) + kVariation * Texture(batch, generator))};
   }
 
   double FlopsPerItem() const override {
@@ -192,11 +175,47 @@ class ResNet50 : public Workload {
   MetricKind Metric() const override { return MetricKind::kTopK; }
 
  private:
+  // Images in units of ImageNet's per-channel spread around its mean: a brightness and a tint,
+  // smooth blobs of colour, finer texture and pixel noise, each of its own strength.
+  static at::Tensor Texture(int64_t batch, at::Generator& generator) {
+    auto normal = [&generator](at::IntArrayRef shape) {
+      return at::empty(shape, at::kFloat).normal_(0, 1, generator);
+    };
+    auto amplitude = [&generator, batch](double low, double high) {
+      return at::empty({batch, 1, 1, 1}, at::kFloat).uniform_(low, high, generator);
+    };
+    auto upsample = [](const at::Tensor& coarse) {
+      return at::upsample_bilinear2d(coarse, {kImageSize, kImageSize}, /*align_corners=*/false);
+    };
+    at::Tensor z = 0.5 * normal({batch, 1, 1, 1}) + 0.2 * normal({batch, 3, 1, 1}) +
+                   upsample(normal({batch, 3, 4, 4})) * amplitude(0.2, 0.8);
+    z += upsample(normal({batch, 3, 28, 28})) * amplitude(0.0, 0.5);
+    z += normal({batch, 3, kImageSize, kImageSize}) * amplitude(0.0, 0.4);
+    return z;
+  }
+
+  // The images as the network reads them: pixels in [0, 1], normalised with ImageNet's mean and
+  // spread.
+  static at::Tensor Normalise(const at::Tensor& z) {
+    auto mean = torch::tensor(std::vector<float>(kImageNetMean.begin(), kImageNetMean.end()))
+                    .view({1, 3, 1, 1});
+    auto std = torch::tensor(std::vector<float>(kImageNetStd.begin(), kImageNetStd.end()))
+                   .view({1, 3, 1, 1});
+    at::Tensor pixels = (mean + std * z).clamp_(0, 1);
+    return (pixels - mean) / std;
+  }
+
+  at::Tensor Prototype(int64_t image_class) const {
+    auto generator =
+        SeededGenerator(options_.seed ^ 0x5eed, "prototypes/" + std::to_string(image_class));
+    return Texture(1, generator);
+  }
+
   // See MakeResNet50's contract for why. The features come from a double-precision forward, so
   // they differ between processes, thread counts and ISAs by about 1e-14 of their size; the
-  // few values derived from them are rounded to 1/16384 of their scale (odds of a rounding that
-  // goes another way: about 1e-4), and the classifier is expanded from those in a fixed order.
-  // Every process thus gets the same bits.
+  // values derived from them are rounded to 1/16384 of their scale (odds that one rounds
+  // another way: about 1e-4 in all), and the classifier is expanded from those in a fixed
+  // order. Every process thus gets the same bits.
   void CalibrateClassifier(torch::jit::Module& module) const {
     torch::NoGradGuard no_grad;
     torch::jit::Module twin("ResNet50Features");
@@ -210,13 +229,15 @@ class ResNet50 : public Workload {
     Builder source(nullptr, options_.seed);
     BuildResNet50(source, /*classifier=*/false);
     twin.define("def forward(self, input):\n" + source.source());
-    at::Tensor images = MakeCalibrationInputs(kCalibrationImages, 0)[0].toTensor();
-    at::Tensor features = twin.forward({images.to(at::kDouble)}).toTensor();
+    std::vector<at::Tensor> prototypes;
+    for (int64_t c = 0; c < kImageClasses; ++c) prototypes.push_back(Prototype(c));
+    at::Tensor features = twin.forward({Normalise(at::cat(prototypes)).to(at::kDouble)}).toTensor();
     at::Tensor centre = features.mean(0).contiguous();
     auto [u, singular, vh] = at::linalg_svd(features - centre, /*full_matrices=*/false);
     vh = vh.contiguous();
-    constexpr int64_t k = kClassifierDirections;
-    const double samples = static_cast<double>(kCalibrationImages);
+    // Centred, the prototypes span one direction fewer than there are of them.
+    constexpr int64_t k = kImageClasses - 1;
+    const double samples = static_cast<double>(kImageClasses);
     auto fine = [](double value, double scale) { return CoarseRound(value, scale / 256); };
 
     std::vector<double> mean(kFeatures);
@@ -225,31 +246,65 @@ class ResNet50 : public Workload {
     for (int64_t i = 0; i < kFeatures; ++i) mean[i] = fine(centre_data[i], mean_scale);
     const double* s = singular.data_ptr<double>();
     std::vector<double> spread(k);
+    std::vector<double> sign(k);
     std::vector<double> direction(k * kFeatures);
     for (int64_t j = 0; j < k; ++j) {
       if (!(s[j] > 0)) {
         throw Error(ErrorCode::kInternal,
-                    "resnet50: the calibration images give too few distinct features");
+                    "resnet50: the class prototypes give too few distinct features");
       }
       spread[j] = fine(s[j] / std::sqrt(samples - 1), s[0] / std::sqrt(samples - 1));
       // A principal direction's sign is arbitrary: its largest component is made positive.
       const double* v = vh.data_ptr<double>() + j * kFeatures;
-      double sign = v[vh[j].abs().argmax().item<int64_t>()] > 0 ? 1.0 : -1.0;
-      for (int64_t i = 0; i < kFeatures; ++i) direction[j * kFeatures + i] = fine(sign * v[i], 1.0);
+      sign[j] = v[vh[j].abs().argmax().item<int64_t>()] > 0 ? 1.0 : -1.0;
+      for (int64_t i = 0; i < kFeatures; ++i) {
+        direction[j * kFeatures + i] = fine(sign[j] * v[i], 1.0);
+      }
     }
 
-    // Each class reads the whitened coordinates along a random unit vector of its own.
-    at::Tensor rows = Normal({kClasses, k}, 0.0, 1.0, options_.seed, "fc_directions");
-    const float* row = rows.data_ptr<float>();
+    // Each class has a mean in the whitened coordinates: a prototype's own coordinates for the
+    // classes that have images; for the others, which no image resembles, a random point twice
+    // as far from the centre as the prototypes are. An image's logits are minus half its
+    // squared distances to the means (up to a term shared by every class), so it goes to the
+    // nearest mean.
+    at::Tensor coordinates = (features - centre).matmul(vh.narrow(0, 0, k).t()) /
+                             singular.narrow(0, 0, k) * std::sqrt(samples - 1);
+    double radius = coordinates.pow(2).sum(1).mean().sqrt().item<double>();
+    radius = fine(radius, radius);
+    coordinates = coordinates.contiguous();
+    const double* coordinate = coordinates.data_ptr<double>();
+    std::vector<double> means(kClasses * k);
+    for (int64_t c = 0; c < kImageClasses; ++c) {
+      for (int64_t j = 0; j < k; ++j) {
+        means[c * k + j] = fine(sign[j] * coordinate[c * k + j], radius);
+      }
+    }
+    at::Tensor others =
+        Normal({kClasses - kImageClasses, k}, 0.0, 1.0, options_.seed, "fc_class_means");
+    const float* other = others.data_ptr<float>();
+    for (int64_t c = kImageClasses; c < kClasses; ++c) {
+      const float* row = other + (c - kImageClasses) * k;
+      double norm = 0;
+      for (int64_t j = 0; j < k; ++j) norm += double{row[j]} * row[j];
+      for (int64_t j = 0; j < k; ++j) means[c * k + j] = row[j] * 2 * radius / std::sqrt(norm);
+    }
+
+    // Scaled by 1 / radius: at its prototype, an image's own class scores about radius / 2 (2.7
+    // for the default seed), the other classes with images about -radius / 2, the others about
+    // -2 radius.
+    const double scale = 1.0 / radius;
     at::Tensor weight = at::empty({kClasses, kFeatures}, at::kDouble);
     at::Tensor bias = at::empty({kClasses}, at::kDouble);
     double* w = weight.data_ptr<double>();
     for (int64_t c = 0; c < kClasses; ++c, w += kFeatures) {
+      const double* m = &means[c * k];
       double a[k];
-      double norm = 0;
-      for (int64_t j = 0; j < k; ++j) norm += double{row[c * k + j]} * row[c * k + j];
-      for (int64_t j = 0; j < k; ++j) a[j] = row[c * k + j] / std::sqrt(norm) / spread[j];
-      double b = 0;
+      double squared = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        a[j] = scale * m[j] / spread[j];
+        squared += m[j] * m[j];
+      }
+      double b = -scale * squared / 2;
       for (int64_t i = 0; i < kFeatures; ++i) {
         w[i] = 0;
         for (int64_t j = 0; j < k; ++j) w[i] += a[j] * direction[j * kFeatures + i];

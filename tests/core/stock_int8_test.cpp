@@ -112,6 +112,7 @@ constexpr int64_t kBertLinears = 2 * 6 + 2;
 TEST(StockInt8Test, StaticBertRunsEveryLinearQuantized) {
   auto workload = TwoLayerBert();
   torch::jit::Module module = workload->BuildModel();
+  testing::ReturnPooledVectors(module, testing::TwoLayerBert().hidden);
   std::vector<std::vector<torch::jit::IValue>> calibration;
   for (int64_t i = 0; i < 4; ++i) calibration.push_back(workload->MakeCalibrationInputs(2, i));
   OptimizedModel model = QuantizeStockInt8(module, calibration, StockInt8Mode::kStatic);
@@ -126,6 +127,7 @@ TEST(StockInt8Test, StaticBertRunsEveryLinearQuantized) {
 TEST(StockInt8Test, DynamicBertRunsEveryLinearDynamicallyQuantized) {
   auto workload = TwoLayerBert();
   torch::jit::Module module = workload->BuildModel();
+  testing::ReturnPooledVectors(module, testing::TwoLayerBert().hidden);
   OptimizedModel model = QuantizeStockInt8(module, {}, StockInt8Mode::kDynamic);
   EXPECT_EQ(Count(model, "quantized::linear_dynamic"), kBertLinears);
   EXPECT_EQ(Count(model, "aten::linear"), 0);

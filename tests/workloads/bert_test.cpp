@@ -61,18 +61,26 @@ TEST_F(BertBaseTest, HasHuggingFaceParameterCount) {
   EXPECT_EQ(workload_->Metric(), MetricKind::kClasses);
 }
 
-// Random weights would send every sequence to one class; the calibrated bias must split the
-// evaluation batches, which the calibration never saw, about evenly.
-TEST_F(BertBaseTest, PredictsBothClassesOnTheEvaluationBatches) {
+// Random weights would send every sequence to one class. The calibrated classifier behaves like
+// a trained one: the evaluation batches, which the calibration never saw, go to both classes
+// about evenly, and keep their class when every weight is rounded to bf16 (a change of up to
+// 0.4%). 32 sequences, twice.
+TEST_F(BertBaseTest, PredictsBothClassesWithMargins) {
+  torch::jit::Module rounded = module_->clone();
+  for (const auto& p : rounded.parameters()) p.detach().copy_(p.to(at::kBFloat16));
   int64_t class_one = 0;
-  for (int64_t index = 0; index < 8; ++index) {
-    at::Tensor logits = Forward(*module_, workload_->MakeInputs(8, index));
+  int64_t changed = 0;
+  for (int64_t index = 0; index < 4; ++index) {
+    auto inputs = workload_->MakeInputs(8, index);
+    at::Tensor logits = Forward(*module_, inputs);
     ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{8, 2}));
     ASSERT_TRUE(logits.isfinite().all().item<bool>());
     class_one += logits.argmax(1).sum().item<int64_t>();
+    changed += logits.argmax(1).ne(Forward(rounded, inputs).argmax(1)).sum().item<int64_t>();
   }
-  EXPECT_GE(class_one, 20) << "of 64";  // 30% of 64 is 19.2
-  EXPECT_LE(class_one, 44) << "of 64";
+  EXPECT_GE(class_one, 8) << "of 32";
+  EXPECT_LE(class_one, 24) << "of 32";
+  EXPECT_EQ(changed, 0) << "predictions changed by bf16 weights among 32";
 }
 
 TEST(BertTest, FlopsMatchTheKnownFigures) {
@@ -270,8 +278,12 @@ TEST(BertTest, MatchesAReferenceWrittenInAten) {
     torch::NoGradGuard no_grad;
     at::Tensor expected = ReferenceBert(m, config, inputs);
     at::Tensor logits = Forward(m, inputs);
-    EXPECT_TRUE(at::allclose(logits, expected, /*rtol=*/0, /*atol=*/1e-5))
-        << layers << " layer(s): " << (logits - expected).abs().max();
+    // The classifier reads small differences between pooled vectors (at most 1 in size, after
+    // tanh) through large weights: float rounding of the pooled vectors moves a logit by up to
+    // about 1e-7 of the absolute sum of its row of weights.
+    double rounding = m.attr("classifier_weight").toTensor().abs().sum(1).max().item<double>();
+    EXPECT_LE((logits - expected).abs().max().item<double>(), 1e-5 + 1e-6 * rounding)
+        << layers << " layer(s)";
   }
 }
 

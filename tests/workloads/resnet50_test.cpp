@@ -27,7 +27,7 @@ at::Tensor Forward(torch::jit::Module& m, const std::vector<torch::jit::IValue>&
   return m.forward(inputs).toTensor();
 }
 
-// resnet50, built once: its classifier calibration runs 8 images in double precision.
+// resnet50, built once: its classifier calibration runs 32 images in double precision.
 class ResNet50Test : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -80,26 +80,32 @@ TEST_F(ResNet50Test, WeightsAndInputsAreDeterministic) {
   EXPECT_NE(ModelHash(*module_), ModelHash(MakeWorkload("resnet50", other)->BuildModel()));
 }
 
-// Random weights alone send every image to one class; the centred classifier must spread the
-// evaluation images, which the calibration never saw, over many classes. 32 images (the
-// evaluation set of a trial at batch 8) cost about 10 s; over 256 images the predictions hit
-// about 200 classes (docs/accuracy.md).
-TEST_F(ResNet50Test, PredictionsSpreadOverManyClasses) {
+// Random weights alone send every image to one class, and a classifier that merely spreads the
+// images over classes leaves them so close to the next class that bf16 changes a quarter of the
+// predictions. The calibrated classifier behaves like a trained one: the evaluation images,
+// which the calibration never saw, go to the 32 classes that have images, spread over them,
+// and keep their class when every weight is rounded to bf16 (a change of up to 0.4%). 32
+// images (the evaluation set of a trial at batch 8), twice: about 6 s.
+TEST_F(ResNet50Test, PredictionsSpreadOverTheImageClassesWithMargins) {
+  torch::jit::Module rounded = module_->clone();
+  for (const auto& p : rounded.parameters()) p.detach().copy_(p.to(at::kBFloat16));
   std::map<int64_t, int> counts;
+  int changed = 0;
   std::vector<at::Tensor> logits;
   for (int64_t index = 0; index < 4; ++index) {
-    logits.push_back(Forward(*module_, workload_->MakeInputs(8, index)));
+    auto inputs = workload_->MakeInputs(8, index);
+    logits.push_back(Forward(*module_, inputs));
     at::Tensor top1 = logits.back().argmax(1);
+    changed += top1.ne(Forward(rounded, inputs).argmax(1)).sum().item<int>();
     for (int64_t i = 0; i < top1.size(0); ++i) ++counts[top1[i].item<int64_t>()];
   }
-  EXPECT_GE(counts.size(), 24u) << "distinct classes among 32 images";
-  int most = 0;
-  for (const auto& [cls, n] : counts) most = std::max(most, n);
-  EXPECT_LE(most, 3) << "images in the most frequent class";
-  // Scaled to a spread of about 1 per class, like a trained classifier's logits.
-  double spread = at::cat(logits).std(0).mean().item<double>();
+  EXPECT_GE(counts.size(), 16u) << "distinct classes among 32 images";
+  EXPECT_LT(counts.rbegin()->first, 32) << "a class without images won";
+  EXPECT_LE(changed, 1) << "predictions changed by bf16 weights among 32";
+  // Logits of about a trained classifier's size: an image's spread over the classes.
+  double spread = at::cat(logits).std(1).mean().item<double>();
   EXPECT_GT(spread, 0.5);
-  EXPECT_LT(spread, 2.0);
+  EXPECT_LT(spread, 4.0);
 }
 
 TEST_F(ResNet50Test, FlopsMatchTheKnownFigure) {
