@@ -292,9 +292,9 @@ class Bert : public Workload {
     at::Tensor difference = (means[1] - means[0]).contiguous();
     at::Tensor middle = ((means[1] + means[0]) / 2).contiguous();
     auto rounded = [](const at::Tensor& t) {
-      const double scale = t.abs().max().item<double>() / 256;
+      const double scale = t.abs().max().item<double>();
       std::vector<double> values(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
-      for (double& v : values) v = CoarseRound(v, scale);
+      for (double& v : values) v = FineRound(v, scale);
       return values;
     };
     std::vector<double> d = rounded(difference);

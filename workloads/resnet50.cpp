@@ -238,12 +238,11 @@ class ResNet50 : public Workload {
     // Centred, the prototypes span one direction fewer than there are of them.
     constexpr int64_t k = kImageClasses - 1;
     const double samples = static_cast<double>(kImageClasses);
-    auto fine = [](double value, double scale) { return CoarseRound(value, scale / 256); };
 
     std::vector<double> mean(kFeatures);
     const double* centre_data = centre.data_ptr<double>();
     const double mean_scale = centre.abs().max().item<double>();
-    for (int64_t i = 0; i < kFeatures; ++i) mean[i] = fine(centre_data[i], mean_scale);
+    for (int64_t i = 0; i < kFeatures; ++i) mean[i] = FineRound(centre_data[i], mean_scale);
     const double* s = singular.data_ptr<double>();
     std::vector<double> spread(k);
     std::vector<double> sign(k);
@@ -253,12 +252,12 @@ class ResNet50 : public Workload {
         throw Error(ErrorCode::kInternal,
                     "resnet50: the class prototypes give too few distinct features");
       }
-      spread[j] = fine(s[j] / std::sqrt(samples - 1), s[0] / std::sqrt(samples - 1));
+      spread[j] = FineRound(s[j] / std::sqrt(samples - 1), s[0] / std::sqrt(samples - 1));
       // A principal direction's sign is arbitrary: its largest component is made positive.
       const double* v = vh.data_ptr<double>() + j * kFeatures;
       sign[j] = v[vh[j].abs().argmax().item<int64_t>()] > 0 ? 1.0 : -1.0;
       for (int64_t i = 0; i < kFeatures; ++i) {
-        direction[j * kFeatures + i] = fine(sign[j] * v[i], 1.0);
+        direction[j * kFeatures + i] = FineRound(sign[j] * v[i], 1.0);
       }
     }
 
@@ -270,13 +269,13 @@ class ResNet50 : public Workload {
     at::Tensor coordinates = (features - centre).matmul(vh.narrow(0, 0, k).t()) /
                              singular.narrow(0, 0, k) * std::sqrt(samples - 1);
     double radius = coordinates.pow(2).sum(1).mean().sqrt().item<double>();
-    radius = fine(radius, radius);
+    radius = FineRound(radius, radius);
     coordinates = coordinates.contiguous();
     const double* coordinate = coordinates.data_ptr<double>();
     std::vector<double> means(kClasses * k);
     for (int64_t c = 0; c < kImageClasses; ++c) {
       for (int64_t j = 0; j < k; ++j) {
-        means[c * k + j] = fine(sign[j] * coordinate[c * k + j], radius);
+        means[c * k + j] = FineRound(sign[j] * coordinate[c * k + j], radius);
       }
     }
     at::Tensor others =

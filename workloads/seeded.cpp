@@ -66,4 +66,6 @@ double CoarseRound(double value, double scale) {
   return std::round(value / step) * step;
 }
 
+double FineRound(double value, double scale) { return CoarseRound(value, scale / 256); }
+
 }  // namespace ipt::workloads
