@@ -23,6 +23,7 @@
 #include "core/passes/lower_onednn.h"
 #include "core/quantize.h"
 #include "kernels/blocked.h"
+#include "recipes/qparams_json.h"
 
 namespace ipt::core {
 namespace {
@@ -259,16 +260,9 @@ nlohmann::json Applied::ToJson() const {
     out["quantized"] = quantized;
     out["kept_fp32"] = kept_fp32;
   }
+  if (!smoothed.empty()) out["smoothed"] = smoothed;
   if (qparams) {
-    auto ops_json = [](const std::map<std::string, recipes::ActivationQParams>& ops) {
-      nlohmann::json json = nlohmann::json::object();
-      for (const auto& [name, q] : ops)
-        json[name] = {{"scale", q.scale}, {"zero_point", q.zero_point}, {"qmax", q.qmax}};
-      return json;
-    };
-    out["qparams"] = {{"graph", qparams->graph},
-                      {"inputs", ops_json(qparams->inputs)},
-                      {"accumulators", ops_json(qparams->accumulators)}};
+    out["qparams"] = recipes::QParamsToJson(*qparams);
     out["calibration_s"] = calibration_s;
   }
   return out;
@@ -363,6 +357,7 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
       applied.passes.push_back({"quantize_int8", !quantized.quantized.empty()});
       applied.quantized = std::move(quantized.quantized);
       applied.kept_fp32 = std::move(quantized.kept);
+      applied.smoothed = std::move(quantized.smoothed);
       applied.qparams = std::move(quantized.qparams);
       applied.calibration_s = quantized.calibration_s;
       if (quantized.chained > 0) applied.fusions.fused["int8 chain"] = quantized.chained;

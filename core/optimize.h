@@ -39,6 +39,7 @@ struct Applied {
   // used, which a recipe can carry so that production never recalibrates.
   std::vector<std::string> quantized;
   std::vector<std::string> kept_fp32;
+  std::vector<std::string> smoothed;  // linear ops with input smoothing (SmoothQuant)
   std::optional<recipes::QParams> qparams;
   double calibration_s = 0;
   nlohmann::json ToJson() const;

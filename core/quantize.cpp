@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -96,18 +97,15 @@ struct Observed {
   bool accumulator;  // the op's input 1 rather than its input 0
 };
 
-// Runs the calibration set through a copy of the graph in which each observed value first
-// passes an ipt::observe, and returns the calibrated quantization of each, in order.
-std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
-                                                  const std::shared_ptr<Graph>& graph,
-                                                  const std::vector<Observed>& observed,
-                                                  const recipes::Calibration& settings,
-                                                  const CalibrationInputs& inputs,
-                                                  const std::vector<QuantOp>& ops) {
+// Runs `samples` calibration items through a copy of the graph in which each observed value
+// first passes an ipt::observe, handing it (fp32, contiguous in some layout) to `sink` with its
+// slot. An ipt::Error from `sink` stops the run, rethrown naming the op.
+void RunObserved(torch::jit::Module& module, const std::shared_ptr<Graph>& graph,
+                 const std::vector<Observed>& observed, const std::vector<QuantOp>& ops,
+                 int64_t samples, const CalibrationInputs& inputs,
+                 const std::function<void(size_t slot, const at::Tensor&)>& sink) {
   std::shared_ptr<Graph> copy = graph->copy();
   std::vector<QuantOp> copied = FindOps(copy);
-  const calibration::AlgorithmSpec spec = SpecOf(settings);
-  std::vector<std::unique_ptr<calibration::Observer>> observers;
   for (size_t slot = 0; slot < observed.size(); ++slot) {
     Node* node = copied[observed[slot].op].node;
     const size_t offset = observed[slot].accumulator ? 1 : 0;
@@ -118,14 +116,13 @@ std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
     observe->output()->setType(node->input(offset)->type());
     copy->insertNode(observe);
     node->replaceInput(offset, observe->output());
-    observers.push_back(calibration::MakeObserver(spec));
   }
   std::optional<std::string> failure;
-  kernels::ScopedObserveSink sink([&](int64_t slot, const at::Tensor& value) {
+  kernels::ScopedObserveSink scoped([&](int64_t slot, const at::Tensor& value) {
     at::Tensor t = value.to(at::kFloat);
     if (!t.is_contiguous() && !t.is_contiguous(at::MemoryFormat::ChannelsLast)) t = t.contiguous();
     try {
-      observers[slot]->Observe(t.data_ptr<float>(), t.numel());
+      sink(static_cast<size_t>(slot), t);
     } catch (const Error& e) {
       if (!failure)
         failure = fmt::format("the {} of {}: {}",
@@ -135,15 +132,37 @@ std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
   });
   torch::NoGradGuard no_grad;
   torch::jit::Code code(copy, "calibrate");
-  const int64_t batch = std::min<int64_t>(settings.samples, 8);
-  for (int64_t done = 0, index = 0; done < settings.samples; ++index) {
-    const int64_t items = std::min(batch, settings.samples - done);
+  const int64_t batch = std::min<int64_t>(samples, 8);
+  for (int64_t done = 0, index = 0; done < samples; ++index) {
+    const int64_t items = std::min(batch, samples - done);
     torch::jit::Stack stack{module._ivalue()};
     for (auto& input : inputs(items, index)) stack.push_back(std::move(input));
     torch::jit::InterpreterState(code).run(stack);
     if (failure) throw Error(ErrorCode::kInvalidArgument, fmt::format("calibration: {}", *failure));
     done += items;
   }
+}
+
+// The calibrated quantization of each observed value, in order. A slot with smoothing factors
+// (defined) is observed divided by them, as its op will quantize it.
+std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
+                                                  const std::shared_ptr<Graph>& graph,
+                                                  const std::vector<Observed>& observed,
+                                                  const std::vector<at::Tensor>& smoothing,
+                                                  const recipes::Calibration& settings,
+                                                  const CalibrationInputs& inputs,
+                                                  const std::vector<QuantOp>& ops) {
+  const calibration::AlgorithmSpec spec = SpecOf(settings);
+  std::vector<std::unique_ptr<calibration::Observer>> observers;
+  for (size_t slot = 0; slot < observed.size(); ++slot)
+    observers.push_back(calibration::MakeObserver(spec));
+  RunObserved(module, graph, observed, ops, settings.samples, inputs,
+              [&](size_t slot, const at::Tensor& value) {
+                at::Tensor t = smoothing[slot].defined()
+                                   ? (value.contiguous() / smoothing[slot]).contiguous()
+                                   : value;
+                observers[slot]->Observe(t.data_ptr<float>(), t.numel());
+              });
   const calibration::QuantType type =
       kernels::CpuHasVnni() ? calibration::QuantType::kU8 : calibration::QuantType::kU7;
   std::vector<recipes::ActivationQParams> result;
@@ -153,6 +172,39 @@ std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
     result.push_back({q.scale, q.zero_point, q.qmax});
   }
   return result;
+}
+
+// SmoothQuant's factors for the linear ops at `linears` (indices into `ops`): the largest
+// magnitude of each input feature over the calibration set (one pass of its own), then
+// s_j = max|x_j|^alpha / max|W[:, j]|^(1 - alpha). A feature that was 0 throughout keeps 1,
+// as there is nothing to even out; both maxima are floored at 1e-5 as in the paper's code, so
+// that a factor never reaches 0 or infinity.
+std::vector<at::Tensor> SmoothingFactors(torch::jit::Module& module,
+                                         const std::shared_ptr<Graph>& graph,
+                                         const std::vector<size_t>& linears,
+                                         const std::vector<QuantOp>& ops, double alpha,
+                                         int64_t samples, const CalibrationInputs& inputs) {
+  std::vector<Observed> observed;
+  std::vector<at::Tensor> maxima(linears.size());
+  for (size_t i : linears) observed.push_back({i, false});
+  RunObserved(module, graph, observed, ops, samples, inputs,
+              [&](size_t slot, const at::Tensor& value) {
+                at::Tensor x = value.contiguous();
+                at::Tensor m = x.abs().reshape({-1, x.size(-1)}).amax(0).to(at::kDouble);
+                if (!at::isfinite(m).all().item<bool>())
+                  throw Error(ErrorCode::kInvalidArgument,
+                              "holds inf or NaN; smoothing needs finite values");
+                maxima[slot] = maxima[slot].defined() ? at::maximum(maxima[slot], m) : m;
+              });
+  std::vector<at::Tensor> factors;
+  for (size_t slot = 0; slot < linears.size(); ++slot) {
+    auto linear = ContextOf(ops[linears[slot]].node).toCustomClass<kernels::LinearContext>();
+    at::Tensor w = linear->weight().to(at::kDouble).abs().amax(0).clamp_min(1e-5);
+    const at::Tensor& x = maxima[slot];
+    at::Tensor s = (x.clamp_min(1e-5).pow(alpha) / w.pow(1 - alpha)).clamp_min(1e-5);
+    factors.push_back(at::where(x > 0, s, at::ones_like(s)).to(at::kFloat).contiguous());
+  }
+  return factors;
 }
 
 // Replaces `node` by a node of `kind` on `inputs` (made by `make_inputs` at the node's place,
@@ -172,9 +224,11 @@ void ReplaceContext(Node* node, const char* kind, const c10::IValue& context) {
   });
 }
 
-// accumulator: how a convolution's residual is quantized when it arrives in uint8.
+// accumulator: how a convolution's residual is quantized when it arrives in uint8; smoothing: a
+// linear's input smoothing factors, or undefined.
 void Rewrite(const QuantOp& op, const std::optional<kernels::ActivationQuant>& input,
-             const std::optional<kernels::ActivationQuant>& accumulator) {
+             const std::optional<kernels::ActivationQuant>& accumulator,
+             const at::Tensor& smoothing) {
   const bool sum = IsSum(op);
   c10::IValue context = ContextOf(op.node);
   if (op.kind == "conv2d") {
@@ -186,7 +240,7 @@ void Rewrite(const QuantOp& op, const std::optional<kernels::ActivationQuant>& i
   } else {
     auto linear = context.toCustomClass<kernels::LinearContext>();
     auto q = c10::make_intrusive<kernels::QuantLinearContext>(linear->weight(), linear->bias(),
-                                                              linear->post_ops(), input);
+                                                              linear->post_ops(), input, smoothing);
     ReplaceContext(op.node, sum ? "ipt::qlinear_sum" : "ipt::qlinear", c10::IValue(q));
   }
 }
@@ -360,7 +414,7 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
 
   if (dynamic) {
     for (size_t i : chosen) {
-      Rewrite(ops[i], std::nullopt, std::nullopt);
+      Rewrite(ops[i], std::nullopt, std::nullopt, at::Tensor());
       result.quantized.push_back(ops[i].name);
     }
     return result;
@@ -368,39 +422,85 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
 
   recipes::QParams qparams;
   qparams.graph = GraphDigest(ops);
+  const std::optional<recipes::SmoothQuant>& smooth = precision.smooth_quant;
+  std::vector<size_t> linears;  // the chosen ops that smoothing applies to
+  if (smooth)
+    for (size_t i : chosen)
+      if (ops[i].kind == "linear") linears.push_back(i);
+  std::map<std::string, at::Tensor> smoothing;  // op name -> its factors
   if (precision.qparams) {
-    if (precision.qparams->graph != qparams.graph)
+    const recipes::QParams& saved = *precision.qparams;
+    if (saved.graph != qparams.graph)
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("precision.qparams: calibrated for another graph (digest {}; this "
                               "model with this recipe's passes gives {}): remove qparams to "
                               "recalibrate, or use the model they were made for",
-                              precision.qparams->graph, qparams.graph));
+                              saved.graph, qparams.graph));
     for (size_t i : chosen) {
-      auto it = precision.qparams->inputs.find(ops[i].name);
-      if (it == precision.qparams->inputs.end())
+      auto it = saved.inputs.find(ops[i].name);
+      if (it == saved.inputs.end())
         throw Error(ErrorCode::kInvalidArgument,
                     fmt::format("precision.qparams.inputs: no parameters for {} (was it in the "
                                 "fallback list when they were calibrated?)",
                                 ops[i].name));
       qparams.inputs[ops[i].name] = it->second;
       // A recipe saved before residuals were calibrated has none: those adds stay fp32.
-      if (auto acc = precision.qparams->accumulators.find(ops[i].name);
-          acc != precision.qparams->accumulators.end())
+      if (auto acc = saved.accumulators.find(ops[i].name); acc != saved.accumulators.end())
         qparams.accumulators[ops[i].name] = acc->second;
+    }
+    // The saved input scales quantize smoothed inputs or plain ones, so the factors must come
+    // with exactly the ops the recipe smooths.
+    if (!smooth && !saved.smoothing.empty())
+      throw Error(ErrorCode::kInvalidArgument,
+                  "precision.qparams.smoothing: these parameters were calibrated with "
+                  "precision.smooth_quant, which this recipe does not set");
+    for (size_t i : linears) {
+      const std::string& name = ops[i].name;
+      auto it = saved.smoothing.find(name);
+      if (it == saved.smoothing.end())
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("precision.qparams.smoothing: no factors for {} (were these "
+                                "parameters calibrated without precision.smooth_quant?)",
+                                name));
+      const int64_t features =
+          ContextOf(ops[i].node).toCustomClass<kernels::LinearContext>()->weight().size(1);
+      if (static_cast<int64_t>(it->second.size()) != features)
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("precision.qparams.smoothing: {} has {} factors for {} input "
+                                "features",
+                                name, it->second.size(), features));
+      smoothing[name] = at::tensor(it->second, at::kDouble).to(at::kFloat);
+      qparams.smoothing[name] = it->second;
     }
   } else {
     if (!calibration)
       throw Error(ErrorCode::kInvalidArgument,
                   "precision.dtype int8 needs calibration data or saved precision.qparams");
     const auto start = std::chrono::steady_clock::now();
+    const recipes::Calibration settings = precision.calibration.value_or(recipes::Calibration{});
+    if (!linears.empty()) {
+      std::vector<at::Tensor> factors = SmoothingFactors(module, graph, linears, ops, smooth->alpha,
+                                                         settings.samples, calibration);
+      for (size_t k = 0; k < linears.size(); ++k) {
+        const std::string& name = ops[linears[k]].name;
+        smoothing[name] = factors[k];
+        const float* f = factors[k].data_ptr<float>();
+        qparams.smoothing[name] = std::vector<double>(f, f + factors[k].numel());
+      }
+    }
     std::vector<Observed> observed;
+    std::vector<at::Tensor> observed_smoothing;
     for (size_t i : chosen) {
       observed.push_back({i, false});
-      if (ops[i].kind == "conv2d" && IsSum(ops[i])) observed.push_back({i, true});
+      auto it = smoothing.find(ops[i].name);
+      observed_smoothing.push_back(it == smoothing.end() ? at::Tensor() : it->second);
+      if (ops[i].kind == "conv2d" && IsSum(ops[i])) {
+        observed.push_back({i, true});
+        observed_smoothing.emplace_back();
+      }
     }
     std::vector<recipes::ActivationQParams> calibrated =
-        Calibrate(module, graph, observed, precision.calibration.value_or(recipes::Calibration{}),
-                  calibration, ops);
+        Calibrate(module, graph, observed, observed_smoothing, settings, calibration, ops);
     for (size_t slot = 0; slot < observed.size(); ++slot) {
       const std::string& name = ops[observed[slot].op].name;
       (observed[slot].accumulator ? qparams.accumulators : qparams.inputs)[name] = calibrated[slot];
@@ -412,8 +512,11 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
     std::optional<kernels::ActivationQuant> accumulator;
     if (auto acc = qparams.accumulators.find(ops[i].name); acc != qparams.accumulators.end())
       accumulator = ToKernel(acc->second);
-    Rewrite(ops[i], ToKernel(qparams.inputs.at(ops[i].name)), accumulator);
+    auto factors = smoothing.find(ops[i].name);
+    Rewrite(ops[i], ToKernel(qparams.inputs.at(ops[i].name)), accumulator,
+            factors == smoothing.end() ? at::Tensor() : factors->second);
     result.quantized.push_back(ops[i].name);
+    if (factors != smoothing.end()) result.smoothed.push_back(ops[i].name);
   }
   const ChainReport chain = ChainInt8Convolutions(graph);
   result.chained = chain.convolutions;

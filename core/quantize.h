@@ -4,6 +4,8 @@
 //   - static: the input of every op, and the residual of every conv + add, calibrated ahead on
 //     a copy of the graph that hands each to an observer (core/calibration), or taken from
 //     saved recipe qparams;
+//     With precision.smooth_quant, each static int8 linear's input is smoothed first (SmoothQuant:
+//     a factor per input feature, calibrated in a pass of its own and saved in qparams);
 //   - dynamic: linear only, each input's range taken at run time.
 // Ops are named by kind and position ("conv2d.0", "linear.7"); the recipe's fallback list keeps
 // named ops, or whole kinds, in fp32.
@@ -27,6 +29,7 @@ using CalibrationInputs =
 struct QuantizeResult {
   std::vector<std::string> quantized;       // op names: embedding bags, then the rest in order
   std::vector<std::string> kept;            // ops the fallback list kept in fp32
+  std::vector<std::string> smoothed;        // linear ops whose input is smoothed (SmoothQuant)
   std::optional<recipes::QParams> qparams;  // static only: what was calibrated or loaded
   double calibration_s = 0;
   int64_t chained = 0;          // int8 convolutions that hand their result on in uint8
@@ -36,8 +39,8 @@ struct QuantizeResult {
 // Rewrites the forward graph of `module` (frozen) in place. Throws ipt::Error(kInvalidArgument)
 // for an unknown calibration algorithm, a fallback name that matches no op, static int8 with
 // neither qparams nor calibration inputs, and qparams made for another graph (naming both
-// digests); kInvalidArgument also when calibration or an embedding table meets inf or NaN,
-// naming the op.
+// digests), and saved smoothing factors missing, unasked for or of the wrong length;
+// kInvalidArgument also when calibration or an embedding table meets inf or NaN, naming the op.
 QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& precision,
                         const CalibrationInputs& calibration);
 

@@ -20,11 +20,12 @@ struct QuantLinearContext::Plan {
 };
 
 QuantLinearContext::QuantLinearContext(at::Tensor weight, at::Tensor bias, PostOps post_ops,
-                                       std::optional<ActivationQuant> input)
+                                       std::optional<ActivationQuant> input, at::Tensor smoothing)
     : weight_(weight.to(at::kFloat).contiguous()),
       bias_(bias.defined() ? bias.to(at::kFloat).contiguous() : bias),
       post_ops_(post_ops),
-      input_(input) {
+      input_(input),
+      smoothing_(smoothing.defined() ? smoothing.to(at::kFloat).contiguous() : smoothing) {
   if (weight_.dim() != 2)
     throw Error(ErrorCode::kInvalidArgument, fmt::format("ipt qlinear: weight must be 2-D, got {}",
                                                          detail::Dims(weight_.sizes())));
@@ -37,7 +38,19 @@ QuantLinearContext::QuantLinearContext(at::Tensor weight, at::Tensor bias, PostO
                 fmt::format("ipt qlinear: the input quantization must be unsigned with a positive "
                             "scale, got {}",
                             ToString(*input_)));
-  quantized_ = QuantizeWeightPerChannel(weight_);
+  if (smoothing_.defined()) {
+    if (!input_)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "ipt qlinear: input smoothing needs a calibrated (static) input quantization");
+    if (smoothing_.dim() != 1 || smoothing_.size(0) != weight_.size(1))
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("ipt qlinear: {} smoothing factors for {} input features",
+                              smoothing_.numel(), weight_.size(1)));
+    if (!(at::isfinite(smoothing_).all().item<bool>() && (smoothing_ > 0).all().item<bool>()))
+      throw Error(ErrorCode::kInvalidArgument,
+                  "ipt qlinear: smoothing factors must be positive and finite");
+  }
+  quantized_ = QuantizeWeightPerChannel(smoothing_.defined() ? weight_ * smoothing_ : weight_);
   weight_scales_ = at::tensor(quantized_.scales);
 }
 
@@ -90,9 +103,15 @@ ActivationQuant QuantLinearContext::QuantFor(const at::Tensor& input) const {
   return AffineUnsignedQuant(lo, hi, UnsignedActivationMax());
 }
 
+at::Tensor QuantLinearContext::QuantizeInput(const at::Tensor& input,
+                                             const ActivationQuant& quant) const {
+  return smoothing_.defined() ? QuantizeActivationSmoothed(input, quant, smoothing_)
+                              : QuantizeActivation(input, quant);
+}
+
 at::Tensor QuantLinearContext::RunReference(const at::Tensor& input, const ActivationQuant& quant,
                                             const at::Tensor& accumulator) const {
-  at::Tensor q = QuantizeActivation(input.contiguous(), quant);
+  at::Tensor q = QuantizeInput(input.contiguous(), quant);
   at::Tensor x = (q.to(at::kFloat) - quant.zero_point) * quant.scale;
   at::Tensor w = quantized_.data.to(at::kFloat) * weight_scales_.view({-1, 1});
   at::Tensor out = at::linear(x, w, bias_);
@@ -118,7 +137,7 @@ at::Tensor QuantLinearContext::Run(const at::Tensor& input_any, const at::Tensor
   if (!plan || (post_ops_.sum && accumulator.sizes() != c10::IntArrayRef(out_sizes)))
     return RunReference(input, quant, accumulator);
 
-  at::Tensor src = QuantizeActivation(input, quant);
+  at::Tensor src = QuantizeInput(input, quant);
   at::Tensor dst = post_ops_.sum ? accumulator.to(at::kFloat, /*non_blocking=*/false,
                                                   /*copy=*/true, at::MemoryFormat::Contiguous)
                                  : at::empty(out_sizes, input.options());
@@ -144,20 +163,23 @@ at::Tensor QuantLinearContext::Run(const at::Tensor& input_any, const at::Tensor
 }
 
 QuantLinearContext::State QuantLinearContext::GetState() const {
-  c10::optional<at::Tensor> bias;
+  c10::optional<at::Tensor> bias, smoothing;
   if (bias_.defined()) bias = bias_;
-  if (!input_) return {weight_, bias, ToString(post_ops_), -1.0, 0, 0};
-  return {weight_, bias, ToString(post_ops_), input_->scale, input_->zero_point, input_->qmax};
+  if (smoothing_.defined()) smoothing = smoothing_;
+  if (!input_) return {weight_, bias, ToString(post_ops_), -1.0, 0, 0, smoothing};
+  return {weight_,      bias,     ToString(post_ops_), input_->scale, input_->zero_point,
+          input_->qmax, smoothing};
 }
 
 c10::intrusive_ptr<QuantLinearContext> QuantLinearContext::FromState(State state) {
-  auto& [weight, bias, post_ops, scale, zero_point, qmax] = state;
+  auto& [weight, bias, post_ops, scale, zero_point, qmax, smoothing] = state;
   std::optional<ActivationQuant> input;
   if (scale > 0)
     input = ActivationQuant{static_cast<float>(scale), static_cast<int32_t>(zero_point), 0,
                             static_cast<int32_t>(qmax)};
   return c10::make_intrusive<QuantLinearContext>(weight, bias ? *bias : at::Tensor(),
-                                                 ParsePostOps(post_ops), input);
+                                                 ParsePostOps(post_ops), input,
+                                                 smoothing ? *smoothing : at::Tensor());
 }
 
 }  // namespace ipt::kernels

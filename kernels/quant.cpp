@@ -35,6 +35,32 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void QuantizeRange(
   QuantizeBody(x, out, count, inverse_scale, zero_point, lo, hi);
 }
 
+template <typename Q>
+inline void QuantizeScaledBody(const float* x, Q* out, int64_t count, const float* multipliers,
+                               float zero_point, float lo, float hi) {
+  for (int64_t i = 0; i < count; ++i) {
+    float v = std::nearbyint(x[i] * multipliers[i]) + zero_point;
+    out[i] = static_cast<Q>(std::min(std::max(v, lo), hi));
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void QuantizeScaledRange(
+    const float* x, uint8_t* out, int64_t count, const float* multipliers, float zero_point,
+    float lo, float hi) {
+  QuantizeScaledBody(x, out, count, multipliers, zero_point, lo, hi);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void QuantizeScaledRange(
+    const float* x, int8_t* out, int64_t count, const float* multipliers, float zero_point,
+    float lo, float hi) {
+  QuantizeScaledBody(x, out, count, multipliers, zero_point, lo, hi);
+}
+
+void CheckScale(const ActivationQuant& q) {
+  TORCH_CHECK(q.scale > 0 && std::isfinite(q.scale), "ipt quantize: scale must be positive, got ",
+              q.scale);
+}
+
 }  // namespace
 
 bool CpuHasVnni() {
@@ -61,8 +87,7 @@ ActivationQuant AffineUnsignedQuant(float min, float max, int32_t qmax) {
 
 at::Tensor QuantizeActivation(const at::Tensor& x, const ActivationQuant& q) {
   TORCH_CHECK(x.scalar_type() == at::kFloat, "ipt quantize: expected fp32, got ", x.scalar_type());
-  TORCH_CHECK(q.scale > 0 && std::isfinite(q.scale), "ipt quantize: scale must be positive, got ",
-              q.scale);
+  CheckScale(q);
   const auto format = x.suggest_memory_format();
   at::Tensor src = x.contiguous(format);
   at::Tensor out = detail::EmptyRecycled(
@@ -76,6 +101,38 @@ at::Tensor QuantizeActivation(const at::Tensor& x, const ActivationQuant& q) {
       QuantizeRange(in + begin, out.data_ptr<int8_t>() + begin, end - begin, inverse, zp, lo, hi);
     } else {
       QuantizeRange(in + begin, out.data_ptr<uint8_t>() + begin, end - begin, inverse, zp, lo, hi);
+    }
+  });
+  return out;
+}
+
+at::Tensor QuantizeActivationSmoothed(const at::Tensor& x, const ActivationQuant& q,
+                                      const at::Tensor& smoothing) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "ipt quantize: expected fp32, got ", x.scalar_type());
+  CheckScale(q);
+  TORCH_CHECK(x.dim() >= 1 && smoothing.dim() == 1 && smoothing.size(0) == x.size(-1),
+              "ipt quantize: ", smoothing.numel(), " smoothing factors for ",
+              x.dim() >= 1 ? x.size(-1) : 0, " channels");
+  at::Tensor src = x.contiguous();
+  // One multiplier per channel: 1 / (smoothing factor x scale), computed once per call.
+  at::Tensor multipliers = (smoothing.to(at::kFloat) * q.scale).reciprocal().contiguous();
+  at::Tensor out =
+      detail::EmptyRecycled(src.sizes(), src.options().dtype(q.is_signed() ? at::kChar : at::kByte),
+                            at::MemoryFormat::Contiguous);
+  const int64_t channels = src.size(-1), rows = src.numel() / std::max<int64_t>(channels, 1);
+  const float* in = src.data_ptr<float>();
+  const float* m = multipliers.data_ptr<float>();
+  const float zp = static_cast<float>(q.zero_point);
+  const float lo = static_cast<float>(q.qmin), hi = static_cast<float>(q.qmax);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(channels, 1));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t offset = r * channels;
+      if (q.is_signed()) {
+        QuantizeScaledRange(in + offset, out.data_ptr<int8_t>() + offset, channels, m, zp, lo, hi);
+      } else {
+        QuantizeScaledRange(in + offset, out.data_ptr<uint8_t>() + offset, channels, m, zp, lo, hi);
+      }
     }
   });
   return out;

@@ -34,6 +34,13 @@ ActivationQuant AffineUnsignedQuant(float min, float max, int32_t qmax);
 // `x` (fp32, any layout) quantized with `q`, in the same sizes and memory layout as `x`.
 at::Tensor QuantizeActivation(const at::Tensor& x, const ActivationQuant& q);
 
+// Input smoothing (SmoothQuant): `x` (fp32, [..., K]) with each channel j divided by
+// smoothing[j] (fp32 [K], positive) before it is quantized with `q`, in one pass. The layer
+// that reads the result multiplies its weight's column j by smoothing[j], so the product is
+// unchanged while the channels' ranges, and so their quantization steps, even out.
+at::Tensor QuantizeActivationSmoothed(const at::Tensor& x, const ActivationQuant& q,
+                                      const at::Tensor& smoothing);
+
 // Per-output-channel symmetric weights: [O, ...] fp32 -> int8 in [-127, 127] and a scale per
 // output channel (a channel of zeros gets scale 1).
 struct QuantizedWeight {

@@ -112,6 +112,18 @@ struct QParams {
   // Op name -> its residual (the accumulator of a conv + add), so that int8 residuals stay
   // uint8 between blocks. Optional: without an entry the op adds an fp32 accumulator.
   std::map<std::string, ActivationQParams> accumulators;
+  // Op name ("linear.3") -> its input smoothing factors, one per input feature (SmoothQuant,
+  // Precision::smooth_quant); that op's entry in `inputs` quantizes the smoothed input.
+  std::map<std::string, std::vector<double>> smoothing;
+};
+
+// SmoothQuant (Xiao et al. 2023): before a static int8 linear quantizes its input, input
+// feature j is divided by s_j = max|x_j|^alpha / max|W[:, j]|^(1 - alpha) (maxima over the
+// calibration set and the weight's column) and the weight's column multiplied by it, moving
+// range from channels that would waste the u8 steps onto the weights. alpha 0 leaves the input
+// as it is; 1 evens its channels out completely.
+struct SmoothQuant {
+  double alpha = 0.5;
 };
 
 struct Precision {
@@ -119,7 +131,8 @@ struct Precision {
   std::optional<Calibration> calibration;  // int8 only
   // Ops kept in fp32: names the core reports ("linear.11") or whole kinds ("conv2d", "linear").
   std::vector<std::string> fallback;
-  std::optional<QParams> qparams;  // int8 only
+  std::optional<QParams> qparams;           // int8 only
+  std::optional<SmoothQuant> smooth_quant;  // int8 only; linear layers
   // int8 only, when tuning: the accuracy loss (as the tuner's --accuracy-loss) to reach by keeping
   // the ops whose quantization hurts most in fp32, found by measuring each op's sensitivity
   // (docs/int8.md). The tuner exports the ops found as `fallback` instead, so production never

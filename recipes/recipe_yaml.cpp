@@ -104,7 +104,7 @@ Optimize ReadOptimize(const YamlReader& r, const YamlValue& v) {
 }
 
 Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
-  YamlMap m(r, v, {"dtype", "calibration", "fallback", "auto_fallback", "qparams"});
+  YamlMap m(r, v, {"dtype", "calibration", "fallback", "auto_fallback", "smooth_quant", "qparams"});
   Precision p;
   if (auto f = m.Get("dtype")) p.dtype = r.Enum(*f, &ParseDtype, DtypeSpellings());
   if (auto f = m.Get("calibration")) {
@@ -142,11 +142,24 @@ Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
       r.Fail(*f, "must be an accuracy loss in [0, 1)");
     }
   }
+  if (auto f = m.Get("smooth_quant")) {
+    // The factors come from calibrated input ranges, which dynamic int8 never has.
+    if (p.dtype != Dtype::kInt8) {
+      r.Fail(*f, std::string("only allowed when dtype is int8, not ") + ToString(p.dtype));
+    }
+    YamlMap sq(r, *f, {"alpha"});
+    SmoothQuant smooth;
+    if (auto g = sq.Get("alpha")) {
+      smooth.alpha = r.Double(*g);
+      if (!(smooth.alpha >= 0 && smooth.alpha <= 1)) r.Fail(*g, "must be in [0, 1]");
+    }
+    p.smooth_quant = smooth;
+  }
   if (auto f = m.Get("qparams")) {
     if (p.dtype != Dtype::kInt8) {
       r.Fail(*f, std::string("only allowed when dtype is int8, not ") + ToString(p.dtype));
     }
-    YamlMap q(r, *f, {"graph", "inputs", "accumulators"});
+    YamlMap q(r, *f, {"graph", "inputs", "accumulators", "smoothing"});
     QParams qparams;
     if (auto g = q.Get("graph")) qparams.graph = r.NonEmptyString(*g);
     auto read_ops = [&](const YamlValue& ops, std::map<std::string, ActivationQParams>& into) {
@@ -167,6 +180,16 @@ Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
     };
     if (auto g = q.Get("inputs")) read_ops(*g, qparams.inputs);
     if (auto g = q.Get("accumulators")) read_ops(*g, qparams.accumulators);
+    if (auto g = q.Get("smoothing")) {
+      for (const YamlReader::Entry& entry : r.Entries(*g)) {
+        std::vector<double>& factors = qparams.smoothing[entry.key];
+        for (const YamlValue& item : r.Items(entry.value)) {
+          factors.push_back(r.Double(item));
+          if (!(factors.back() > 0)) r.Fail(item, "a smoothing factor must be positive");
+        }
+        if (factors.empty()) r.Fail(entry.value, "needs a factor per input feature");
+      }
+    }
     if (qparams.graph.empty()) r.Fail(*f, "needs the graph digest it was calibrated for");
     p.qparams = std::move(qparams);
   }
@@ -453,6 +476,12 @@ void PutPrecision(YAML::Emitter& out, const Precision& p) {
     Key(out, "auto_fallback");
     Put(out, *p.auto_fallback);
   }
+  if (p.smooth_quant) {
+    Key(out, "smooth_quant") << YAML::Flow << YAML::BeginMap;
+    Key(out, "alpha");
+    Put(out, p.smooth_quant->alpha);
+    out << YAML::EndMap;
+  }
   if (p.qparams) {
     Key(out, "qparams") << YAML::BeginMap;
     Key(out, "graph");
@@ -473,6 +502,17 @@ void PutPrecision(YAML::Emitter& out, const Precision& p) {
     };
     put_ops("inputs", p.qparams->inputs);
     if (!p.qparams->accumulators.empty()) put_ops("accumulators", p.qparams->accumulators);
+    if (!p.qparams->smoothing.empty()) {
+      Key(out, "smoothing") << YAML::BeginMap;
+      for (const auto& [name, factors] : p.qparams->smoothing) {
+        out << YAML::Key;
+        Put(out, name);
+        out << YAML::Value << YAML::Flow << YAML::BeginSeq;
+        for (double f : factors) Put(out, f);
+        out << YAML::EndSeq;
+      }
+      out << YAML::EndMap;
+    }
     out << YAML::EndMap;
   }
   out << YAML::EndMap;

@@ -64,6 +64,8 @@ INT8_ACCURACY = {
 ALGORITHMS = ["minmax", "moving_average_minmax", "histogram", "entropy", "percentile"]
 # Batch and calibration samples of the calibration section, per workload: the example recipes'.
 CALIBRATION_WORKLOADS = [("resnet50", 16, 64), ("bert-base", 8, 64), ("dlrm", 256, 1024)]
+# Each algorithm without input smoothing and with SmoothQuant's alpha 0.5.
+CALIBRATION_SMOOTHING = [None, 0.5]
 
 OPENMP_BLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 TUNED_MALLOC = {
@@ -407,40 +409,48 @@ def calibration_section(args, bench, info, flops, peak):
         "accuracy loss (docs/accuracy.md). Calibration is timed without the calibration cache "
         "(IPT_NO_CALIBRATION_CACHE=1). The last row of each workload is libtorch's own "
         "graph-mode quantization for comparison. BERT is quantized statically here (its "
-        "example recipe is dynamic, which calibrates nothing).",
+        "example recipe is dynamic, which calibrates nothing). `smooth_quant` 0.5: each int8 "
+        "linear's input smoothed with SmoothQuant's alpha 0.5 (docs/int8.md; ResNet-50 has one "
+        "linear, its classifier).",
         "",
-        *table_header("workload", "batch", "algorithm", "samples", "loss", "agreement", "cosine",
-                      "relative L2", "calibration s", "ms per batch"),
+        *table_header("workload", "batch", "algorithm", "smooth_quant", "samples", "loss",
+                      "agreement", "cosine", "relative L2", "calibration s", "ms per batch"),
     ]
     env = {"IPT_NO_CALIBRATION_CACHE": "1"}
     with tempfile.TemporaryDirectory(prefix="ipt-benchmarks-") as tmp:
         for workload, batch, samples in CALIBRATION_WORKLOADS:
             if args.rows and args.rows not in workload:
                 continue
-            recipes, shown = [], []
+            recipes, shown, variants = [], [], []
             for algorithm in ALGORITHMS:
-                path = os.path.join(tmp, f"{workload}-{algorithm}.yaml")
-                with open(path, "w") as f:
-                    f.write("schema: ipex-tune/recipe/v1\n"
-                            f"workload: {{name: {workload}, batch: {batch}}}\n"
-                            "precision:\n  dtype: int8\n"
-                            f"  calibration: {{algorithm: {algorithm}, samples: {samples}}}\n")
-                recipes.append(path)
-                shown.append(f"<int8, {algorithm}, {samples} samples>")
+                for alpha in CALIBRATION_SMOOTHING:
+                    name = f"{workload}-{algorithm}-{alpha or 'off'}"
+                    path = os.path.join(tmp, f"{name}.yaml")
+                    with open(path, "w") as f:
+                        f.write("schema: ipex-tune/recipe/v1\n"
+                                f"workload: {{name: {workload}, batch: {batch}}}\n"
+                                "precision:\n  dtype: int8\n"
+                                f"  calibration: {{algorithm: {algorithm}, samples: {samples}}}\n")
+                        if alpha:
+                            f.write(f"  smooth_quant: {{alpha: {alpha}}}\n")
+                    recipes.append(path)
+                    variants.append((algorithm, alpha))
+                    shown.append(f"<int8, {algorithm}, {samples} samples"
+                                 + (f", smooth_quant {alpha}>" if alpha else ">"))
             print(f"benchmarks: calibration {workload} bs{batch}", file=sys.stderr)
             result = bench(workload, recipes, "stock-int8", batch, env,
                            ["--eval-items", str(args.eval_items)], shown)
-            for algorithm, r in zip(ALGORITHMS, result["results"]):
+            for (algorithm, alpha), r in zip(variants, result["results"]):
                 a = r["accuracy"]
                 lines.append(
-                    f"| {workload} | {batch} | {algorithm} | {samples} | {a['loss']:.4f} | "
-                    f"{agreement(workload, a):.3f} | {a['cosine']:.4f} | "
+                    f"| {workload} | {batch} | {algorithm} | {alpha or 'off'} | {samples} | "
+                    f"{a['loss']:.4f} | {agreement(workload, a):.3f} | {a['cosine']:.4f} | "
                     f"{a['relative_l2']:.4f} | {r['applied']['calibration_s']:.1f} | "
                     f"{r['median_ms']:.1f} |")
             base = result["baseline"]
             a = base["accuracy"]
             lines.append(
-                f"| {workload} | {batch} | stock-int8: {base['path']} | | {a['loss']:.4f} | "
+                f"| {workload} | {batch} | stock-int8: {base['path']} | | | {a['loss']:.4f} | "
                 f"{agreement(workload, a):.3f} | {a['cosine']:.4f} | "
                 f"{a['relative_l2']:.4f} | | {base['median_ms']:.1f} |")
     lines.append("")

@@ -124,6 +124,13 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate, const recipes::Wor
         }
         recipe.precision.auto_fallback = value.get<double>();
       }
+    } else if (key == "smooth_quant") {
+      if (value.is_number() && value.get<double>() >= 0 && value.get<double>() <= 1) {
+        recipe.precision.smooth_quant = SmoothQuant{value.get<double>()};
+      } else if (!(value.is_string() && value.get<std::string>() == "off")) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("smooth_quant: {} is not off or an alpha in [0, 1]", value.dump()));
+      }
     } else if (key == "fusions") {
       if (!value.is_array()) {
         throw Error(ErrorCode::kInvalidArgument,
@@ -135,8 +142,12 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate, const recipes::Wor
       throw Error(ErrorCode::kInvalidArgument, fmt::format("unknown dimension '{}'", key));
     }
   }
-  // Calibration only means something for static int8; the recipe refuses it elsewhere.
-  if (recipe.precision.dtype != Dtype::kInt8) recipe.precision.calibration.reset();
+  // Calibration and smoothing only mean something for static int8; the recipe refuses them
+  // elsewhere.
+  if (recipe.precision.dtype != Dtype::kInt8) {
+    recipe.precision.calibration.reset();
+    recipe.precision.smooth_quant.reset();
+  }
   if (recipe.precision.dtype != Dtype::kInt8 && recipe.precision.dtype != Dtype::kInt8Dynamic) {
     recipe.precision.auto_fallback.reset();
   }

@@ -48,6 +48,13 @@ nlohmann::json DimensionValue(const YamlReader& r, const std::string& dimension,
     if (!(loss >= 0 && loss < 1)) r.Fail(v, "must be off, target or an accuracy loss in [0, 1)");
     return loss;
   }
+  if (dimension == "smooth_quant") {
+    // `off`, or SmoothQuant's alpha (recipes::SmoothQuant).
+    if (r.NonEmptyString(v) == "off") return "off";
+    const double alpha = r.Double(v);
+    if (!(alpha >= 0 && alpha <= 1)) r.Fail(v, "must be off or an alpha in [0, 1]");
+    return alpha;
+  }
   if (dimension == "fusions") {
     // A value is a fusion set: the passes run together. The core validates the names.
     nlohmann::json set = nlohmann::json::array();

@@ -19,6 +19,7 @@
 #include "core/platform/stream_plan.h"
 #include "core/platform/system_source.h"
 #include "db/store.h"
+#include "recipes/qparams_json.h"
 #include "recipes/recipe_yaml.h"
 #include "tuner/fingerprint.h"
 #include "tuner/instances.h"
@@ -619,15 +620,11 @@ nlohmann::json AppliedOf(const db::Store& store, int64_t trial_id, const char* k
 std::optional<recipes::QParams> CalibratedQParams(const db::Store& store, int64_t trial_id) {
   const nlohmann::json q = AppliedOf(store, trial_id, "qparams");
   if (!q.is_object()) return std::nullopt;
-  recipes::QParams qparams;
-  qparams.graph = q.value("graph", "");
-  const nlohmann::json inputs = q.value("inputs", nlohmann::json::object());
-  for (const auto& [name, input] : inputs.items()) {
-    qparams.inputs[name] = {input.value("scale", 1.0), input.value("zero_point", int64_t{0}),
-                            input.value("qmax", int64_t{255})};
+  try {
+    return recipes::QParamsFromJson(q);
+  } catch (const Error&) {
+    return std::nullopt;
   }
-  if (qparams.graph.empty()) return std::nullopt;
-  return qparams;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/sha256.h"
+#include "recipes/qparams_json.h"
 #include "recipes/recipe_yaml.h"
 
 namespace ipt::workloads {
@@ -86,22 +87,9 @@ CachedCalibration FindCalibration(const std::filesystem::path& dir, const std::s
   CachedCalibration r{std::nullopt, doc.outcome, doc.file, doc.warning};
   if (!doc.json) return r;
   try {
-    const nlohmann::json j = nlohmann::json::parse(*doc.json);
-    recipes::QParams q;
-    q.graph = j.at("graph").get<std::string>();
-    auto read_ops = [](const nlohmann::json& ops,
-                       std::map<std::string, recipes::ActivationQParams>& into) {
-      for (const auto& [op, p] : ops.items()) {
-        into[op] = {p.at("scale").get<double>(), p.at("zero_point").get<int64_t>(),
-                    p.at("qmax").get<int64_t>()};
-      }
-    };
-    read_ops(j.at("inputs"), q.inputs);
-    read_ops(j.at("accumulators"), q.accumulators);
-    if (!q.graph.empty() && !q.inputs.empty()) {
-      r.qparams = std::move(q);
-      return r;
-    }
+    r.qparams = recipes::QParamsFromJson(nlohmann::json::parse(*doc.json));
+    if (!r.qparams->inputs.empty()) return r;
+    r.qparams.reset();
   } catch (const std::exception&) {
   }
   r.outcome = CacheOutcome::kCorrupt;
@@ -112,17 +100,7 @@ CachedCalibration FindCalibration(const std::filesystem::path& dir, const std::s
 
 std::string StoreCalibration(const std::filesystem::path& dir, const std::string& key,
                              const recipes::QParams& qparams) {
-  auto ops_json = [](const std::map<std::string, recipes::ActivationQParams>& ops) {
-    nlohmann::json json = nlohmann::json::object();
-    for (const auto& [op, p] : ops) {
-      json[op] = {{"scale", p.scale}, {"zero_point", p.zero_point}, {"qmax", p.qmax}};
-    }
-    return json;
-  };
-  return StoreDocument(dir, key, kCalibrationMagic,
-                       {{"graph", qparams.graph},
-                        {"inputs", ops_json(qparams.inputs)},
-                        {"accumulators", ops_json(qparams.accumulators)}});
+  return StoreDocument(dir, key, kCalibrationMagic, recipes::QParamsToJson(qparams));
 }
 
 std::string FallbackSearchKey(const std::string& calibration_key, double max_loss, int64_t batch,

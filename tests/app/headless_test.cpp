@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "db/store.h"
+#include "recipes/qparams_json.h"
 #include "recipes/recipe_yaml.h"
 
 namespace ipt {
@@ -693,12 +694,12 @@ TEST_F(HeadlessTest, EvalItemsSizesEveryTrialsEvaluationSetAndKeysTheStudy) {
 }
 
 // An int8 study calibrates in its worker; the exported recipe carries the calibrated
-// parameters, and bench applies it without calibrating again.
+// parameters (with SmoothQuant's factors), and bench applies it without calibrating again.
 TEST_F(HeadlessTest, Int8StudyExportsARecipeWithItsCalibratedParameters) {
   ASSERT_NO_FATAL_FAILURE(WriteSmallModel());
   const std::string model = small_model_;
-  std::ofstream(File("space.yaml"))
-      << "schema: ipex-tune/space/v1\ndimensions:\n  dtype: [int8]\n  calibration: [histogram]\n";
+  std::ofstream(File("space.yaml")) << "schema: ipex-tune/space/v1\ndimensions:\n  dtype: [int8]\n"
+                                       "  calibration: [histogram]\n  smooth_quant: [0.5]\n";
   std::vector<std::string> args = {"--model", model, "--input", kSmallInput, "--space",
                                    File("space.yaml"), "--headless", "--db", File("q.db"),
                                    "--export", File("q.yaml"), "--finalists", "0",
@@ -714,13 +715,18 @@ TEST_F(HeadlessTest, Int8StudyExportsARecipeWithItsCalibratedParameters) {
   ASSERT_TRUE(recipe.precision.qparams.has_value()) << Slurp(File("q.yaml"));
   // A traced conv is aten::_convolution, which the lowering does not take yet: the linear only.
   EXPECT_EQ(recipe.precision.qparams->inputs.count("linear.0"), 1u);
+  ASSERT_TRUE(recipe.precision.smooth_quant.has_value());
+  EXPECT_EQ(recipe.precision.smooth_quant->alpha, 0.5);
+  EXPECT_EQ(recipe.precision.qparams->smoothing.count("linear.0"), 1u);
 
   CommandResult b = Tune({"bench", "--model", model, "--input", "image:1x3x16x16", "--recipe",
                           File("q.yaml"), "--json", "--measure-time", "0.3"});
   ASSERT_EQ(b.status, 0) << b.err;
   nlohmann::json applied = nlohmann::json::parse(b.out)["results"][0]["applied"];
   EXPECT_EQ(applied["calibration_s"], 0) << applied.dump();
-  EXPECT_EQ(applied["qparams"]["graph"], recipe.precision.qparams->graph);
+  // Every part of the parameters reached the recipe, so production quantizes as the trial did.
+  EXPECT_EQ(applied["qparams"], recipes::QParamsToJson(*recipe.precision.qparams));
+  EXPECT_EQ(applied["smoothed"], nlohmann::json::array({"linear.0"}));
 }
 
 // Trials that quantize the same model the same way calibrate once: the first worker calibrates

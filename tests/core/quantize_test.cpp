@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "base/error.h"
@@ -106,6 +107,32 @@ def forward(self, x):
   return m;
 }
 
+// DLRM's top MLP in small: a linear reads a layer's output (a few units) beside features a
+// hundred times smaller, concatenated into one input, which move the outputs by a few per cent.
+torch::jit::Module MixedScaleNet() {
+  torch::jit::Module m("MixedScaleNet");
+  at::manual_seed(16);
+  m.register_parameter("w1", at::randn({16, 8}) * 0.5, false);
+  m.register_parameter("b1", at::randn({16}) * 0.1, false);
+  at::Tensor w2 = at::randn({32, 40}) * 0.2;
+  w2.narrow(1, 16, 24).mul_(5);
+  m.register_parameter("w2", w2, false);
+  m.register_parameter("b2", at::randn({32}) * 0.01, false);
+  m.register_parameter("w3", at::randn({4, 32}) * 0.2, false);
+  m.define(R"(
+def forward(self, dense, small):
+    x = torch.cat([torch.relu(torch.linear(dense, self.w1, self.b1)), small * 0.01], 1)
+    return torch.linear(torch.relu(torch.linear(x, self.w2, self.b2)), self.w3)
+)");
+  m.eval();
+  return m;
+}
+
+std::vector<torch::jit::IValue> MixedInputs(int64_t batch, int64_t index) {
+  at::Generator g = at::detail::createCPUGenerator(2000 + index);
+  return {at::randn({batch, 8}, g) * 2, at::randn({batch, 24}, g)};
+}
+
 std::vector<torch::jit::IValue> Images(int64_t batch, int64_t index) {
   at::Generator g = at::detail::createCPUGenerator(1000 + index);
   return {at::randn({batch, 3, 12, 12}, g)};
@@ -127,6 +154,10 @@ recipes::Recipe Int8(const std::string& algorithm = "minmax", int64_t samples = 
   recipe.precision.dtype = recipes::Dtype::kInt8;
   recipe.precision.calibration = recipes::Calibration{algorithm, samples};
   return recipe;
+}
+
+double RelativeL2(const at::Tensor& reference, const at::Tensor& got) {
+  return ((reference - got).norm() / reference.norm()).item<double>();
 }
 
 int64_t Count(const Applied& applied, const std::string& kind) {
@@ -193,7 +224,9 @@ TEST(QuantizeTest, RecipeWithSavedParametersGivesIdenticalOutputsInAFreshProcess
   torch::jit::Module module = SmallConvNet();
   recipes::Recipe recipe = Int8("entropy");
   recipe.workload.name = "small-conv-net";
+  recipe.precision.smooth_quant = recipes::SmoothQuant{0.5};  // its linear's factors too
   OptimizedModel calibrated = Optimize(module, recipe, Images);
+  ASSERT_EQ(calibrated.applied().smoothed, std::vector<std::string>{"linear.0"});
   recipe.precision.qparams = calibrated.applied().qparams;
   auto dir =
       std::filesystem::temp_directory_path() / ("ipt-quantize-child-" + std::to_string(::getpid()));
@@ -217,6 +250,75 @@ TEST(QuantizeTest, RecipeWithSavedParametersGivesIdenticalOutputsInAFreshProcess
   at::Tensor child = torch::pickle_load(bytes).toTensor();
   std::filesystem::remove_all(dir);
   EXPECT_TRUE(at::equal(child, calibrated.Run(Images(4, 50)).toTensor()));
+}
+
+TEST(QuantizeTest, SmoothQuantKeepsTheSmallFeaturesOfAMixedInputAndSavesItsFactors) {
+  torch::jit::Module module = MixedScaleNet();
+  auto inputs = MixedInputs(64, 99);
+  at::Tensor reference = Eval(module, inputs);
+  recipes::Recipe plain = Int8("minmax", 256);
+  plain.workload.name = "mixed-scale-net";
+  recipes::Recipe smooth = plain;
+  smooth.precision.smooth_quant = recipes::SmoothQuant{0.5};
+  OptimizedModel plain_model = Optimize(module, plain, MixedInputs);
+  OptimizedModel smooth_model = Optimize(module, smooth, MixedInputs);
+  const Applied& applied = smooth_model.applied();
+  EXPECT_TRUE(plain_model.applied().smoothed.empty());
+  EXPECT_EQ(applied.smoothed, (std::vector<std::string>{"linear.0", "linear.1", "linear.2"}));
+  ASSERT_TRUE(applied.qparams.has_value());
+  EXPECT_EQ(applied.qparams->smoothing.at("linear.0").size(), 8U);
+  EXPECT_EQ(applied.qparams->smoothing.at("linear.1").size(), 40U);
+  EXPECT_EQ(applied.qparams->smoothing.at("linear.2").size(), 32U);
+  // The small features get factors far below the others'.
+  const std::vector<double>& mixed = applied.qparams->smoothing.at("linear.1");
+  EXPECT_LT(*std::max_element(mixed.begin() + 16, mixed.end()),
+            0.1 * *std::min_element(mixed.begin(), mixed.begin() + 16));
+  // What the small features decide: the outputs' change when they are zeroed. One u8 scale
+  // rounds them to zero or a level or two; smoothed, most of their effect survives.
+  std::vector<torch::jit::IValue> without = {inputs[0], at::zeros_like(inputs[1].toTensor())};
+  auto effect = [&](const std::function<at::Tensor(const std::vector<torch::jit::IValue>&)>& f) {
+    return f(inputs) - f(without);
+  };
+  at::Tensor want = effect([&](const auto& in) { return Eval(module, in); });
+  const double plain_error =
+      RelativeL2(want, effect([&](const auto& in) { return plain_model.Run(in).toTensor(); }));
+  const double smooth_error =
+      RelativeL2(want, effect([&](const auto& in) { return smooth_model.Run(in).toTensor(); }));
+  EXPECT_GT(plain_error, 0.8);
+  EXPECT_LT(smooth_error, 0.4) << "plain " << plain_error;
+  EXPECT_LT(RelativeL2(reference, smooth_model.Run(inputs).toTensor()),
+            0.6 * RelativeL2(reference, plain_model.Run(inputs).toTensor()));
+
+  // Production: the factors come back from the recipe on disk, bit for bit.
+  smooth.precision.qparams = applied.qparams;
+  auto path = std::filesystem::temp_directory_path() /
+              ("ipt-smooth-quant-test-" + std::to_string(::getpid()) + ".yaml");
+  recipes::SaveRecipe(smooth, path.string());
+  recipes::Recipe loaded = recipes::LoadRecipe(path.string());
+  std::filesystem::remove(path);
+  OptimizedModel production = Optimize(module, loaded);
+  EXPECT_EQ(production.applied().calibration_s, 0);
+  EXPECT_EQ(production.applied().smoothed, applied.smoothed);
+  EXPECT_TRUE(at::equal(production.Run(inputs).toTensor(), smooth_model.Run(inputs).toTensor()));
+
+  auto refused = [&](const recipes::Recipe& recipe, const std::string& needle) {
+    try {
+      Optimize(module, recipe);
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  recipes::Recipe unasked = loaded;
+  unasked.precision.smooth_quant.reset();
+  refused(unasked, "calibrated with precision.smooth_quant, which this recipe does not set");
+  recipes::Recipe missing = loaded;
+  missing.precision.qparams->smoothing.erase("linear.1");
+  refused(missing, "no factors for linear.1");
+  recipes::Recipe short_list = loaded;
+  short_list.precision.qparams->smoothing["linear.0"].pop_back();
+  refused(short_list, "linear.0 has 7 factors for 8 input features");
 }
 
 TEST(QuantizeTest, SavedOptimisedModelLoadsAndGivesTheSameResults) {
@@ -385,10 +487,6 @@ TEST(QuantizeTest, OneThreadAndTwoThreadsGiveIdenticalInt8Results) {
   at::Tensor one = model.Run(inputs).toTensor();
   SetThreads(2);
   EXPECT_TRUE(at::equal(one, model.Run(inputs).toTensor()));
-}
-
-double RelativeL2(const at::Tensor& reference, const at::Tensor& got) {
-  return ((reference - got).norm() / reference.norm()).item<double>();
 }
 
 // On the pooled vectors (ReturnPooledVectors says why); the benchmark measures the logits' cosine

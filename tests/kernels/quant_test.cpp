@@ -233,6 +233,80 @@ TEST(QuantLinearTest, StaticAndDynamicMatchFakeQuantizedAten) {
   }
 }
 
+TEST(QuantizeActivationTest, SmoothingDividesEachChannelBeforeQuantizing) {
+  at::manual_seed(12);
+  at::Tensor x = at::randn({7, 33}) * 3;
+  ActivationQuant q = AffineUnsignedQuant(-2, 5, UnsignedActivationMax());
+  EXPECT_TRUE(at::equal(QuantizeActivationSmoothed(x, q, at::ones({33})), QuantizeActivation(x, q)))
+      << "factors of 1 change nothing";
+  at::Tensor s = at::rand({33}) * 10 + 0.1;
+  // The same multiplier per channel as the kernel (1 / (factor x scale)), rounded half to even.
+  at::Tensor m = (s * q.scale).reciprocal();
+  at::Tensor expected = (at::round(x * m) + q.zero_point).clamp(q.qmin, q.qmax).to(at::kByte);
+  EXPECT_TRUE(at::equal(QuantizeActivationSmoothed(x, q, s), expected));
+  EXPECT_THROW(QuantizeActivationSmoothed(x, q, at::ones({32})), c10::Error);
+}
+
+// SmoothQuant's case: an input whose features differ in range a thousandfold (DLRM's top MLP
+// reads the bottom MLP's output beside embedding dot products). One u8 scale rounds the small
+// features away; dividing each feature by its factor, and multiplying the weight's column by
+// it, keeps them.
+TEST(QuantLinearTest, SmoothingKeepsFeaturesOfSmallRangeThatOneScaleRoundsAway) {
+  at::manual_seed(13);
+  const int64_t big = 16, small = 48;
+  at::Tensor w = at::randn({32, big + small}) * 0.2;
+  at::Tensor scales = at::cat({at::full({big}, 3.0), at::full({small}, 0.003)});
+  at::Tensor calibration = at::randn({256, big + small}) * scales;
+  at::Tensor x = at::randn({64, big + small}) * scales;
+  at::Tensor maxima = calibration.abs().amax(0);
+  at::Tensor factors = maxima.sqrt() / w.abs().amax(0).sqrt();  // alpha 0.5
+  auto calibrate = [](const at::Tensor& t) {
+    return AffineUnsignedQuant(t.min().item<float>(), t.max().item<float>(),
+                               UnsignedActivationMax());
+  };
+  QuantLinearContext plain(w, {}, {}, calibrate(calibration));
+  QuantLinearContext smoothed(w, {}, {}, calibrate(calibration / factors), factors);
+  EXPECT_TRUE(smoothed.smoothing().equal(factors));
+  // With the large features at 0, what is left is the small ones' contribution: one scale
+  // rounds all of it away, smoothing keeps most of it.
+  at::Tensor small_only = x.clone();
+  small_only.narrow(1, 0, big).zero_();
+  at::Tensor small_fp32 = at::linear(small_only, w);
+  EXPECT_GT(RelativeL2(plain.Run(small_only), small_fp32), 0.9);
+  EXPECT_LT(RelativeL2(smoothed.Run(small_only), small_fp32), 0.4);
+  at::Tensor fp32 = at::linear(x, w);
+  EXPECT_LT(RelativeL2(smoothed.Run(x), fp32), 0.7 * RelativeL2(plain.Run(x), fp32));
+  // The integer arithmetic is the fake-quantized composition of the smoothed operands.
+  ActivationQuant q = calibrate(calibration / factors);
+  at::Tensor expected = at::linear(FakeQuantInput(x / factors, q), FakeQuantWeight(w * factors));
+  EXPECT_LT(RelativeL2(smoothed.Run(x), expected), 1e-4);
+  auto restored = QuantLinearContext::FromState(smoothed.GetState());
+  EXPECT_TRUE(at::equal(restored->Run(x), smoothed.Run(x)));
+}
+
+TEST(QuantLinearTest, RefusesSmoothingThatCannotApply) {
+  at::Tensor w = at::randn({8, 4});
+  ActivationQuant q = AffineUnsignedQuant(0, 1, UnsignedActivationMax());
+  auto refused = [](const std::function<void()>& make, const std::string& needle) {
+    try {
+      make();
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  refused([&] { QuantLinearContext(w, {}, {}, q, at::ones({5})); },
+          "5 smoothing factors for 4 input features");
+  refused(
+      [&] {
+        QuantLinearContext(w, {}, {}, q, at::tensor({1.0F, 0.0F, 1.0F, 1.0F}));
+      },
+      "positive and finite");
+  refused([&] { QuantLinearContext(w, {}, {}, std::nullopt, at::ones({4})); },
+          "calibrated (static)");
+}
+
 TEST(QuantLinearTest, DynamicQuantizationFollowsEachInputsRange) {
   at::manual_seed(8);
   at::Tensor w = at::randn({16, 32}) * 0.2;

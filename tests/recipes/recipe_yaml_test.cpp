@@ -46,10 +46,12 @@ Recipe FullRecipe() {
   r.precision.dtype = Dtype::kInt8;
   r.precision.calibration = Calibration{"histogram", 128};
   r.precision.fallback = {"aten::softmax", "aten::layer_norm"};
+  r.precision.smooth_quant = SmoothQuant{0.75};
   r.precision.qparams =
       QParams{"5d41402abc4b2a76",
               {{"conv2d.0", {0.0123, 64, 127}}, {"linear.1", {1.0 / 3.0, 0, 255}}},
-              {{"conv2d.0", {0.25, 3, 127}}}};
+              {{"conv2d.0", {0.25, 3, 127}}},
+              {{"linear.1", {0.5, 2.25, 1.0 / 3.0}}}};
   r.runtime.threads = 56;
   r.runtime.streams = 4;
   r.runtime.cores_per_stream = 14;
@@ -124,6 +126,7 @@ precision:
   fallback:
     - "aten::softmax"
     - "aten::layer_norm"
+  smooth_quant: {alpha: 0.75}
   qparams:
     graph: "5d41402abc4b2a76"
     inputs:
@@ -131,6 +134,8 @@ precision:
       linear.1: {scale: 0.3333333333333333, zero_point: 0, qmax: 255}
     accumulators:
       conv2d.0: {scale: 0.25, zero_point: 3, qmax: 127}
+    smoothing:
+      linear.1: [0.5, 2.25, 0.3333333333333333]
 runtime:
   threads: 56
   streams: 4
@@ -333,6 +338,10 @@ TEST_F(RecipeYamlTest, FullRecipeRoundTripsThroughAFile) {
   EXPECT_EQ(r.precision.qparams->inputs.at("conv2d.0").qmax, 127);
   ASSERT_EQ(r.precision.qparams->accumulators.size(), 1U);
   EXPECT_EQ(r.precision.qparams->accumulators.at("conv2d.0").zero_point, 3);
+  ASSERT_TRUE(r.precision.smooth_quant.has_value());
+  EXPECT_EQ(r.precision.smooth_quant->alpha, 0.75);
+  EXPECT_EQ(r.precision.qparams->smoothing.at("linear.1"),
+            (std::vector<double>{0.5, 2.25, 1.0 / 3.0}));
   EXPECT_EQ(r.runtime.threads, 56);
   EXPECT_EQ(r.runtime.streams, 4);
   EXPECT_EQ(r.runtime.cores_per_stream, 14);
@@ -824,6 +833,25 @@ INSTANTIATE_TEST_SUITE_P(
                 kH + "precision:\n  dtype: int8\n  qparams:\n    graph: abc\n    accumulators:\n"
                      "      conv2d.0: {scale: 1, zero_point: 200, qmax: 127}\n",
                 "r.yaml:9: precision.qparams.accumulators.conv2d.0: zero_point is above qmax"},
+        BadCase{"smooth_quant with int8-dynamic",
+                kH + "precision:\n  dtype: int8-dynamic\n  smooth_quant: {alpha: 0.5}\n",
+                "r.yaml:6: precision.smooth_quant: only allowed when dtype is int8, not "
+                "int8-dynamic"},
+        BadCase{"smooth_quant alpha",
+                kH + "precision:\n  dtype: int8\n  smooth_quant: {alpha: 1.5}\n",
+                "r.yaml:6: precision.smooth_quant.alpha: must be in [0, 1]"},
+        BadCase{"smooth_quant unknown key",
+                kH + "precision:\n  dtype: int8\n  smooth_quant: {beta: 0.5}\n",
+                "r.yaml:6: precision.smooth_quant.beta: unknown key; allowed keys are alpha"},
+        BadCase{"qparams smoothing factor",
+                kH + "precision:\n  dtype: int8\n  qparams:\n    graph: abc\n    smoothing:\n"
+                     "      linear.0: [1.5, -2]\n",
+                "r.yaml:9: precision.qparams.smoothing.linear.0[1]: a smoothing factor must be "
+                "positive"},
+        BadCase{"qparams smoothing empty",
+                kH + "precision:\n  dtype: int8\n  qparams:\n    graph: abc\n    smoothing:\n"
+                     "      linear.0: []\n",
+                "r.yaml:9: precision.qparams.smoothing.linear.0: needs a factor per input feature"},
         BadCase{"calibration with bf16",
                 kH + "precision:\n  dtype: bf16\n  calibration:\n    samples: 8\n",
                 "r.yaml:6: precision.calibration: only allowed when dtype is int8, not bf16"},

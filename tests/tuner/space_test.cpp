@@ -51,6 +51,17 @@ TEST(SpaceTest, AbsentDimensionsKeepDefaultsAndCalibrationOnlyForInt8) {
   EXPECT_EQ(r.runtime.threads, recipes::Runtime{}.threads);
 }
 
+TEST(SpaceTest, SmoothQuantIsAnAlphaOrOffAndOnlyForStaticInt8) {
+  recipes::Recipe r = CandidateToRecipe({{"dtype", "int8"}, {"smooth_quant", 0.75}}, {});
+  ASSERT_TRUE(r.precision.smooth_quant.has_value());
+  EXPECT_EQ(r.precision.smooth_quant->alpha, 0.75);
+  EXPECT_FALSE(CandidateToRecipe({{"dtype", "int8"}, {"smooth_quant", "off"}}, {})
+                   .precision.smooth_quant.has_value());
+  EXPECT_FALSE(CandidateToRecipe({{"dtype", "int8-dynamic"}, {"smooth_quant", 0.5}}, {})
+                   .precision.smooth_quant.has_value());
+  EXPECT_THROW(CandidateToRecipe({{"dtype", "int8"}, {"smooth_quant", 2}}, {}), Error);
+}
+
 TEST(SpaceTest, AutoFallbackIsALossOrOffAndOnlyForInt8) {
   recipes::Recipe r = CandidateToRecipe({{"dtype", "int8"}, {"auto_fallback", 0.02}}, {});
   ASSERT_TRUE(r.precision.auto_fallback.has_value());

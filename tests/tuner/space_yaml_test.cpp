@@ -115,7 +115,10 @@ TEST_F(SpaceYamlTest, RejectsWithLineAndKey) {
   EXPECT_EQ(LoadError(Space("  dtype: [fp32]\n  thread: [1]\n")),
             "space.yaml:4: dimensions.thread: unknown dimension; known: dtype, threads, "
             "calibration, calibration_samples, streams, cores_per_stream, instances, micro_batch, "
-            "binding, allocator, omp_wait_policy, batch, memory_format, fusions, auto_fallback");
+            "binding, allocator, omp_wait_policy, batch, memory_format, fusions, auto_fallback, "
+            "smooth_quant");
+  EXPECT_EQ(LoadError(Space("  dtype: [int8]\n  smooth_quant: [off, 1.5]\n")),
+            "space.yaml:4: dimensions.smooth_quant[1]: must be off or an alpha in [0, 1]");
   EXPECT_EQ(LoadError(Space("  dtype: [int8]\n  auto_fallback: [off, 2]\n")),
             "space.yaml:4: dimensions.auto_fallback[1]: must be off, target or an accuracy loss in "
             "[0, 1)");

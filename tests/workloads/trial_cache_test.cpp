@@ -26,6 +26,7 @@ recipes::QParams SomeQParams() {
   q.inputs["conv2d.0"] = {0.1 + 0.2, 57, 127};
   q.inputs["linear.3"] = {1.0 / 3.0 * 1e-7, 0, 255};
   q.accumulators["conv2d.0"] = {0.7 / 3.0, 131, 255};
+  q.smoothing["linear.3"] = {0.1 + 0.2, 1.0 / 3.0 * 1e-7, 12.5};
   return q;
 }
 
@@ -58,6 +59,9 @@ TEST(CalibrationKeyTest, ChangesWithWhatDecidesTheParametersOnly) {
   r = base;
   r.precision.fallback = {"linear.0"};
   EXPECT_NE(Key(r), key);
+  r = base;
+  r.precision.smooth_quant = recipes::SmoothQuant{0.5};
+  EXPECT_NE(Key(r), key) << "smoothed inputs have other ranges";
   r = base;
   r.optimize.fusions.pop_back();
   EXPECT_NE(Key(r), key) << "another graph";
@@ -106,6 +110,7 @@ TEST_F(CalibrationCacheTest, StoredParametersComeBackExactly) {
       EXPECT_EQ(got.qmax, p.qmax) << op;
     }
   }
+  EXPECT_EQ(hit.qparams->smoothing, want.smoothing);
   EXPECT_EQ(Files().size(), 1U) << "no temporary left behind";
 }
 
