@@ -156,6 +156,16 @@ recipes::Recipe Int8(const std::string& algorithm = "minmax", int64_t samples = 
   return recipe;
 }
 
+// `recipe` saved as YAML to a file and loaded back.
+recipes::Recipe ThroughYamlOnDisk(const recipes::Recipe& recipe) {
+  auto path = std::filesystem::temp_directory_path() /
+              ("ipt-quantize-test-" + std::to_string(::getpid()) + ".yaml");
+  recipes::SaveRecipe(recipe, path.string());
+  recipes::Recipe loaded = recipes::LoadRecipe(path.string());
+  std::filesystem::remove(path);
+  return loaded;
+}
+
 double RelativeL2(const at::Tensor& reference, const at::Tensor& got) {
   return ((reference - got).norm() / reference.norm()).item<double>();
 }
@@ -194,11 +204,7 @@ TEST(QuantizeTest, SavedParametersReproduceTheCalibratedModelExactlyFromYamlOnDi
   recipe.workload.name = "small-conv-net";
   OptimizedModel calibrated = Optimize(module, recipe, Images);
   recipe.precision.qparams = calibrated.applied().qparams;
-  auto path = std::filesystem::temp_directory_path() /
-              ("ipt-quantize-test-" + std::to_string(::getpid()) + ".yaml");
-  recipes::SaveRecipe(recipe, path.string());
-  recipes::Recipe loaded = recipes::LoadRecipe(path.string());
-  std::filesystem::remove(path);
+  recipes::Recipe loaded = ThroughYamlOnDisk(recipe);
   // No calibration data: the parameters come from the file alone.
   OptimizedModel production = Optimize(module, loaded);
   EXPECT_EQ(production.applied().calibration_s, 0);
@@ -291,11 +297,7 @@ TEST(QuantizeTest, SmoothQuantKeepsTheSmallFeaturesOfAMixedInputAndSavesItsFacto
 
   // Production: the factors come back from the recipe on disk, bit for bit.
   smooth.precision.qparams = applied.qparams;
-  auto path = std::filesystem::temp_directory_path() /
-              ("ipt-smooth-quant-test-" + std::to_string(::getpid()) + ".yaml");
-  recipes::SaveRecipe(smooth, path.string());
-  recipes::Recipe loaded = recipes::LoadRecipe(path.string());
-  std::filesystem::remove(path);
+  recipes::Recipe loaded = ThroughYamlOnDisk(smooth);
   OptimizedModel production = Optimize(module, loaded);
   EXPECT_EQ(production.applied().calibration_s, 0);
   EXPECT_EQ(production.applied().smoothed, applied.smoothed);

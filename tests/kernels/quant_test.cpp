@@ -36,6 +36,17 @@ at::Tensor FakeQuantWeight(const at::Tensor& w) {
   return q.dequantize();
 }
 
+// `call` throws ipt::Error(kInvalidArgument) whose message contains `needle`.
+void ExpectRefused(const std::function<void()>& call, const std::string& needle) {
+  try {
+    call();
+    ADD_FAILURE() << "no error for " << needle;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
 double Cosine(const at::Tensor& a, const at::Tensor& b) {
   return at::cosine_similarity(a.flatten().to(at::kDouble), b.flatten().to(at::kDouble), 0)
       .item<double>();
@@ -287,24 +298,15 @@ TEST(QuantLinearTest, SmoothingKeepsFeaturesOfSmallRangeThatOneScaleRoundsAway) 
 TEST(QuantLinearTest, RefusesSmoothingThatCannotApply) {
   at::Tensor w = at::randn({8, 4});
   ActivationQuant q = AffineUnsignedQuant(0, 1, UnsignedActivationMax());
-  auto refused = [](const std::function<void()>& make, const std::string& needle) {
-    try {
-      make();
-      ADD_FAILURE() << "no error for " << needle;
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
-  refused([&] { QuantLinearContext(w, {}, {}, q, at::ones({5})); },
-          "5 smoothing factors for 4 input features");
-  refused(
+  ExpectRefused([&] { QuantLinearContext(w, {}, {}, q, at::ones({5})); },
+                "5 smoothing factors for 4 input features");
+  ExpectRefused(
       [&] {
         QuantLinearContext(w, {}, {}, q, at::tensor({1.0F, 0.0F, 1.0F, 1.0F}));
       },
       "positive and finite");
-  refused([&] { QuantLinearContext(w, {}, {}, std::nullopt, at::ones({4})); },
-          "calibrated (static)");
+  ExpectRefused([&] { QuantLinearContext(w, {}, {}, std::nullopt, at::ones({4})); },
+                "calibrated (static)");
 }
 
 TEST(QuantLinearTest, DynamicQuantizationFollowsEachInputsRange) {
@@ -357,30 +359,21 @@ TEST(QuantizedMaxPoolTest, PoolsTheBytesAsAtenPoolsTheirValues) {
 
 TEST(QuantizedMaxPoolTest, RefusesWhatAtenRefusesAndNonUint8Inputs) {
   at::Tensor x = at::zeros({1, 4, 6, 6}, at::kByte);
-  auto refused = [](const std::function<void()>& call, const std::string& needle) {
-    try {
-      call();
-      ADD_FAILURE() << "no error for " << needle;
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
-  refused([&] { QuantizedMaxPool2d(x.to(at::kFloat), {2}, {}, {0}, {1}, false); },
-          "expected a uint8 [N, C, H, W], got Float [1, 4, 6, 6]");
-  refused([&] { QuantizedMaxPool2d(x[0], {2}, {}, {0}, {1}, false); }, "got Byte [4, 6, 6]");
-  refused(
+  ExpectRefused([&] { QuantizedMaxPool2d(x.to(at::kFloat), {2}, {}, {0}, {1}, false); },
+                "expected a uint8 [N, C, H, W], got Float [1, 4, 6, 6]");
+  ExpectRefused([&] { QuantizedMaxPool2d(x[0], {2}, {}, {0}, {1}, false); }, "got Byte [4, 6, 6]");
+  ExpectRefused(
       [&] {
         QuantizedMaxPool2d(x, {3, 3}, {1, 1}, {2, 2}, {1, 1}, false);
       },
       "padding [2, 2] at most half the kernel");
-  refused(
+  ExpectRefused(
       [&] {
         QuantizedMaxPool2d(x, {3, 3, 3}, {1}, {0}, {1}, false);
       },
       "kernel_size takes one "
       "or two values");
-  refused([&] { QuantizedMaxPool2d(x, {7}, {1}, {0}, {1}, false); }, "would be empty");
+  ExpectRefused([&] { QuantizedMaxPool2d(x, {7}, {1}, {0}, {1}, false); }, "would be empty");
 }
 
 TEST(QuantKernelsTest, OneThreadAndTwoThreadsGiveIdenticalResults) {
