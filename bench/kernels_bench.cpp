@@ -1,15 +1,22 @@
 // Kernel throughput against which the core's figures are read: oneDNN's best primitive for the
-// two shapes that dominate ResNet-50 and BERT, per dtype (argument "dtype": 0 fp32, 1 bf16,
-// 2 int8 = u8 activations x s8 weights, as the core's static int8), and libtorch's own aten path
-// for the same shapes. Reports GFLOP/s (counter "GFLOPS"; for int8, GOP/s). Set OMP_NUM_THREADS:
-// libgomp defaults to one thread here.
+// two shapes that dominate ResNet-50 and BERT, and for ResNet-50's convolutions as a whole, per
+// dtype (argument "dtype": 0 fp32, 1 bf16, 2 int8 = u8 activations x s8 weights, as the core's
+// static int8), and libtorch's own aten path for the same shapes. Reports GFLOP/s (counter
+// "GFLOPS"; for int8, GOP/s). Set OMP_NUM_THREADS: libgomp defaults to one thread here.
 //   build/bench/ipt_kernels_bench --benchmark_min_time=1
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <initializer_list>
+#include <limits>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
 
 #include "kernels/add_layer_norm.h"
 #include "kernels/conv.h"
@@ -100,6 +107,101 @@ void BM_OneDnnConv3x3(benchmark::State& state) {
   state.SetLabel(pd.impl_info_str());
 }
 BENCHMARK(BM_OneDnnConv3x3)->DenseRange(0, 2)->ArgName("dtype")->UseRealTime();
+
+struct ConvShape {
+  memory::dim in_channels, out_channels, kernel, stride, in_size;  // square, padding kernel / 2
+};
+
+// ResNet-50's 53 convolutions in order (torchvision's v1.5: the stride on the 3x3, the
+// downsample after its block's three).
+std::vector<ConvShape> ResNet50Convolutions() {
+  std::vector<ConvShape> convs = {{3, 64, 7, 2, 224}};
+  memory::dim channels = 64, size = 56;
+  for (auto [planes, blocks, stride] : {std::tuple<memory::dim, int, memory::dim>{64, 3, 1},
+                                        {128, 4, 2},
+                                        {256, 6, 2},
+                                        {512, 3, 2}}) {
+    for (int b = 0; b < blocks; ++b) {
+      const memory::dim s = b == 0 ? stride : 1;
+      convs.push_back({channels, planes, 1, 1, size});
+      convs.push_back({planes, planes, 3, s, size});
+      convs.push_back({planes, 4 * planes, 1, 1, size / s});
+      if (b == 0) convs.push_back({channels, 4 * planes, 1, s, size});
+      channels = 4 * planes;
+      size /= s;
+    }
+  }
+  return convs;
+}
+
+// ResNet-50's convolutions (argument "batch"), each on oneDNN's best primitive for its shape
+// without post-ops, timed alone in each activation layout oneDNN offers (its own choice and
+// NHWC, the core's) and the faster counted: the sum is a bound no oneDNN-based ResNet-50 here
+// can beat, since the network adds post-ops, pooling, the classifier and any reorders on top,
+// and a convolution timed alone finds its input in cache. Manual time: that sum; GFLOP/s over
+// the convolutions' FLOPs.
+void BM_ResNet50Convolutions(benchmark::State& state) {
+  const memory::dim n = state.range(1);
+  auto dt = DataTypesOf(state.range(0));
+  struct Variant {
+    dnnl::convolution_forward primitive;
+    std::unordered_map<int, memory> args;
+  };
+  std::vector<std::vector<Variant>> layers;
+  double flops = 0;
+  for (const ConvShape& c : ResNet50Convolutions()) {
+    const memory::dim out = (c.in_size + 2 * (c.kernel / 2) - c.kernel) / c.stride + 1;
+    std::vector<Variant> variants;
+    for (Tag tag : {Tag::any, Tag::nhwc}) {
+      memory::desc src_md({n, c.in_channels, c.in_size, c.in_size}, dt.src, tag);
+      memory::desc wei_md({c.out_channels, c.in_channels, c.kernel, c.kernel}, dt.weights,
+                          Tag::any);
+      memory::desc dst_md({n, c.out_channels, out, out}, dt.dst, tag);
+      dnnl::convolution_forward::primitive_desc pd;
+      if (!MakePrimitiveDesc(state, pd, [&] {
+            return dnnl::convolution_forward::primitive_desc(
+                dnnl::convolution_forward::desc(
+                    dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
+                    wei_md, dst_md, {c.stride, c.stride}, {c.kernel / 2, c.kernel / 2},
+                    {c.kernel / 2, c.kernel / 2}),
+                Engine());
+          })) {
+        return;
+      }
+      memory src(pd.src_desc(), Engine()), wei(pd.weights_desc(), Engine()),
+          dst(pd.dst_desc(), Engine());
+      Fill({&src, &wei, &dst});
+      variants.push_back({dnnl::convolution_forward(pd),
+                          {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}}});
+    }
+    layers.push_back(std::move(variants));
+    flops += 2.0 * n * c.out_channels * c.in_channels * c.kernel * c.kernel * out * out;
+  }
+  dnnl::stream stream(Engine());
+  auto run = [&](Variant& v) {
+    const auto start = std::chrono::steady_clock::now();
+    v.primitive.execute(stream, v.args);
+    stream.wait();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  for (auto& variants : layers)
+    for (Variant& v : variants) run(v);  // warm-up: first-run costs are not the kernel's
+  for (auto _ : state) {
+    double total = 0;
+    for (auto& variants : layers) {
+      double best = std::numeric_limits<double>::infinity();
+      for (Variant& v : variants) best = std::min(best, run(v));
+      total += best;
+    }
+    state.SetIterationTime(total);
+  }
+  SetFlops(state, flops);
+  state.SetLabel(std::to_string(layers.size()) + " convolutions, best of oneDNN's layout and NHWC");
+}
+BENCHMARK(BM_ResNet50Convolutions)
+    ->ArgsProduct({{0, 1, 2}, {1, 16}})
+    ->ArgNames({"dtype", "batch"})
+    ->UseManualTime();
 
 // BERT-base's FFN up-projection: 128 tokens x 768 -> 3072, weights laid out as the core's
 // linear lays them out.

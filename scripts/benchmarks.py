@@ -156,7 +156,8 @@ def kernel_benchmarks(build):
         elif b.get("aggregate_name") == "cv":
             results.setdefault(name, {})["cv"] = b["real_time"]
     def order(name):
-        family, _, variant = name.replace("/real_time", "").partition("/")
+        family, _, variant = name.replace("/real_time", "").replace(
+            "/manual_time", "").partition("/")
         return family, variant != "none", variant
 
     return [results[name] for name in sorted(results, key=order)]
@@ -174,6 +175,37 @@ def peaks(benchmarks):
         dtype = PEAK_DTYPES[match.group(1)]
         best[dtype] = max(best.get(dtype, 0), b["GFLOPS"])
     return best
+
+
+def convolution_bound_ms(args, workload, dtype, batch):
+    """ResNet-50's convolutions alone at oneDNN's best for each shape (BM_ResNet50Convolutions):
+    ms per batch, or None (another workload, or not measured)."""
+    if workload != "resnet50":
+        return None
+    index = {d: i for i, d in PEAK_DTYPES.items()}[dtype]
+    for b in args.kernel_benchmarks:
+        if (b["name"].startswith(f"BM_ResNet50Convolutions/dtype:{index}/batch:{batch}/")
+                and not b.get("error_occurred")):
+            return b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+    return None
+
+
+def bound_text(target_ms, bound_ms):
+    """The `target ms / conv bound` cell: the time per batch a target asks for beside what the
+    convolutions alone take at best."""
+    if bound_ms is None:
+        return "-"
+    return f"{target_ms:.1f} / {bound_ms:.1f}" + (" (below the bound)" if target_ms < bound_ms
+                                                 else "")
+
+
+BOUND_TEXT = (
+    "`target ms / conv bound`: the time per batch the target asks for (stock's time over the "
+    "target) beside the sum of ResNet-50's 53 convolutions each timed alone on oneDNN's best "
+    "primitive for its shape, in the faster of oneDNN's layout and NHWC, without post-ops "
+    "(`BM_ResNet50Convolutions` in the kernels section); the network adds post-ops, pooling, "
+    "the classifier and reorders on top, so a target below the bound is out of reach of any "
+    "oneDNN-based ResNet-50 on this machine.")
 
 
 class Bench:
@@ -221,7 +253,7 @@ def kernels_section(args, bench, info, flops, peak):
     ]
     unfused = {}
     for b in args.kernel_benchmarks:
-        name = b["name"].replace("/real_time", "")
+        name = b["name"].replace("/real_time", "").replace("/manual_time", "")
         if b.get("error_occurred"):
             lines.append(f"| {name} | skipped: {b.get('error_message', '')} | | | | | |")
             continue
@@ -251,11 +283,11 @@ def core_section(args, bench, info, flops, peak):
         f"{ENVIRONMENTS_TEXT} Speedup = ours / stock items/s (median of blocks); targets from "
         "issue 4 apply to the tuned environment where stock ran fastest (marked). `target needs` "
         "is the GFLOP/s the target asks for (stock's rate times the target) against the peak: "
-        "above 100%, the best kernel on this machine cannot reach it.",
+        "above 100%, the best kernel on this machine cannot reach it. " + BOUND_TEXT,
         "",
         *table_header("workload", "dtype", "batch", "env", "stock path", "stock ms", "ours ms",
                       "speedup", "target", "ours GFLOP/s", "share of peak", "target needs",
-                      "cv stock/ours"),
+                      "target ms / conv bound", "cv stock/ours"),
     ]
     ours_rate = {}
     for workload, dtype, batch, target in CORE_ROWS:
@@ -266,7 +298,7 @@ def core_section(args, bench, info, flops, peak):
             # about the core, and stock's emulation takes minutes per call.
             lines.append(f"| {workload} | {dtype} | {batch} | - | skipped: this CPU has no "
                          f"native {dtype} kernels (oneDNN ISA `{info['onednn_isa']}`) | | | | "
-                         f"{target}x | | | | |")
+                         f"{target}x | | | | | |")
             continue
         recipe = os.path.join("recipes", "examples", f"{workload}-{dtype}.yaml")
         baseline = "stock" if dtype == "fp32" else f"stock-{dtype}"
@@ -276,6 +308,7 @@ def core_section(args, bench, info, flops, peak):
             result = bench(workload, [recipe], baseline, batch, env)
             runs[env_name] = (result["baseline"], result["results"][0])
         judged = judged_environment(runs)
+        bound = convolution_bound_ms(args, workload, dtype, batch)
         for env_name, (base, ours) in runs.items():
             gflops = flops[workload] * ours["items_per_s"] / 1e9
             needed = flops[workload] * base["items_per_s"] * target / 1e9
@@ -286,6 +319,7 @@ def core_section(args, bench, info, flops, peak):
                 f"{ours['speedup']:.2f}x{verdict(env_name == judged, ours['speedup'], target)} | "
                 f"{target}x | {gflops:.0f} | {gflops / peak[dtype]:.0%} | "
                 f"{needed:.0f} ({needed / peak[dtype]:.0%} of peak) | "
+                f"{bound_text(base['median_ms'] / target, bound)} | "
                 f"{base['cv']:.2f}/{ours['cv']:.2f} |")
         ours_rate[(workload, dtype, batch)] = {
             env_name: ours["items_per_s"] for env_name, (_, ours) in runs.items()}
@@ -360,11 +394,12 @@ def int8_section(args, bench, info, flops, peak):
         + (f"This CPU has VNNI (oneDNN ISA `{info['onednn_isa']}`): activations use 8 bits."
            if onednn_has_vnni(info["onednn_isa"]) else
            f"Without VNNI (this CPU: oneDNN ISA `{info['onednn_isa']}`) activations use 7 "
-           "bits and int8 kernels run at about twice fp32's rate, not four times."),
+           "bits and int8 kernels run at about twice fp32's rate, not four times.")
+        + " " + BOUND_TEXT.replace("stock's time", "the baseline's time"),
         "",
         *table_header("workload", "batch", "env", "baseline", "baseline ms", "ours ms", "speedup",
-                      "target", "ours GOP/s", "share of int8 peak", "target needs", "accuracy",
-                      "cv base/ours"),
+                      "target", "ours GOP/s", "share of int8 peak", "target needs",
+                      "target ms / conv bound", "accuracy", "cv base/ours"),
     ]
     for workload, batch, baseline, target in INT8_ROWS:
         if args.rows and args.rows not in workload:
@@ -385,6 +420,7 @@ def int8_section(args, bench, info, flops, peak):
                 base_name = f"{baseline}: {base.get('path', baseline)}"
             runs[env_name] = (base, ours, base_name)
         judged = judged_environment(runs)
+        bound = convolution_bound_ms(args, workload, "int8", batch)
         for env_name, (base, ours, base_name) in runs.items():
             speedup = ours["items_per_s"] / base["items_per_s"]
             gops = flops[workload] * ours["items_per_s"] / 1e9
@@ -396,6 +432,7 @@ def int8_section(args, bench, info, flops, peak):
                 f"{base['median_ms']:.1f} | {ours['median_ms']:.1f} | "
                 f"{speedup:.2f}x{verdict(env_name == judged, speedup, target)} | "
                 f"{target}x | {gops:.0f} | {share} | {needs} | "
+                f"{bound_text(base['median_ms'] / target, bound)} | "
                 f"{accuracy_text(workload, ours['accuracy'])} | "
                 f"{base['cv']:.2f}/{ours['cv']:.2f} |")
     return lines
