@@ -120,9 +120,11 @@ TEST(SpaceTest, DefaultSpaceParsesAndPrunesToTheMachine) {
   EXPECT_TRUE(bf16_note);
   for (const Candidate& c : candidates) {
     EXPECT_EQ(c.contains("auto_fallback"), c["dtype"] == "int8") << c.dump();
+    EXPECT_EQ(c.contains("smooth_quant"), c["dtype"] == "int8") << c.dump();
     if (c["dtype"] == "int8") {
-      EXPECT_EQ(*CandidateToRecipe(c, {}, 0.01).precision.auto_fallback, 0.01)
-          << "int8 falls back to meet the study's target";
+      recipes::Recipe r = CandidateToRecipe(c, {}, 0.01);
+      EXPECT_EQ(*r.precision.auto_fallback, 0.01) << "int8 falls back to meet the study's target";
+      EXPECT_EQ(r.precision.smooth_quant->alpha, 0.5);
     }
   }
   // {fp32, bf16, int8} x (1x1, 2x{1,2}, 4x{1,2,4}).
