@@ -203,9 +203,11 @@ BOUND_TEXT = (
     "`target ms / conv bound`: the time per batch the target asks for (stock's time over the "
     "target) beside the sum of ResNet-50's 53 convolutions each timed alone on oneDNN's best "
     "primitive for its shape, in the faster of oneDNN's layout and NHWC, without post-ops "
-    "(`BM_ResNet50Convolutions` in the kernels section); the network adds post-ops, pooling, "
-    "the classifier and reorders on top, so a target below the bound is out of reach of any "
-    "oneDNN-based ResNet-50 on this machine.")
+    "(`BM_ResNet50Convolutions` in the kernels section). The network adds post-ops, pooling, "
+    "the classifier and reorders on top; timing one call at a time adds a little per-call "
+    "overhead the other way (the core's whole bf16 bs1 network came within 2% of the sum at "
+    "d1e2614), so a target well below the bound is out of reach of any oneDNN-based ResNet-50 "
+    "on this machine.")
 
 
 class Bench:
