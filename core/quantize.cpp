@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 
@@ -179,11 +178,12 @@ std::vector<recipes::ActivationQParams> Calibrate(torch::jit::Module& module,
 // s_j = max|x_j|^alpha / max|W[:, j]|^(1 - alpha). A feature that was 0 throughout keeps 1,
 // as there is nothing to even out; both maxima are floored at 1e-5 as in the paper's code, so
 // that a factor never reaches 0 or infinity.
-std::vector<at::Tensor> SmoothingFactors(torch::jit::Module& module,
-                                         const std::shared_ptr<Graph>& graph,
-                                         const std::vector<size_t>& linears,
-                                         const std::vector<QuantOp>& ops, double alpha,
-                                         int64_t samples, const CalibrationInputs& inputs) {
+std::vector<std::vector<double>> SmoothingFactors(torch::jit::Module& module,
+                                                  const std::shared_ptr<Graph>& graph,
+                                                  const std::vector<size_t>& linears,
+                                                  const std::vector<QuantOp>& ops, double alpha,
+                                                  int64_t samples,
+                                                  const CalibrationInputs& inputs) {
   std::vector<Observed> observed;
   std::vector<at::Tensor> maxima(linears.size());
   for (size_t i : linears) observed.push_back({i, false});
@@ -196,15 +196,24 @@ std::vector<at::Tensor> SmoothingFactors(torch::jit::Module& module,
                               "holds inf or NaN; smoothing needs finite values");
                 maxima[slot] = maxima[slot].defined() ? at::maximum(maxima[slot], m) : m;
               });
-  std::vector<at::Tensor> factors;
+  std::vector<std::vector<double>> factors;
   for (size_t slot = 0; slot < linears.size(); ++slot) {
     auto linear = ContextOf(ops[linears[slot]].node).toCustomClass<kernels::LinearContext>();
     at::Tensor w = linear->weight().to(at::kDouble).abs().amax(0).clamp_min(1e-5);
     const at::Tensor& x = maxima[slot];
     at::Tensor s = (x.clamp_min(1e-5).pow(alpha) / w.pow(1 - alpha)).clamp_min(1e-5);
-    factors.push_back(at::where(x > 0, s, at::ones_like(s)).to(at::kFloat).contiguous());
+    // Rounded to the kernel's fp32, so that the saved doubles give it these values exactly.
+    at::Tensor f = at::where(x > 0, s, at::ones_like(s)).to(at::kFloat).to(at::kDouble);
+    factors.emplace_back(f.data_ptr<double>(), f.data_ptr<double>() + f.numel());
   }
   return factors;
+}
+
+// An op's smoothing factors as its kernel takes them (fp32), or undefined when it has none.
+at::Tensor SmoothingOf(const recipes::QParams& qparams, const std::string& op) {
+  auto it = qparams.smoothing.find(op);
+  return it == qparams.smoothing.end() ? at::Tensor()
+                                       : at::tensor(it->second, at::kDouble).to(at::kFloat);
 }
 
 // Replaces `node` by a node of `kind` on `inputs` (made by `make_inputs` at the node's place,
@@ -427,7 +436,6 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
   if (smooth)
     for (size_t i : chosen)
       if (ops[i].kind == "linear") linears.push_back(i);
-  std::map<std::string, at::Tensor> smoothing;  // op name -> its factors
   if (precision.qparams) {
     const recipes::QParams& saved = *precision.qparams;
     if (saved.graph != qparams.graph)
@@ -469,7 +477,6 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
                     fmt::format("precision.qparams.smoothing: {} has {} factors for {} input "
                                 "features",
                                 name, it->second.size(), features));
-      smoothing[name] = at::tensor(it->second, at::kDouble).to(at::kFloat);
       qparams.smoothing[name] = it->second;
     }
   } else {
@@ -479,21 +486,16 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
     const auto start = std::chrono::steady_clock::now();
     const recipes::Calibration settings = precision.calibration.value_or(recipes::Calibration{});
     if (!linears.empty()) {
-      std::vector<at::Tensor> factors = SmoothingFactors(module, graph, linears, ops, smooth->alpha,
-                                                         settings.samples, calibration);
-      for (size_t k = 0; k < linears.size(); ++k) {
-        const std::string& name = ops[linears[k]].name;
-        smoothing[name] = factors[k];
-        const float* f = factors[k].data_ptr<float>();
-        qparams.smoothing[name] = std::vector<double>(f, f + factors[k].numel());
-      }
+      std::vector<std::vector<double>> factors = SmoothingFactors(
+          module, graph, linears, ops, smooth->alpha, settings.samples, calibration);
+      for (size_t k = 0; k < linears.size(); ++k)
+        qparams.smoothing[ops[linears[k]].name] = std::move(factors[k]);
     }
     std::vector<Observed> observed;
     std::vector<at::Tensor> observed_smoothing;
     for (size_t i : chosen) {
       observed.push_back({i, false});
-      auto it = smoothing.find(ops[i].name);
-      observed_smoothing.push_back(it == smoothing.end() ? at::Tensor() : it->second);
+      observed_smoothing.push_back(SmoothingOf(qparams, ops[i].name));
       if (ops[i].kind == "conv2d" && IsSum(ops[i])) {
         observed.push_back({i, true});
         observed_smoothing.emplace_back();
@@ -512,11 +514,10 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
     std::optional<kernels::ActivationQuant> accumulator;
     if (auto acc = qparams.accumulators.find(ops[i].name); acc != qparams.accumulators.end())
       accumulator = ToKernel(acc->second);
-    auto factors = smoothing.find(ops[i].name);
-    Rewrite(ops[i], ToKernel(qparams.inputs.at(ops[i].name)), accumulator,
-            factors == smoothing.end() ? at::Tensor() : factors->second);
+    const at::Tensor smoothing = SmoothingOf(qparams, ops[i].name);
+    Rewrite(ops[i], ToKernel(qparams.inputs.at(ops[i].name)), accumulator, smoothing);
     result.quantized.push_back(ops[i].name);
-    if (factors != smoothing.end()) result.smoothed.push_back(ops[i].name);
+    if (smoothing.defined()) result.smoothed.push_back(ops[i].name);
   }
   const ChainReport chain = ChainInt8Convolutions(graph);
   result.chained = chain.convolutions;

@@ -141,6 +141,16 @@ def table_header(*columns):
     return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
 
 
+def short_name(name):
+    """A Google Benchmark run name without its timing suffix."""
+    return name.replace("/real_time", "").replace("/manual_time", "")
+
+
+def benchmark_ms(b):
+    """A Google Benchmark result's time (real or manual) in ms."""
+    return b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+
+
 def kernel_benchmarks(build):
     """Every benchmark of the Google Benchmark target with every CPU, by name (an unfused
     variant `none` first): its median repetition with `cv` added, or its error."""
@@ -156,8 +166,7 @@ def kernel_benchmarks(build):
         elif b.get("aggregate_name") == "cv":
             results.setdefault(name, {})["cv"] = b["real_time"]
     def order(name):
-        family, _, variant = name.replace("/real_time", "").replace(
-            "/manual_time", "").partition("/")
+        family, _, variant = short_name(name).partition("/")
         return family, variant != "none", variant
 
     return [results[name] for name in sorted(results, key=order)]
@@ -186,7 +195,7 @@ def convolution_bound_ms(args, workload, dtype, batch):
     for b in args.kernel_benchmarks:
         if (b["name"].startswith(f"BM_ResNet50Convolutions/dtype:{index}/batch:{batch}/")
                 and not b.get("error_occurred")):
-            return b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+            return benchmark_ms(b)
     return None
 
 
@@ -255,12 +264,12 @@ def kernels_section(args, bench, info, flops, peak):
     ]
     unfused = {}
     for b in args.kernel_benchmarks:
-        name = b["name"].replace("/real_time", "").replace("/manual_time", "")
+        name = short_name(b["name"])
         if b.get("error_occurred"):
             lines.append(f"| {name} | skipped: {b.get('error_message', '')} | | | | | |")
             continue
         family, _, variant = name.partition("/")
-        ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+        ms = benchmark_ms(b)
         dtype = PEAK_DTYPES.get(re.search(r"dtype:(\d)", name).group(1)) if "dtype:" in name \
             else "fp32"
         gflops = f"{b['GFLOPS']:.0f}" if "GFLOPS" in b else "-"
