@@ -345,13 +345,14 @@ class Session {
     return prepared;
   }
 
-  // precision.auto_fallback: the int8 model with the fewest ops kept in fp32 (beyond the
-  // recipe's own fallback) whose accuracy loss on the evaluation set is within the target.
-  // Each op's sensitivity is the relative L2 distance from the fp32 reference with that op alone
-  // in int8; ops are kept in fp32 most sensitive first, and the shortest such prefix that meets
-  // the target is found by bisection (the loss falls as ops are kept, up to noise). Every variant
-  // reuses the parameters calibrated for the full model: a subset of ops quantizes exactly as it
-  // would on its own, since calibration observes the fp32 graph. `search` reports what was done.
+  // precision.auto_fallback: the int8 model with the fewest ops kept out of int8 (in the
+  // recipe's fallback_dtype, beyond its own fallback list) whose accuracy loss on the evaluation
+  // set is within the target. Each op's sensitivity is the relative L2 distance from the fp32
+  // reference with that op alone in int8; ops are kept most sensitive first, and the shortest such
+  // prefix that meets the target is found by bisection (the loss falls as ops are kept, up to
+  // noise). Every variant reuses the parameters calibrated for the full model: a subset of ops
+  // quantizes exactly as it would on its own, since calibration observes the fp32 graph. `search`
+  // reports what was done.
   core::OptimizedModel OptimizeWithAutoFallback(const recipes::Recipe& recipe, int64_t batch,
                                                 const CalibrationCacheEntry& cache,
                                                 Json& calibration_source, Json& search) {

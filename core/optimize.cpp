@@ -256,9 +256,10 @@ nlohmann::json Applied::ToJson() const {
                         {"not_fused", not_fused_json},
                         {"op_counts", op_counts},
                         {"fallbacks", fallbacks_json}};
-  if (!quantized.empty() || !kept_fp32.empty()) {
+  if (!quantized.empty() || !kept_fp32.empty() || !kept_bf16.empty()) {
     out["quantized"] = quantized;
     out["kept_fp32"] = kept_fp32;
+    out["kept_bf16"] = kept_bf16;
   }
   if (!smoothed.empty()) out["smoothed"] = smoothed;
   if (qparams) {
@@ -356,7 +357,9 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
       QuantizeResult quantized = Quantize(m, recipe.precision, calibration);
       applied.passes.push_back({"quantize_int8", !quantized.quantized.empty()});
       applied.quantized = std::move(quantized.quantized);
-      applied.kept_fp32 = std::move(quantized.kept);
+      (recipe.precision.fallback_dtype == recipes::Dtype::kBf16 ? applied.kept_bf16
+                                                                : applied.kept_fp32) =
+          std::move(quantized.kept);
       applied.smoothed = std::move(quantized.smoothed);
       applied.qparams = std::move(quantized.qparams);
       applied.calibration_s = quantized.calibration_s;

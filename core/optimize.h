@@ -35,10 +35,12 @@ struct Applied {
   std::map<std::string, int64_t> op_counts;  // node kinds of the final forward graph
   passes::FusionReport fusions;              // fused patterns and candidates left alone
   std::vector<Fallback> fallbacks;
-  // int8 only: the ops quantized, those the recipe kept in fp32, and (static) the parameters
-  // used, which a recipe can carry so that production never recalibrates.
+  // int8 only: the ops quantized, those the recipe kept in fp32 or bf16 (its fallback_dtype),
+  // and (static) the parameters used, which a recipe can carry so that production never
+  // recalibrates.
   std::vector<std::string> quantized;
   std::vector<std::string> kept_fp32;
+  std::vector<std::string> kept_bf16;
   std::vector<std::string> smoothed;  // linear ops with input smoothing (SmoothQuant)
   std::optional<recipes::QParams> qparams;
   double calibration_s = 0;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <unordered_set>
 
 #include "base/error.h"
 #include "base/sha256.h"
@@ -371,6 +372,94 @@ bool QuantizeEmbeddingTables(const QuantOp& op) {
   return true;
 }
 
+// The conversions KeepInBf16 inserts, so that RemoveRoundTrips touches only its own.
+struct Bf16Conversions {
+  std::unordered_set<Node*> to_bf16;  // into a kept op
+  std::unordered_set<Node*> to_fp32;  // out of one
+};
+
+// `value` converted to `dtype` by an aten::to inserted at the graph's insert point.
+Node* Convert(Value* value, at::ScalarType dtype) {
+  return value->owningGraph()->insert(c10::aten::to, {value, static_cast<int64_t>(dtype)})->node();
+}
+
+// Gives the uses of `node`'s output after it the output converted to fp32 instead.
+void ConvertOutputToFp32(Node* node, const std::function<Value*(Value*)>& convert) {
+  torch::jit::WithInsertPoint guard(node->next());
+  Value* converted = convert(node->output());
+  node->output()->replaceAllUsesAfterNodeWith(converted->node(), converted);
+}
+
+// A kept op computed in bf16 inside the fp32 graph of an int8 model: its weights (and tables)
+// rounded to bf16 once, its inputs converted on entry and its result back to fp32. The bias
+// stays fp32, as the bf16 kernels add it in fp32. Embedding bags give a list: each result is
+// converted.
+void KeepInBf16(const QuantOp& op, Bf16Conversions& conversions) {
+  Node* node = op.node;
+  Graph* graph = node->owningGraph();
+  torch::jit::WithInsertPoint guard(node);
+  auto to_fp32 = [&](Value* value) {
+    Node* to = Convert(value, at::kFloat);
+    conversions.to_fp32.insert(to);
+    return to->output();
+  };
+  if (op.kind == "embedding_bag") {
+    const std::optional<std::vector<at::Tensor>> fp32 = ConstantTensors(node->input(0));
+    if (!fp32)
+      throw Error(ErrorCode::kInternal,
+                  fmt::format("{}: its tables are not constants of the frozen graph", op.name));
+    std::vector<Value*> tables;
+    for (const at::Tensor& table : *fp32)
+      tables.push_back(graph->insertConstant(table.to(at::kBFloat16)));
+    node->replaceInput(
+        0, graph->insertNode(graph->createList(c10::TensorType::get(), tables))->output());
+    ConvertOutputToFp32(node, [&](Value* list) {
+      Node* unpack = graph->insertNode(graph->createListUnpack(list, tables.size()));
+      std::vector<Value*> sums;
+      for (Value* sum : unpack->outputs()) sums.push_back(to_fp32(sum));
+      return graph->insertNode(graph->createList(c10::TensorType::get(), sums))->output();
+    });
+    return;
+  }
+  // The input, and a residual added inside the op, are read in the weights' dtype.
+  const size_t tensors = IsSum(op) ? 2 : 1;
+  for (size_t i = 0; i < tensors; ++i) {
+    Node* to = Convert(node->input(i), at::kBFloat16);
+    conversions.to_bf16.insert(to);
+    node->replaceInput(i, to->output());
+  }
+  c10::IValue context = ContextOf(node);
+  c10::IValue bf16;
+  if (op.kind == "conv2d") {
+    auto conv = context.toCustomClass<kernels::ConvContext>();
+    bf16 = c10::IValue(c10::make_intrusive<kernels::ConvContext>(
+        conv->weight().to(at::kBFloat16), conv->bias(), conv->params(), conv->post_ops(),
+        conv->channels_last(), conv->output_block()));
+  } else {
+    auto linear = context.toCustomClass<kernels::LinearContext>();
+    bf16 = c10::IValue(c10::make_intrusive<kernels::LinearContext>(
+        linear->weight().to(at::kBFloat16), linear->bias(), linear->post_ops()));
+  }
+  node->replaceInput(node->inputs().size() - 1, passes::InsertObjectConstant(*graph, bf16));
+  ConvertOutputToFp32(node, to_fp32);
+}
+
+// A kept op whose input is another's result converts it to fp32 and straight back: bf16 ->
+// fp32 -> bf16 is exact, so it reads the other's bf16 result instead.
+void RemoveRoundTrips(Bf16Conversions& conversions) {
+  for (Node* to_bf16 : conversions.to_bf16) {
+    Node* to_fp32 = to_bf16->input(0)->node();
+    if (conversions.to_fp32.count(to_fp32) == 0) continue;
+    to_bf16->output()->replaceAllUsesWith(to_fp32->input(0));
+    to_bf16->destroy();
+    if (!to_fp32->hasUses()) {
+      conversions.to_fp32.erase(to_fp32);
+      to_fp32->destroy();
+    }
+  }
+  conversions.to_bf16.clear();
+}
+
 }  // namespace
 
 QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& precision,
@@ -404,9 +493,10 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
                         [&](const std::string& e) { return e == op.name || e == op.kind; }) !=
            precision.fallback.end();
   };
+  std::vector<QuantOp> kept_ops;
   for (const QuantOp& op : bags) {
     if (kept(op)) {
-      result.kept.push_back(op.name);
+      kept_ops.push_back(op);
     } else if (QuantizeEmbeddingTables(op)) {
       result.quantized.push_back(op.name);
     }
@@ -415,17 +505,26 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
   for (size_t i = 0; i < ops.size(); ++i) {
     if (dynamic && ops[i].kind != "linear") continue;
     if (kept(ops[i])) {
-      result.kept.push_back(ops[i].name);
+      kept_ops.push_back(ops[i]);
     } else {
       chosen.push_back(i);
     }
   }
+  for (const QuantOp& op : kept_ops) result.kept.push_back(op.name);
+  // After calibration, which observes the fp32 graph whatever is kept.
+  auto keep_in_bf16 = [&] {
+    if (precision.fallback_dtype != recipes::Dtype::kBf16 || kept_ops.empty()) return;
+    Bf16Conversions conversions;
+    for (const QuantOp& op : kept_ops) KeepInBf16(op, conversions);
+    RemoveRoundTrips(conversions);
+  };
 
   if (dynamic) {
     for (size_t i : chosen) {
       Rewrite(ops[i], std::nullopt, std::nullopt, at::Tensor());
       result.quantized.push_back(ops[i].name);
     }
+    keep_in_bf16();
     return result;
   }
 
@@ -479,7 +578,7 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
                                 name, it->second.size(), features));
       qparams.smoothing[name] = it->second;
     }
-  } else {
+  } else if (!chosen.empty()) {
     if (!calibration)
       throw Error(ErrorCode::kInvalidArgument,
                   "precision.dtype int8 needs calibration data or saved precision.qparams");
@@ -519,6 +618,7 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
     result.quantized.push_back(ops[i].name);
     if (smoothing.defined()) result.smoothed.push_back(ops[i].name);
   }
+  keep_in_bf16();
   const ChainReport chain = ChainInt8Convolutions(graph);
   result.chained = chain.convolutions;
   result.uint8_max_pools = chain.max_pools;

@@ -8,7 +8,7 @@
 //     a factor per input feature, calibrated in a pass of its own and saved in qparams);
 //   - dynamic: linear only, each input's range taken at run time.
 // Ops are named by kind and position ("conv2d.0", "linear.7"); the recipe's fallback list keeps
-// named ops, or whole kinds, in fp32.
+// named ops, or whole kinds, in fp32 or (precision.fallback_dtype) bf16.
 #pragma once
 
 #include <torch/script.h>
@@ -27,9 +27,9 @@ using CalibrationInputs =
     std::function<std::vector<torch::jit::IValue>(int64_t batch, int64_t index)>;
 
 struct QuantizeResult {
-  std::vector<std::string> quantized;       // op names: embedding bags, then the rest in order
-  std::vector<std::string> kept;            // ops the fallback list kept in fp32
-  std::vector<std::string> smoothed;        // linear ops whose input is smoothed (SmoothQuant)
+  std::vector<std::string> quantized;  // op names: embedding bags, then the rest in order
+  std::vector<std::string> kept;       // ops the fallback list kept, in precision.fallback_dtype
+  std::vector<std::string> smoothed;   // linear ops whose input is smoothed (SmoothQuant)
   std::optional<recipes::QParams> qparams;  // static only: what was calibrated or loaded
   double calibration_s = 0;
   int64_t chained = 0;          // int8 convolutions that hand their result on in uint8

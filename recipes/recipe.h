@@ -129,14 +129,18 @@ struct SmoothQuant {
 struct Precision {
   Dtype dtype = Dtype::kFp32;
   std::optional<Calibration> calibration;  // int8 only
-  // Ops kept in fp32: names the core reports ("linear.11") or whole kinds ("conv2d", "linear").
+  // int8 only: ops kept out of int8, names the core reports ("linear.11") or whole kinds
+  // ("conv2d", "linear", "embedding_bag"), computed in `fallback_dtype`.
   std::vector<std::string> fallback;
+  // int8 only: kFp32 or kBf16, for the ops `fallback` and `auto_fallback` keep. bf16 runs them on
+  // oneDNN's bf16 kernels, converting their inputs and results at the op.
+  Dtype fallback_dtype = Dtype::kFp32;
   std::optional<QParams> qparams;           // int8 only
   std::optional<SmoothQuant> smooth_quant;  // int8 only; linear layers
   // int8 only, when tuning: the accuracy loss (as the tuner's --accuracy-loss) to reach by keeping
-  // the ops whose quantization hurts most in fp32, found by measuring each op's sensitivity
-  // (docs/int8.md). The tuner exports the ops found as `fallback` instead, so production never
-  // searches.
+  // the ops whose quantization hurts most in `fallback_dtype`, found by measuring each op's
+  // sensitivity (docs/int8.md). The tuner exports the ops found as `fallback` instead, so
+  // production never searches.
   std::optional<double> auto_fallback;
 };
 

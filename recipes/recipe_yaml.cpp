@@ -104,7 +104,9 @@ Optimize ReadOptimize(const YamlReader& r, const YamlValue& v) {
 }
 
 Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
-  YamlMap m(r, v, {"dtype", "calibration", "fallback", "auto_fallback", "smooth_quant", "qparams"});
+  YamlMap m(r, v,
+            {"dtype", "calibration", "fallback", "fallback_dtype", "auto_fallback", "smooth_quant",
+             "qparams"});
   Precision p;
   if (auto f = m.Get("dtype")) p.dtype = r.Enum(*f, &ParseDtype, DtypeSpellings());
   if (auto f = m.Get("calibration")) {
@@ -132,6 +134,16 @@ Precision ReadPrecision(const YamlReader& r, const YamlValue& v) {
     p.calibration = Calibration{};
   }
   if (auto f = m.Get("fallback")) p.fallback = r.Strings(*f);
+  if (auto f = m.Get("fallback_dtype")) {
+    if (p.dtype != Dtype::kInt8 && p.dtype != Dtype::kInt8Dynamic) {
+      r.Fail(*f, std::string("only allowed when dtype is int8 or int8-dynamic, not ") +
+                     ToString(p.dtype));
+    }
+    p.fallback_dtype = r.Enum(*f, &ParseDtype, DtypeSpellings());
+    if (p.fallback_dtype != Dtype::kFp32 && p.fallback_dtype != Dtype::kBf16) {
+      r.Fail(*f, std::string("must be fp32 or bf16, not ") + ToString(p.fallback_dtype));
+    }
+  }
   if (auto f = m.Get("auto_fallback")) {
     if (p.dtype != Dtype::kInt8 && p.dtype != Dtype::kInt8Dynamic) {
       r.Fail(*f, std::string("only allowed when dtype is int8 or int8-dynamic, not ") +
@@ -472,6 +484,9 @@ void PutPrecision(YAML::Emitter& out, const Precision& p) {
   }
   Key(out, "fallback");
   PutStrings(out, p.fallback);
+  // Written only when it is not the default, so that recipes (and the calibration keys made
+  // from their text) written before it existed are unchanged.
+  if (p.fallback_dtype != Dtype::kFp32) Key(out, "fallback_dtype") << ToString(p.fallback_dtype);
   if (p.auto_fallback) {
     Key(out, "auto_fallback");
     Put(out, *p.auto_fallback);

@@ -134,6 +134,13 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate, const recipes::Wor
         throw Error(ErrorCode::kInvalidArgument,
                     fmt::format("smooth_quant: {} is not off or an alpha in [0, 1]", value.dump()));
       }
+    } else if (key == "fallback_dtype") {
+      const std::string dtype = Text(value, key);
+      if (dtype != "fp32" && dtype != "bf16") {
+        throw Error(ErrorCode::kInvalidArgument,
+                    fmt::format("fallback_dtype: {} is not one of fp32, bf16", value.dump()));
+      }
+      recipe.precision.fallback_dtype = dtype == "bf16" ? Dtype::kBf16 : Dtype::kFp32;
     } else if (key == "fusions") {
       if (!value.is_array()) {
         throw Error(ErrorCode::kInvalidArgument,
@@ -153,6 +160,7 @@ recipes::Recipe CandidateToRecipe(const Candidate& candidate, const recipes::Wor
   }
   if (recipe.precision.dtype != Dtype::kInt8 && recipe.precision.dtype != Dtype::kInt8Dynamic) {
     recipe.precision.auto_fallback.reset();
+    recipe.precision.fallback_dtype = Dtype::kFp32;
   }
   return recipe;
 }

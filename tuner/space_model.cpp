@@ -17,7 +17,8 @@ const std::vector<std::string>& SpaceDimensionNames() {
       "dtype",         "threads",          "calibration",     "calibration_samples",
       "streams",       "cores_per_stream", "instances",       "micro_batch",
       "binding",       "allocator",        "omp_wait_policy", "batch",
-      "memory_format", "fusions",          "auto_fallback",   "smooth_quant"};
+      "memory_format", "fusions",          "auto_fallback",   "smooth_quant",
+      "fallback_dtype"};
   return names;
 }
 

@@ -82,6 +82,7 @@ nlohmann::json DimensionValue(const YamlReader& r, const std::string& dimension,
     check(recipes::ParseMemoryFormat(s).has_value(), recipes::MemoryFormatSpellings());
   }
   if (dimension == "omp_wait_policy") check(s == "active" || s == "passive", "active, passive");
+  if (dimension == "fallback_dtype") check(s == "fp32" || s == "bf16", "fp32, bf16");
   return s;  // calibration: an algorithm name, which the core validates
 }
 

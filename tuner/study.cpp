@@ -1005,8 +1005,11 @@ StudyResult RunStudy(const StudyOptions& options, StudyObserver& observer,
   if (recipe.precision.dtype == recipes::Dtype::kInt8)
     recipe.precision.qparams = CalibratedQParams(store, best_row->id);
   if (recipe.precision.auto_fallback) {
-    // The ops the trial's search kept in fp32, as a plain list: production never searches.
-    const nlohmann::json kept = AppliedOf(store, best_row->id, "kept_fp32");
+    // The ops the trial's search kept (in the recipe's fallback_dtype), as a plain list:
+    // production never searches.
+    const nlohmann::json kept = AppliedOf(
+        store, best_row->id,
+        recipe.precision.fallback_dtype == recipes::Dtype::kBf16 ? "kept_bf16" : "kept_fp32");
     recipe.precision.fallback =
         kept.is_array() ? kept.get<std::vector<std::string>>() : std::vector<std::string>{};
     recipe.precision.auto_fallback.reset();

@@ -86,10 +86,10 @@ CachedCalibration FindCalibration(const std::filesystem::path& dir, const std::s
   const CachedDocument doc = FindDocument(dir, key, kCalibrationMagic, "calibration");
   CachedCalibration r{std::nullopt, doc.outcome, doc.file, doc.warning};
   if (!doc.json) return r;
+  // No inputs is a valid calibration: a fallback list that keeps every op leaves none.
   try {
     r.qparams = recipes::QParamsFromJson(nlohmann::json::parse(*doc.json));
-    if (!r.qparams->inputs.empty()) return r;
-    r.qparams.reset();
+    return r;
   } catch (const std::exception&) {
   }
   r.outcome = CacheOutcome::kCorrupt;

@@ -778,7 +778,7 @@ TEST_F(HeadlessTest, CalibrationIsCachedAcrossWorkersWithIdenticalResults) {
 // L2 distance and int8 has some. Each op's sensitivity is reported, the ops kept are the most
 // sensitive ones, and a study exports them as a plain fallback list that production applies
 // without searching.
-TEST_F(HeadlessTest, AutoFallbackKeepsTheMostSensitiveOpsInFp32UntilTheLossIsMet) {
+TEST_F(HeadlessTest, AutoFallbackKeepsTheMostSensitiveOpsInFp32OrBf16UntilTheLossIsMet) {
   const std::string script = std::string(IPT_SOURCE_DIR) + "/tests/app/make_traced_model.py";
   const std::string model = File("reg.pt");
   ASSERT_EQ(
@@ -858,6 +858,24 @@ TEST_F(HeadlessTest, AutoFallbackKeepsTheMostSensitiveOpsInFp32UntilTheLossIsMet
   EXPECT_FALSE(production.contains("auto_fallback"));
   EXPECT_EQ(sorted(production["applied"]["kept_fp32"]), sorted(kept));
   EXPECT_EQ(production["accuracy"]["loss"], found["accuracy"]["loss"]);
+
+  // The ops kept in bf16 instead: exported with their dtype, and production keeps them so.
+  std::ofstream(File("space-bf16.yaml")) << "schema: ipex-tune/space/v1\ndimensions:\n"
+                                            "  dtype: [int8]\n  fallback_dtype: [bf16]\n"
+                                            "  auto_fallback: ["
+                                         << fmt::format("{}", target) << "]\n";
+  args[std::find(args.begin(), args.end(), File("space.yaml")) - args.begin()] =
+      File("space-bf16.yaml");
+  args[std::find(args.begin(), args.end(), File("a.db")) - args.begin()] = File("b.db");
+  args[std::find(args.begin(), args.end(), File("a.yaml")) - args.begin()] = File("b.yaml");
+  r = Tune(args, cache);
+  ASSERT_EQ(r.status, 0) << r.err;
+  exported = recipes::LoadRecipe(File("b.yaml"));
+  EXPECT_EQ(exported.precision.fallback_dtype, recipes::Dtype::kBf16) << Slurp(File("b.yaml"));
+  EXPECT_FALSE(exported.precision.fallback.empty()) << "int8 alone misses the target";
+  const nlohmann::json bf16 = bench(File("b.yaml"));
+  EXPECT_EQ(sorted(bf16["applied"]["kept_bf16"]), sorted(exported.precision.fallback));
+  EXPECT_TRUE(bf16["applied"]["kept_fp32"].empty());
 }
 
 // A latency objective whose bound nothing meets: every trial is done but infeasible, with its

@@ -20,6 +20,8 @@
 #include "base/error.h"
 #include "core/calibration/observer.h"
 #include "core/optimize.h"
+#include "kernels/conv.h"
+#include "kernels/linear.h"
 #include "recipes/recipe_yaml.h"
 #include "tests/core/test_models.h"
 #include "workloads/bert.h"
@@ -467,6 +469,95 @@ TEST(QuantizeTest, FallbackKeepsNamedOpsAndWholeKindsInFp32) {
   EXPECT_GT(Cosine(Eval(module, inputs), model.Run(inputs).toTensor()), 0.99);
 }
 
+// The dtype of each kept conv's and linear's weights, in graph order.
+std::vector<at::ScalarType> KeptWeightDtypes(OptimizedModel& model) {
+  std::vector<at::ScalarType> dtypes;
+  torch::jit::Module module = model.module();
+  for (torch::jit::Node* node : module.get_method("forward").graph()->nodes()) {
+    const std::string kind = node->kind().toQualString();
+    if (kind.rfind("ipt::conv2d", 0) != 0 && kind.rfind("ipt::linear", 0) != 0) continue;
+    c10::IValue context = *torch::jit::toIValue(node->inputs().back());
+    dtypes.push_back(kind.rfind("ipt::conv2d", 0) == 0
+                         ? context.toCustomClass<kernels::ConvContext>()->weight().scalar_type()
+                         : context.toCustomClass<kernels::LinearContext>()->weight().scalar_type());
+  }
+  return dtypes;
+}
+
+TEST(QuantizeTest, Bf16FallbackRunsTheKeptOpsOnBf16Kernels) {
+  torch::jit::Module module = SmallConvNet();
+  recipes::Recipe recipe = Int8();
+  recipe.precision.fallback = {"conv2d.0", "linear"};
+  recipe.precision.fallback_dtype = recipes::Dtype::kBf16;
+  OptimizedModel model = Optimize(module, recipe, Images);
+  EXPECT_EQ(model.applied().quantized, std::vector<std::string>{"conv2d.1"});
+  EXPECT_EQ(model.applied().kept_bf16, (std::vector<std::string>{"conv2d.0", "linear.0"}));
+  EXPECT_TRUE(model.applied().kept_fp32.empty());
+  EXPECT_EQ(model.applied().ToJson()["kept_bf16"], nlohmann::json({"conv2d.0", "linear.0"}));
+  EXPECT_EQ(KeptWeightDtypes(model), (std::vector<at::ScalarType>{at::kBFloat16, at::kBFloat16}));
+  EXPECT_EQ(Count(model.applied(), "aten::to"), 4) << "into and out of each kept op";
+
+  // The same parameters with the ops kept in fp32: close, but not the same arithmetic.
+  recipes::Recipe saved = recipe;
+  saved.workload.name = "small-conv-net";
+  saved.precision.qparams = model.applied().qparams;
+  recipes::Recipe in_fp32 = saved;
+  in_fp32.precision.fallback_dtype = recipes::Dtype::kFp32;
+  auto inputs = Images(4, 3);
+  const at::Tensor out = model.Run(inputs).toTensor();
+  const at::Tensor fp32 = Optimize(module, in_fp32).Run(inputs).toTensor();
+  EXPECT_GT(Cosine(out, fp32), 0.999);
+  EXPECT_FALSE(at::equal(out, fp32));
+
+  EXPECT_TRUE(at::equal(Optimize(module, ThroughYamlOnDisk(saved)).Run(inputs).toTensor(), out))
+      << "the fallback dtype and parameters through YAML on disk";
+  std::stringstream buffer;
+  model.module().save(buffer);
+  torch::jit::Module loaded = torch::jit::load(buffer);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(loaded.forward(inputs).toTensor(), out)) << "bf16 weights saved";
+}
+
+TEST(QuantizeTest, Bf16FallbackComputesAsBf16ArithmeticAndChainsKeptOpsInBf16) {
+  torch::jit::Module module = MixedScaleNet();
+  recipes::Recipe recipe = Int8();
+  recipe.precision.fallback = {"linear"};
+  recipe.precision.fallback_dtype = recipes::Dtype::kBf16;
+  OptimizedModel model = Optimize(module, recipe, MixedInputs);
+  EXPECT_TRUE(model.applied().quantized.empty());
+  EXPECT_EQ(model.applied().kept_bf16.size(), 3U);
+  ASSERT_TRUE(model.applied().qparams.has_value());
+  EXPECT_TRUE(model.applied().qparams->inputs.empty()) << "nothing left to calibrate";
+  // Into and out of linear.0 (a cat follows), into linear.1, out of linear.2: linear.1 hands
+  // linear.2 its bf16 result as it is.
+  EXPECT_EQ(Count(model.applied(), "aten::to"), 4);
+
+  // The model's arithmetic in aten: bf16 operands, fp32 sums and bias, each result rounded to
+  // bf16.
+  auto bf = [](const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kFloat); };
+  auto w = [&](const char* name) { return module.attr(name).toTensor(); };
+  auto inputs = MixedInputs(8, 5);
+  const at::Tensor dense = inputs[0].toTensor(), small = inputs[1].toTensor();
+  at::Tensor h = bf(at::relu(at::linear(bf(dense), bf(w("w1")), w("b1"))));
+  h = at::cat({h, small * 0.01}, 1);
+  h = bf(at::relu(at::linear(bf(h), bf(w("w2")), w("b2"))));
+  const at::Tensor reference = bf(at::linear(h, bf(w("w3"))));
+  const at::Tensor out = model.Run(inputs).toTensor();
+  const double fp32_distance = RelativeL2(reference, Eval(module, inputs));
+  EXPECT_LT(RelativeL2(reference, out), fp32_distance / 10)
+      << "bf16 rounding moves the outputs by " << fp32_distance;
+
+  // Dynamic int8 keeps a linear in bf16 the same way.
+  recipe.precision.dtype = recipes::Dtype::kInt8Dynamic;
+  recipe.precision.calibration.reset();
+  recipe.precision.fallback = {"linear.2"};
+  OptimizedModel dynamic = Optimize(module, recipe);
+  EXPECT_EQ(dynamic.applied().quantized, (std::vector<std::string>{"linear.0", "linear.1"}));
+  EXPECT_EQ(dynamic.applied().kept_bf16, std::vector<std::string>{"linear.2"});
+  EXPECT_EQ(KeptWeightDtypes(dynamic), std::vector<at::ScalarType>{at::kBFloat16});
+  EXPECT_GT(Cosine(Eval(module, inputs), dynamic.Run(inputs).toTensor()), 0.99);
+}
+
 TEST(QuantizeTest, InfOrNanInCalibrationDataNamesTheOp) {
   auto bad = [](int64_t batch, int64_t index) {
     auto inputs = Images(batch, index);
@@ -556,6 +647,16 @@ TEST(QuantizeTest, DlrmPredictionsAgreeAfterStaticInt8) {
   EXPECT_EQ(Count(kept.applied(), "ipt::merged_embedding_bag_sum"), 1);
   EXPECT_EQ(kept.applied().kept_fp32, std::vector<std::string>{"embedding_bag.0"});
   EXPECT_LT((kept.Run(inputs).toTensor() - reference).abs().max().item<double>(), 0.1);
+
+  // In bf16: every table's sums converted back to fp32 for the interaction.
+  recipes::Recipe bf16_tables = fp32_tables;
+  bf16_tables.precision.fallback_dtype = recipes::Dtype::kBf16;
+  OptimizedModel bf16 = Optimize(module, bf16_tables);
+  EXPECT_EQ(bf16.applied().kept_bf16, std::vector<std::string>{"embedding_bag.0"});
+  EXPECT_EQ(Count(bf16.applied(), "aten::to"), 26);
+  const at::Tensor bf16_out = bf16.Run(inputs).toTensor();
+  EXPECT_LT((bf16_out - reference).abs().max().item<double>(), 0.1);
+  EXPECT_FALSE(at::equal(bf16_out, kept.Run(inputs).toTensor()));
 }
 
 }  // namespace

@@ -46,6 +46,7 @@ Recipe FullRecipe() {
   r.precision.dtype = Dtype::kInt8;
   r.precision.calibration = Calibration{"histogram", 128};
   r.precision.fallback = {"aten::softmax", "aten::layer_norm"};
+  r.precision.fallback_dtype = Dtype::kBf16;
   r.precision.smooth_quant = SmoothQuant{0.75};
   r.precision.qparams =
       QParams{"5d41402abc4b2a76",
@@ -126,6 +127,7 @@ precision:
   fallback:
     - "aten::softmax"
     - "aten::layer_norm"
+  fallback_dtype: bf16
   smooth_quant: {alpha: 0.75}
   qparams:
     graph: "5d41402abc4b2a76"
@@ -338,6 +340,7 @@ TEST_F(RecipeYamlTest, FullRecipeRoundTripsThroughAFile) {
   EXPECT_EQ(r.precision.qparams->inputs.at("conv2d.0").qmax, 127);
   ASSERT_EQ(r.precision.qparams->accumulators.size(), 1U);
   EXPECT_EQ(r.precision.qparams->accumulators.at("conv2d.0").zero_point, 3);
+  EXPECT_EQ(r.precision.fallback_dtype, Dtype::kBf16);
   ASSERT_TRUE(r.precision.smooth_quant.has_value());
   EXPECT_EQ(r.precision.smooth_quant->alpha, 0.75);
   EXPECT_EQ(r.precision.qparams->smoothing.at("linear.1"),
@@ -837,6 +840,13 @@ INSTANTIATE_TEST_SUITE_P(
                 kH + "precision:\n  dtype: int8-dynamic\n  smooth_quant: {alpha: 0.5}\n",
                 "r.yaml:6: precision.smooth_quant: only allowed when dtype is int8, not "
                 "int8-dynamic"},
+        BadCase{"fallback_dtype with bf16",
+                kH + "precision:\n  dtype: bf16\n  fallback_dtype: bf16\n",
+                "r.yaml:6: precision.fallback_dtype: only allowed when dtype is int8 or "
+                "int8-dynamic, not bf16"},
+        BadCase{"fallback_dtype int8",
+                kH + "precision:\n  dtype: int8\n  fallback_dtype: int8-dynamic\n",
+                "r.yaml:6: precision.fallback_dtype: must be fp32 or bf16, not int8-dynamic"},
         BadCase{"smooth_quant alpha",
                 kH + "precision:\n  dtype: int8\n  smooth_quant: {alpha: 1.5}\n",
                 "r.yaml:6: precision.smooth_quant.alpha: must be in [0, 1]"},

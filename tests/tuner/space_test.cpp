@@ -62,6 +62,20 @@ TEST(SpaceTest, SmoothQuantIsAnAlphaOrOffAndOnlyForStaticInt8) {
   EXPECT_THROW(CandidateToRecipe({{"dtype", "int8"}, {"smooth_quant", 2}}, {}), Error);
 }
 
+TEST(SpaceTest, FallbackDtypeIsFp32OrBf16AndOnlyForInt8) {
+  EXPECT_EQ(CandidateToRecipe({{"dtype", "int8"}, {"fallback_dtype", "bf16"}}, {})
+                .precision.fallback_dtype,
+            recipes::Dtype::kBf16);
+  EXPECT_EQ(CandidateToRecipe({{"dtype", "int8-dynamic"}, {"fallback_dtype", "bf16"}}, {})
+                .precision.fallback_dtype,
+            recipes::Dtype::kBf16);
+  EXPECT_EQ(CandidateToRecipe({{"dtype", "bf16"}, {"fallback_dtype", "bf16"}}, {})
+                .precision.fallback_dtype,
+            recipes::Dtype::kFp32)
+      << "nothing falls back outside int8; the recipe would be refused";
+  EXPECT_THROW(CandidateToRecipe({{"dtype", "int8"}, {"fallback_dtype", "int8"}}, {}), Error);
+}
+
 TEST(SpaceTest, AutoFallbackIsALossOrOffAndOnlyForInt8) {
   recipes::Recipe r = CandidateToRecipe({{"dtype", "int8"}, {"auto_fallback", 0.02}}, {});
   ASSERT_TRUE(r.precision.auto_fallback.has_value());

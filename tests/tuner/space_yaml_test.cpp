@@ -116,7 +116,9 @@ TEST_F(SpaceYamlTest, RejectsWithLineAndKey) {
             "space.yaml:4: dimensions.thread: unknown dimension; known: dtype, threads, "
             "calibration, calibration_samples, streams, cores_per_stream, instances, micro_batch, "
             "binding, allocator, omp_wait_policy, batch, memory_format, fusions, auto_fallback, "
-            "smooth_quant");
+            "smooth_quant, fallback_dtype");
+  EXPECT_EQ(LoadError(Space("  dtype: [int8]\n  fallback_dtype: [fp32, fp16]\n")),
+            "space.yaml:4: dimensions.fallback_dtype[1]: 'fp16' is not one of fp32, bf16");
   EXPECT_EQ(LoadError(Space("  dtype: [int8]\n  smooth_quant: [off, 1.5]\n")),
             "space.yaml:4: dimensions.smooth_quant[1]: must be off or an alpha in [0, 1]");
   EXPECT_EQ(LoadError(Space("  dtype: [int8]\n  auto_fallback: [off, 2]\n")),

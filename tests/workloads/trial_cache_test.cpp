@@ -63,6 +63,9 @@ TEST(CalibrationKeyTest, ChangesWithWhatDecidesTheParametersOnly) {
   r.precision.smooth_quant = recipes::SmoothQuant{0.5};
   EXPECT_NE(Key(r), key) << "smoothed inputs have other ranges";
   r = base;
+  r.precision.fallback_dtype = recipes::Dtype::kBf16;
+  EXPECT_NE(Key(r), key) << "the fallback searches and accuracies under it differ";
+  r = base;
   r.optimize.fusions.pop_back();
   EXPECT_NE(Key(r), key) << "another graph";
 
@@ -112,6 +115,19 @@ TEST_F(CalibrationCacheTest, StoredParametersComeBackExactly) {
   }
   EXPECT_EQ(hit.qparams->smoothing, want.smoothing);
   EXPECT_EQ(Files().size(), 1U) << "no temporary left behind";
+}
+
+TEST_F(CalibrationCacheTest, ParametersOfAModelThatKeepsEveryOpAreAHit) {
+  // A fallback list that keeps every op calibrates nothing; that is an answer, not damage.
+  recipes::QParams none;
+  none.graph = "7bb4cfedcd1d8e48";
+  const std::string key = Key(Int8Recipe());
+  ASSERT_EQ(StoreCalibration(dir_, key, none), "");
+  CachedCalibration hit = FindCalibration(dir_, key);
+  EXPECT_EQ(hit.outcome, CacheOutcome::kHit) << hit.warning;
+  ASSERT_TRUE(hit.qparams.has_value());
+  EXPECT_EQ(hit.qparams->graph, none.graph);
+  EXPECT_TRUE(hit.qparams->inputs.empty());
 }
 
 TEST_F(CalibrationCacheTest, DamagedOrForeignFilesAreNotTrusted) {
