@@ -427,7 +427,9 @@ class Session {
       std::optional<core::OptimizedModel> best;
       while (hi - lo > 1) {
         const size_t mid = lo + (hi - lo) / 2;
-        progress(fmt::format("{} ops kept in fp32", mid), mid, sensitivity.size());
+        progress(
+            fmt::format("{} ops kept in {}", mid, recipes::ToString(base.precision.fallback_dtype)),
+            mid, sensitivity.size());
         core::OptimizedModel candidate = keeping(prefix(mid));
         if (meets(accuracy(candidate))) {
           hi = mid;

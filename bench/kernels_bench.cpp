@@ -1,8 +1,9 @@
 // Kernel throughput against which the core's figures are read: oneDNN's best primitive for the
-// two shapes that dominate ResNet-50 and BERT, and for ResNet-50's convolutions as a whole, per
-// dtype (argument "dtype": 0 fp32, 1 bf16, 2 int8 = u8 activations x s8 weights, as the core's
-// static int8), and libtorch's own aten path for the same shapes. Reports GFLOP/s (counter
-// "GFLOPS"; for int8, GOP/s). Set OMP_NUM_THREADS: libgomp defaults to one thread here.
+// two shapes that dominate ResNet-50 and BERT, for ResNet-50's convolutions as a whole and for
+// BERT-base's attention products, per dtype (argument "dtype": 0 fp32, 1 bf16, 2 int8 = u8
+// activations x s8 weights, as the core's static int8), and libtorch's own aten path for the same
+// shapes. Reports GFLOP/s (counter "GFLOPS"; for int8, GOP/s). Set OMP_NUM_THREADS: libgomp
+// defaults to one thread here.
 //   build/bench/ipt_kernels_bench --benchmark_min_time=1
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
@@ -201,6 +202,69 @@ void BM_ResNet50Convolutions(benchmark::State& state) {
 }
 BENCHMARK(BM_ResNet50Convolutions)
     ->ArgsProduct({{0, 1, 2}, {1, 16}})
+    ->ArgNames({"dtype", "batch"})
+    ->UseManualTime();
+
+// BERT-base's attention products (argument "batch" sequences of 128 tokens, 12 heads of 64):
+// per layer the scores Q K^T, [12B, 128, 64] x [12B, 64, 128], and the context P V,
+// [12B, 128, 128] x [12B, 128, 64], each on oneDNN's best primitive for its shape, timed alone
+// with its second operand in either layout (transposed in memory or not) and the faster
+// counted, for the 12 layers. Manual time: that sum; GFLOP/s over their FLOPs. With the model's
+// other matrix products at the dtype's peak, what BERT's products take at best
+// (scripts/benchmarks.py): the products alone, one call at a time, a little slower than in a
+// network, but far from enough to matter against the peak's share of the bound.
+void BM_BertAttentionProducts(benchmark::State& state) {
+  const memory::dim batches = 12 * state.range(1), seq = 128, dim = 64, layers = 12;
+  auto dt = DataTypesOf(state.range(0));
+  struct Variant {
+    dnnl::matmul primitive;
+    std::unordered_map<int, memory> args;
+  };
+  // [batches, m, k] x [batches, k, n], the second operand [k, n] or stored transposed.
+  auto variants = [&](memory::dim m, memory::dim k, memory::dim n) {
+    std::vector<Variant> out;
+    for (Tag tag : {Tag::abc, Tag::acb}) {
+      memory::desc a_md({batches, m, k}, dt.src, Tag::abc);
+      memory::desc b_md({batches, k, n}, dt.weights, tag);
+      memory::desc c_md({batches, m, n}, dt.dst, Tag::abc);
+      dnnl::matmul::primitive_desc pd;
+      if (!MakePrimitiveDesc(state, pd, [&] {
+            return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), Engine());
+          })) {
+        return std::vector<Variant>{};
+      }
+      memory a(pd.src_desc(), Engine()), b(pd.weights_desc(), Engine()), c(pd.dst_desc(), Engine());
+      Fill({&a, &b, &c});
+      out.push_back(
+          {dnnl::matmul(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}}});
+    }
+    return out;
+  };
+  std::vector<std::vector<Variant>> products = {variants(seq, dim, seq), variants(seq, seq, dim)};
+  if (products[0].empty() || products[1].empty()) return;
+  dnnl::stream stream(Engine());
+  auto run = [&](Variant& v) {
+    const auto start = std::chrono::steady_clock::now();
+    v.primitive.execute(stream, v.args);
+    stream.wait();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  for (auto& product : products)
+    for (Variant& v : product) run(v);  // warm-up
+  for (auto _ : state) {
+    double layer = 0;
+    for (auto& product : products) {
+      double best = std::numeric_limits<double>::infinity();
+      for (Variant& v : product) best = std::min(best, run(v));
+      layer += best;
+    }
+    state.SetIterationTime(layer * layers);
+  }
+  SetFlops(state, 2.0 * 2.0 * batches * seq * seq * dim * layers);
+  state.SetLabel("12 layers' scores and context, best of two layouts");
+}
+BENCHMARK(BM_BertAttentionProducts)
+    ->ArgsProduct({{0, 1, 2}, {1, 8}})
     ->ArgNames({"dtype", "batch"})
     ->UseManualTime();
 

@@ -186,22 +186,35 @@ def peaks(benchmarks):
     return best
 
 
-def convolution_bound_ms(args, workload, dtype, batch):
-    """ResNet-50's convolutions alone at oneDNN's best for each shape (BM_ResNet50Convolutions):
-    ms per batch, or None (another workload, or not measured)."""
-    if workload != "resnet50":
+# BERT-base's attention products per sequence: Q K^T and P V in 12 layers, 128 tokens, 768
+# wide over all heads. The rest of its FLOPs (the worker's flops_per_item) are its linears.
+BERT_ATTENTION_FLOPS = 12 * 2 * 2 * 128 * 128 * 768
+
+
+def bound_ms(args, workload, dtype, batch, flops, peak):
+    """What a workload's convolutions or matrix products take at best, ms per batch, or None
+    (another workload, or not measured): ResNet-50's convolutions each timed alone
+    (BM_ResNet50Convolutions); BERT-base's attention products timed alone
+    (BM_BertAttentionProducts) plus its linears at the dtype's peak."""
+    name = {"resnet50": "BM_ResNet50Convolutions",
+            "bert-base": "BM_BertAttentionProducts"}.get(workload)
+    if name is None or dtype not in peak:
         return None
     index = {d: i for i, d in PEAK_DTYPES.items()}[dtype]
     for b in args.kernel_benchmarks:
-        if (b["name"].startswith(f"BM_ResNet50Convolutions/dtype:{index}/batch:{batch}/")
+        if (b["name"].startswith(f"{name}/dtype:{index}/batch:{batch}/")
                 and not b.get("error_occurred")):
-            return benchmark_ms(b)
+            ms = benchmark_ms(b)
+            if workload == "bert-base":
+                linears = batch * (flops[workload] - BERT_ATTENTION_FLOPS)
+                ms += linears / (peak[dtype] * 1e9) * 1e3
+            return ms
     return None
 
 
 def bound_text(target_ms, bound_ms):
-    """The `target ms / conv bound` cell: the time per batch a target asks for beside what the
-    convolutions alone take at best."""
+    """The `target ms / bound` cell: the time per batch a target asks for beside what the
+    convolutions or matrix products alone take at best."""
     if bound_ms is None:
         return "-"
     return f"{target_ms:.1f} / {bound_ms:.1f}" + (" (below the bound)" if target_ms < bound_ms
@@ -209,14 +222,18 @@ def bound_text(target_ms, bound_ms):
 
 
 BOUND_TEXT = (
-    "`target ms / conv bound`: the time per batch the target asks for (stock's time over the "
-    "target) beside the sum of ResNet-50's 53 convolutions each timed alone on oneDNN's best "
-    "primitive for its shape, in the faster of oneDNN's layout and NHWC, without post-ops "
-    "(`BM_ResNet50Convolutions` in the kernels section). The network adds post-ops, pooling, "
-    "the classifier and reorders on top; timing one call at a time adds a little per-call "
-    "overhead the other way (the core's whole bf16 bs1 network came within 2% of the sum at "
-    "d1e2614), so a target well below the bound is out of reach of any oneDNN-based ResNet-50 "
-    "on this machine.")
+    "`target ms / bound`: the time per batch the target asks for (stock's time over the "
+    "target) beside what the model's heavy products take at best here. ResNet-50: its 53 "
+    "convolutions each timed alone on oneDNN's best primitive for its shape, in the faster of "
+    "oneDNN's layout and NHWC, without post-ops (`BM_ResNet50Convolutions` in the kernels "
+    "section); the network adds post-ops, pooling, the classifier and reorders on top, and "
+    "timing one call at a time adds a little per-call overhead the other way (the core's whole "
+    "bf16 bs1 network came within 2% of the sum at d1e2614). BERT-base: its linears at the "
+    "dtype's peak (the FFN's own matmul reaches 95% of it) plus its attention products, 12 "
+    "layers' Q K^T and P V, each timed alone on oneDNN's best primitive in either layout of "
+    "the second operand (`BM_BertAttentionProducts`); softmax, layer norms, GELU and the "
+    "embeddings come on top. A target well below the bound is out of reach of any "
+    "oneDNN-based model on this machine.")
 
 
 class Bench:
@@ -298,7 +315,7 @@ def core_section(args, bench, info, flops, peak):
         "",
         *table_header("workload", "dtype", "batch", "env", "stock path", "stock ms", "ours ms",
                       "speedup", "target", "ours GFLOP/s", "share of peak", "target needs",
-                      "target ms / conv bound", "cv stock/ours"),
+                      "target ms / bound", "cv stock/ours"),
     ]
     ours_rate = {}
     for workload, dtype, batch, target in CORE_ROWS:
@@ -319,7 +336,7 @@ def core_section(args, bench, info, flops, peak):
             result = bench(workload, [recipe], baseline, batch, env)
             runs[env_name] = (result["baseline"], result["results"][0])
         judged = judged_environment(runs)
-        bound = convolution_bound_ms(args, workload, dtype, batch)
+        bound = bound_ms(args, workload, dtype, batch, flops, peak)
         for env_name, (base, ours) in runs.items():
             gflops = flops[workload] * ours["items_per_s"] / 1e9
             needed = flops[workload] * base["items_per_s"] * target / 1e9
@@ -410,7 +427,7 @@ def int8_section(args, bench, info, flops, peak):
         "",
         *table_header("workload", "batch", "env", "baseline", "baseline ms", "ours ms", "speedup",
                       "target", "ours GOP/s", "share of int8 peak", "target needs",
-                      "target ms / conv bound", "accuracy", "cv base/ours"),
+                      "target ms / bound", "accuracy", "cv base/ours"),
     ]
     for workload, batch, baseline, target in INT8_ROWS:
         if args.rows and args.rows not in workload:
@@ -437,7 +454,7 @@ def int8_section(args, bench, info, flops, peak):
                 base_name = f"{baseline}: {base.get('path', baseline)}"
             runs[env_name] = (base, ours, base_name, list(zip(variants, others)))
         judged = judged_environment(runs)
-        bound = convolution_bound_ms(args, workload, "int8", batch)
+        bound = bound_ms(args, workload, "int8", batch, flops, peak)
         for env_name, (base, ours, base_name, others) in runs.items():
             speedup = ours["items_per_s"] / base["items_per_s"]
             gops = flops[workload] * ours["items_per_s"] / 1e9
