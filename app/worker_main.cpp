@@ -364,8 +364,8 @@ class Session {
     core::OptimizedModel model = OptimizeThroughCalibrationCache(base, cache, calibration_source);
     if (model.applied().qparams) base.precision.qparams = model.applied().qparams;
     const workloads::EvalSet set = EvalSetFor(batch);
-    const std::string search_key =
-        workloads::FallbackSearchKey(cache.key, target, set.batch, set.batches);
+    const std::string search_key = workloads::FallbackSearchKey(
+        cache.key, base.precision.fallback_dtype, target, set.batch, set.batches);
     workloads::CachedFallbackSearch cached = workloads::FindFallbackSearch(cache.dir, search_key);
     if (!cached.warning.empty()) {
       Emit({{"type", "progress"}, {"phase", "fallback"}, {"warning", cached.warning}});
@@ -443,7 +443,7 @@ class Session {
         model = std::move(*best);
         met = true;
       } else {
-        // Nothing shorter met the target, and bisection never tried every op in fp32.
+        // Nothing shorter met the target, and bisection never tried every op kept.
         model = keeping(kept);
         met = meets(accuracy(model));
       }

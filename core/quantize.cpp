@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/runtime/interpreter.h>
 
 #include <algorithm>
@@ -406,8 +407,11 @@ void KeepInBf16(const QuantOp& op, Bf16Conversions& conversions) {
   if (op.kind == "embedding_bag") {
     const std::optional<std::vector<at::Tensor>> fp32 = ConstantTensors(node->input(0));
     if (!fp32)
-      throw Error(ErrorCode::kInternal,
-                  fmt::format("{}: its tables are not constants of the frozen graph", op.name));
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("precision.fallback_dtype bf16: the tables of {} are not constants "
+                              "of the frozen graph, so they cannot be stored in bf16; keep them "
+                              "in fp32",
+                              op.name));
     std::vector<Value*> tables;
     for (const at::Tensor& table : *fp32)
       tables.push_back(graph->insertConstant(table.to(at::kBFloat16)));
@@ -445,11 +449,14 @@ void KeepInBf16(const QuantOp& op, Bf16Conversions& conversions) {
 }
 
 // A kept op whose input is another's result converts it to fp32 and straight back: bf16 ->
-// fp32 -> bf16 is exact, so it reads the other's bf16 result instead.
+// fp32 -> bf16 is exact, so it reads the other's bf16 result instead, unless something may
+// write to the fp32 copy in between.
 void RemoveRoundTrips(Bf16Conversions& conversions) {
   for (Node* to_bf16 : conversions.to_bf16) {
     Node* to_fp32 = to_bf16->input(0)->node();
-    if (conversions.to_fp32.count(to_fp32) == 0) continue;
+    // An in-place op on the fp32 copy (x.relu_()) between them must be seen by the reader.
+    if (conversions.to_fp32.count(to_fp32) == 0 || !passes::NoWritesBetween(to_fp32, to_bf16))
+      continue;
     to_bf16->output()->replaceAllUsesWith(to_fp32->input(0));
     to_bf16->destroy();
     if (!to_fp32->hasUses()) {
@@ -525,6 +532,7 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
       result.quantized.push_back(ops[i].name);
     }
     keep_in_bf16();
+    torch::jit::EliminateDeadCode(graph);
     return result;
   }
 
@@ -620,6 +628,9 @@ QuantizeResult Quantize(torch::jit::Module& module, const recipes::Precision& pr
   }
   keep_in_bf16();
   const ChainReport chain = ChainInt8Convolutions(graph);
+  // The fp32 weights and tables the rewrites replaced, so that neither memory nor a saved model
+  // keeps them.
+  torch::jit::EliminateDeadCode(graph);
   result.chained = chain.convolutions;
   result.uint8_max_pools = chain.max_pools;
   result.qparams = std::move(qparams);

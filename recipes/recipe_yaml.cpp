@@ -484,9 +484,11 @@ void PutPrecision(YAML::Emitter& out, const Precision& p) {
   }
   Key(out, "fallback");
   PutStrings(out, p.fallback);
-  // Written only when it is not the default, so that recipes (and the calibration keys made
-  // from their text) written before it existed are unchanged.
-  if (p.fallback_dtype != Dtype::kFp32) Key(out, "fallback_dtype") << ToString(p.fallback_dtype);
+  // Written only when it is not the default, so that recipes (and the keys made from their
+  // text) written before it existed are unchanged, and only where the reader takes it.
+  if (p.fallback_dtype != Dtype::kFp32 &&
+      (p.dtype == Dtype::kInt8 || p.dtype == Dtype::kInt8Dynamic))
+    Key(out, "fallback_dtype") << ToString(p.fallback_dtype);
   if (p.auto_fallback) {
     Key(out, "auto_fallback");
     Put(out, *p.auto_fallback);

@@ -346,7 +346,8 @@ SpaceDefinition Prune(const SpaceDefinition& space, const MachineFacts& facts,
     for (const nlohmann::json& value : dim.values) {
       std::string reason;
       bool drop = false;
-      if (dim.name == "dtype" && value == "bf16" && !facts.avx512_bf16) {
+      if ((dim.name == "dtype" || dim.name == "fallback_dtype") && value == "bf16" &&
+          !facts.avx512_bf16) {
         reason = "this CPU has no avx512_bf16: bf16 runs emulated and slower";
         drop = !keep_unsupported;
       } else if (dim.name == "dtype" && (value == "int8" || value == "int8-dynamic") &&

@@ -77,6 +77,8 @@ std::string CalibrationKey(const std::string& executable_hash, const std::string
   sections.precision = recipe.precision;
   sections.precision.qparams.reset();
   sections.precision.auto_fallback.reset();  // its search calibrates as without it
+  // Calibration observes the fp32 graph whatever the kept ops compute in.
+  sections.precision.fallback_dtype = recipes::Dtype::kFp32;
   return Sha256Hex(fmt::format("{}\nexecutable {}\nmodel {}\nworkload {}\nisa {}\n{}",
                                kCalibrationMagic, executable_hash, model_hash, workload, isa,
                                recipes::ToYaml(sections)));
@@ -103,12 +105,13 @@ std::string StoreCalibration(const std::filesystem::path& dir, const std::string
   return StoreDocument(dir, key, kCalibrationMagic, recipes::QParamsToJson(qparams));
 }
 
-std::string FallbackSearchKey(const std::string& calibration_key, double max_loss, int64_t batch,
-                              int64_t batches) {
+std::string FallbackSearchKey(const std::string& calibration_key, recipes::Dtype kept_dtype,
+                              double max_loss, int64_t batch, int64_t batches) {
   if (calibration_key.empty()) return {};
   // The target in its shortest exact decimal form: 0.01 and 0.010000001 are other searches.
-  return Sha256Hex(fmt::format("{}\ncalibration {}\nmax_loss {}\nbatch {}\nbatches {}\n",
-                               kFallbackMagic, calibration_key, max_loss, batch, batches));
+  return Sha256Hex(fmt::format(
+      "{}\ncalibration {}\nkept in {}\nmax_loss {}\nbatch {}\nbatches {}\n", kFallbackMagic,
+      calibration_key, recipes::ToString(kept_dtype), max_loss, batch, batches));
 }
 
 CachedFallbackSearch FindFallbackSearch(const std::filesystem::path& dir, const std::string& key) {

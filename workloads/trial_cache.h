@@ -52,10 +52,10 @@ std::string StoreCalibration(const std::filesystem::path& dir, const std::string
                              const recipes::QParams& qparams);
 
 // The automatic fallback's search: its key is the calibration's (whose recipe sections include
-// the recipe's own fallback), the target loss and the evaluation set (`batch` items per call,
-// `batches` calls) it was judged on.
-std::string FallbackSearchKey(const std::string& calibration_key, double max_loss, int64_t batch,
-                              int64_t batches);
+// the recipe's own fallback), the dtype it keeps ops in, the target loss and the evaluation set
+// (`batch` items per call, `batches` calls) it was judged on.
+std::string FallbackSearchKey(const std::string& calibration_key, recipes::Dtype kept_dtype,
+                              double max_loss, int64_t batch, int64_t batches);
 
 // A cached JSON document, or why there is none (as CachedCalibration).
 struct CachedDocument {

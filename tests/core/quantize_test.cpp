@@ -558,6 +558,65 @@ TEST(QuantizeTest, Bf16FallbackComputesAsBf16ArithmeticAndChainsKeptOpsInBf16) {
   EXPECT_GT(Cosine(Eval(module, inputs), dynamic.Run(inputs).toTensor()), 0.99);
 }
 
+TEST(QuantizeTest, Bf16FallbackAddsResidualsInBf16AndInPlace) {
+  torch::jit::Module module = ResidualConvNet();
+  recipes::Recipe recipe = Int8();
+  recipe.precision.fallback = {"conv2d"};
+  recipe.precision.fallback_dtype = recipes::Dtype::kBf16;
+  OptimizedModel model = Optimize(module, recipe, Images);
+  EXPECT_EQ(model.applied().kept_bf16.size(), 5U);
+  EXPECT_EQ(Count(model.applied(), "ipt::conv2d_sum_"), 2) << "both residuals added in place";
+
+  // The same bf16 arithmetic in aten: each convolution's result, residual added, rounded to
+  // bf16. In the first block either convolution may be the one that adds the other's rounded
+  // result: the closer of the two counts.
+  auto bf = [](const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kFloat); };
+  auto conv = [&](const at::Tensor& x, const char* w, int64_t padding) {
+    return at::conv2d(bf(x), bf(module.attr(w).toTensor()), {}, 1, padding);
+  };
+  auto inputs = Images(2, 7);
+  const at::Tensor x = inputs[0].toTensor();
+  const at::Tensor y = at::max_pool2d(bf(at::relu(conv(x, "w1", 1))), {3, 3}, {2, 2}, {1, 1});
+  const at::Tensor out = model.Run(inputs).toTensor();
+  double distance = 1;
+  for (bool shortcut_added : {true, false}) {
+    const at::Tensor z = bf(at::relu(shortcut_added ? conv(y, "w3", 1) + bf(conv(y, "w2", 0))
+                                                    : bf(conv(y, "w3", 1)) + conv(y, "w2", 0)));
+    const at::Tensor a = bf(at::relu(conv(z, "w4", 0)));
+    distance =
+        std::min(distance, RelativeL2(at::mean(bf(at::relu(conv(a, "w5", 1) + z)), {2, 3}), out));
+  }
+  const double fp32_distance = RelativeL2(Eval(module, inputs), out);
+  EXPECT_LT(distance, fp32_distance / 10) << "bf16 rounding moves the outputs by " << fp32_distance;
+}
+
+TEST(QuantizeTest, Bf16FallbackSeesAnInPlaceOpBetweenTwoKeptOps) {
+  torch::jit::Module m("InPlaceBetweenNet");
+  at::manual_seed(17);
+  m.register_parameter("w1", at::randn({16, 16}) * 0.3, false);
+  m.register_parameter("b1", at::randn({16}) * 0.1, false);
+  m.register_parameter("w2", at::randn({8, 16}) * 0.3, false);
+  m.define(R"(
+def forward(self, x):
+    y = torch.linear(x, self.w1, self.b1)
+    y.relu_()
+    return torch.linear(y, self.w2) + torch.sum(y, 1, True)
+)");
+  m.eval();
+  recipes::Recipe recipe = Int8();
+  recipe.precision.fallback = {"linear"};
+  recipe.precision.fallback_dtype = recipes::Dtype::kBf16;
+  auto data = [](int64_t batch, int64_t index) -> std::vector<torch::jit::IValue> {
+    at::Generator g = at::detail::createCPUGenerator(3000 + index);
+    return {at::randn({batch, 16}, g)};
+  };
+  OptimizedModel model = Optimize(m, recipe, data);
+  ASSERT_EQ(Count(model.applied(), "aten::relu_"), 1) << "the in-place op this test is about";
+  auto inputs = data(8, 1);
+  EXPECT_GT(Cosine(Eval(m, inputs), model.Run(inputs).toTensor()), 0.999)
+      << "the second linear must read the relu'd values";
+}
+
 TEST(QuantizeTest, InfOrNanInCalibrationDataNamesTheOp) {
   auto bad = [](int64_t batch, int64_t index) {
     auto inputs = Images(batch, index);

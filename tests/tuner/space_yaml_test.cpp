@@ -422,6 +422,20 @@ TEST(PruneTest, DropsWhatTheMachineCannotServeAndSaysWhy) {
   EXPECT_TRUE(notes.empty());
 }
 
+TEST(PruneTest, Bf16FallbackNeedsAvx512Bf16AsBf16Does) {
+  const SpaceDefinition space = ParseSpace(Space(R"(  dtype: [int8]
+  fallback_dtype: {values: [fp32, bf16], when: {dtype: int8}}
+)"),
+                                           "s.yaml");
+  std::vector<PruneNote> notes;
+  const SpaceDefinition pruned = Prune(space, {2, false, true}, false, &notes);
+  EXPECT_EQ(pruned.dimensions[1].values, (std::vector<json>{"fp32"}));
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].dimension, "fallback_dtype");
+  EXPECT_TRUE(notes[0].dropped);
+  EXPECT_EQ(Prune(space, {2, true, true}, false, nullptr).ToJson(), space.ToJson());
+}
+
 TEST(PruneTest, ADimensionLeftEmptyIsUnsupported) {
   const SpaceDefinition space = ParseSpace(Space("  dtype: [bf16]\n"), "s.yaml");
   try {
