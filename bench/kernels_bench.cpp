@@ -77,6 +77,37 @@ void SetFlops(benchmark::State& state, double flops_per_iteration) {
       benchmark::Counter(flops_per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// One way to compute an op: a primitive and its arguments.
+struct Variant {
+  dnnl::primitive primitive;
+  std::unordered_map<int, memory> args;
+};
+
+// Manual time of each iteration: for every op, its fastest variant, each call timed alone
+// (after a warm-up call of each: first-run costs are not the kernel's), summed and multiplied
+// by `repeats` (ops that recur with the same shapes).
+void TimeFastestVariants(benchmark::State& state, std::vector<std::vector<Variant>>& ops,
+                         double repeats = 1) {
+  dnnl::stream stream(Engine());
+  auto run = [&](Variant& v) {
+    const auto start = std::chrono::steady_clock::now();
+    v.primitive.execute(stream, v.args);
+    stream.wait();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  for (auto& variants : ops)
+    for (Variant& v : variants) run(v);
+  for (auto _ : state) {
+    double total = 0;
+    for (auto& variants : ops) {
+      double best = std::numeric_limits<double>::infinity();
+      for (Variant& v : variants) best = std::min(best, run(v));
+      total += best;
+    }
+    state.SetIterationTime(total * repeats);
+  }
+}
+
 // 3x3 convolution, 64 -> 64 channels at 56x56 (ResNet-50's layer1), batch 1; oneDNN chooses
 // the blocked layouts it prefers (format_tag::any), as the core does with prepacked weights.
 void BM_OneDnnConv3x3(benchmark::State& state) {
@@ -145,10 +176,6 @@ std::vector<ConvShape> ResNet50Convolutions() {
 void BM_ResNet50Convolutions(benchmark::State& state) {
   const memory::dim n = state.range(1);
   auto dt = DataTypesOf(state.range(0));
-  struct Variant {
-    dnnl::convolution_forward primitive;
-    std::unordered_map<int, memory> args;
-  };
   std::vector<std::vector<Variant>> layers;
   double flops = 0;
   for (const ConvShape& c : ResNet50Convolutions()) {
@@ -179,24 +206,7 @@ void BM_ResNet50Convolutions(benchmark::State& state) {
     layers.push_back(std::move(variants));
     flops += 2.0 * n * c.out_channels * c.in_channels * c.kernel * c.kernel * out * out;
   }
-  dnnl::stream stream(Engine());
-  auto run = [&](Variant& v) {
-    const auto start = std::chrono::steady_clock::now();
-    v.primitive.execute(stream, v.args);
-    stream.wait();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-  for (auto& variants : layers)
-    for (Variant& v : variants) run(v);  // warm-up: first-run costs are not the kernel's
-  for (auto _ : state) {
-    double total = 0;
-    for (auto& variants : layers) {
-      double best = std::numeric_limits<double>::infinity();
-      for (Variant& v : variants) best = std::min(best, run(v));
-      total += best;
-    }
-    state.SetIterationTime(total);
-  }
+  TimeFastestVariants(state, layers);
   SetFlops(state, flops);
   state.SetLabel(std::to_string(layers.size()) + " convolutions, best of oneDNN's layout and NHWC");
 }
@@ -216,10 +226,6 @@ BENCHMARK(BM_ResNet50Convolutions)
 void BM_BertAttentionProducts(benchmark::State& state) {
   const memory::dim batches = 12 * state.range(1), seq = 128, dim = 64, layers = 12;
   auto dt = DataTypesOf(state.range(0));
-  struct Variant {
-    dnnl::matmul primitive;
-    std::unordered_map<int, memory> args;
-  };
   // [batches, m, k] x [batches, k, n], the second operand [k, n] or stored transposed.
   auto variants = [&](memory::dim m, memory::dim k, memory::dim n) {
     std::vector<Variant> out;
@@ -242,24 +248,7 @@ void BM_BertAttentionProducts(benchmark::State& state) {
   };
   std::vector<std::vector<Variant>> products = {variants(seq, dim, seq), variants(seq, seq, dim)};
   if (products[0].empty() || products[1].empty()) return;
-  dnnl::stream stream(Engine());
-  auto run = [&](Variant& v) {
-    const auto start = std::chrono::steady_clock::now();
-    v.primitive.execute(stream, v.args);
-    stream.wait();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-  for (auto& product : products)
-    for (Variant& v : product) run(v);  // warm-up
-  for (auto _ : state) {
-    double layer = 0;
-    for (auto& product : products) {
-      double best = std::numeric_limits<double>::infinity();
-      for (Variant& v : product) best = std::min(best, run(v));
-      layer += best;
-    }
-    state.SetIterationTime(layer * layers);
-  }
+  TimeFastestVariants(state, products, layers);
   SetFlops(state, 2.0 * 2.0 * batches * seq * seq * dim * layers);
   state.SetLabel("12 layers' scores and context, best of two layouts");
 }

@@ -469,6 +469,14 @@ TEST(QuantizeTest, FallbackKeepsNamedOpsAndWholeKindsInFp32) {
   EXPECT_GT(Cosine(Eval(module, inputs), model.Run(inputs).toTensor()), 0.99);
 }
 
+// Static int8 keeping `fallback` in bf16.
+recipes::Recipe KeptInBf16(const std::vector<std::string>& fallback) {
+  recipes::Recipe recipe = Int8();
+  recipe.precision.fallback = fallback;
+  recipe.precision.fallback_dtype = recipes::Dtype::kBf16;
+  return recipe;
+}
+
 // The dtype of each kept conv's and linear's weights, in graph order.
 std::vector<at::ScalarType> KeptWeightDtypes(OptimizedModel& model) {
   std::vector<at::ScalarType> dtypes;
@@ -486,9 +494,7 @@ std::vector<at::ScalarType> KeptWeightDtypes(OptimizedModel& model) {
 
 TEST(QuantizeTest, Bf16FallbackRunsTheKeptOpsOnBf16Kernels) {
   torch::jit::Module module = SmallConvNet();
-  recipes::Recipe recipe = Int8();
-  recipe.precision.fallback = {"conv2d.0", "linear"};
-  recipe.precision.fallback_dtype = recipes::Dtype::kBf16;
+  recipes::Recipe recipe = KeptInBf16({"conv2d.0", "linear"});
   OptimizedModel model = Optimize(module, recipe, Images);
   EXPECT_EQ(model.applied().quantized, std::vector<std::string>{"conv2d.1"});
   EXPECT_EQ(model.applied().kept_bf16, (std::vector<std::string>{"conv2d.0", "linear.0"}));
@@ -520,9 +526,7 @@ TEST(QuantizeTest, Bf16FallbackRunsTheKeptOpsOnBf16Kernels) {
 
 TEST(QuantizeTest, Bf16FallbackComputesAsBf16ArithmeticAndChainsKeptOpsInBf16) {
   torch::jit::Module module = MixedScaleNet();
-  recipes::Recipe recipe = Int8();
-  recipe.precision.fallback = {"linear"};
-  recipe.precision.fallback_dtype = recipes::Dtype::kBf16;
+  recipes::Recipe recipe = KeptInBf16({"linear"});
   OptimizedModel model = Optimize(module, recipe, MixedInputs);
   EXPECT_TRUE(model.applied().quantized.empty());
   EXPECT_EQ(model.applied().kept_bf16.size(), 3U);
@@ -560,9 +564,7 @@ TEST(QuantizeTest, Bf16FallbackComputesAsBf16ArithmeticAndChainsKeptOpsInBf16) {
 
 TEST(QuantizeTest, Bf16FallbackAddsResidualsInBf16AndInPlace) {
   torch::jit::Module module = ResidualConvNet();
-  recipes::Recipe recipe = Int8();
-  recipe.precision.fallback = {"conv2d"};
-  recipe.precision.fallback_dtype = recipes::Dtype::kBf16;
+  recipes::Recipe recipe = KeptInBf16({"conv2d"});
   OptimizedModel model = Optimize(module, recipe, Images);
   EXPECT_EQ(model.applied().kept_bf16.size(), 5U);
   EXPECT_EQ(Count(model.applied(), "ipt::conv2d_sum_"), 2) << "both residuals added in place";
@@ -603,9 +605,7 @@ def forward(self, x):
     return torch.linear(y, self.w2) + torch.sum(y, 1, True)
 )");
   m.eval();
-  recipes::Recipe recipe = Int8();
-  recipe.precision.fallback = {"linear"};
-  recipe.precision.fallback_dtype = recipes::Dtype::kBf16;
+  recipes::Recipe recipe = KeptInBf16({"linear"});
   auto data = [](int64_t batch, int64_t index) -> std::vector<torch::jit::IValue> {
     at::Generator g = at::detail::createCPUGenerator(3000 + index);
     return {at::randn({batch, 16}, g)};
