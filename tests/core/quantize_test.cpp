@@ -22,6 +22,7 @@
 #include "core/optimize.h"
 #include "kernels/conv.h"
 #include "kernels/linear.h"
+#include "kernels/onednn_info.h"
 #include "recipes/recipe_yaml.h"
 #include "tests/core/test_models.h"
 #include "workloads/bert.h"
@@ -213,9 +214,9 @@ TEST(QuantizeTest, SavedParametersReproduceTheCalibratedModelExactlyFromYamlOnDi
   EXPECT_TRUE(at::equal(production.Run(inputs).toTensor(), calibrated.Run(inputs).toTensor()));
 }
 
-// The production side of the round trip below, in a process of its own: loads the recipe the
-// parent wrote, optimises without any calibration data and writes its output. Disabled so that
-// only the parent runs it.
+// The production side of the tests below, in a process of its own: loads the recipe the
+// parent wrote, optimises SmallConvNet without any calibration data and writes its output and
+// the ISA oneDNN dispatches to. Disabled so that only the parents run it.
 TEST(QuantizeChildProcess, DISABLED_LoadsTheRecipeAndWritesItsOutput) {
   const char* dir = std::getenv("IPT_QUANTIZE_CHILD_DIR");
   ASSERT_NE(dir, nullptr);
@@ -226,6 +227,43 @@ TEST(QuantizeChildProcess, DISABLED_LoadsTheRecipeAndWritesItsOutput) {
   std::vector<char> bytes = torch::pickle_save(out);
   std::ofstream(std::string(dir) + "/output.pt", std::ios::binary)
       .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(std::string(dir) + "/isa.txt") << kernels::QueryOneDnn().effective_isa;
+}
+
+struct ChildOutput {
+  at::Tensor output;  // SmallConvNet's on Images(4, 50)
+  std::string isa;    // oneDNN's in the child
+};
+
+// `recipe` applied to SmallConvNet by a fresh process of this test binary, with `env` added to
+// its environment.
+ChildOutput RunInChildProcess(const recipes::Recipe& recipe, const std::vector<std::string>& env) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("ipt-quantize-child-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  recipes::SaveRecipe(recipe, (dir / "recipe.yaml").string());
+  std::string filter = "--gtest_filter=QuantizeChildProcess.*";
+  std::string also = "--gtest_also_run_disabled_tests";
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  char* argv[] = {self.data(), filter.data(), also.data(), nullptr};
+  std::vector<std::string> added = env;
+  added.push_back("IPT_QUANTIZE_CHILD_DIR=" + dir.string());
+  std::vector<char*> envp;
+  for (std::string& e : added) envp.push_back(e.data());
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  envp.push_back(nullptr);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv, envp.data()), 0);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child failed";
+  ChildOutput child;
+  std::ifstream file(dir / "output.pt", std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (!bytes.empty()) child.output = torch::pickle_load(bytes).toTensor();
+  std::ifstream(dir / "isa.txt") >> child.isa;
+  std::filesystem::remove_all(dir);
+  return child;
 }
 
 TEST(QuantizeTest, RecipeWithSavedParametersGivesIdenticalOutputsInAFreshProcess) {
@@ -236,28 +274,25 @@ TEST(QuantizeTest, RecipeWithSavedParametersGivesIdenticalOutputsInAFreshProcess
   OptimizedModel calibrated = Optimize(module, recipe, Images);
   ASSERT_EQ(calibrated.applied().smoothed, std::vector<std::string>{"linear.0"});
   recipe.precision.qparams = calibrated.applied().qparams;
-  auto dir =
-      std::filesystem::temp_directory_path() / ("ipt-quantize-child-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  recipes::SaveRecipe(recipe, (dir / "recipe.yaml").string());
-  std::string filter = "--gtest_filter=QuantizeChildProcess.*";
-  std::string also = "--gtest_also_run_disabled_tests";
-  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  char* argv[] = {self.data(), filter.data(), also.data(), nullptr};
-  std::string env_dir = "IPT_QUANTIZE_CHILD_DIR=" + dir.string();
-  std::vector<char*> env{env_dir.data()};
-  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
-  env.push_back(nullptr);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv, env.data()), 0);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child failed";
-  std::ifstream file(dir / "output.pt", std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  at::Tensor child = torch::pickle_load(bytes).toTensor();
-  std::filesystem::remove_all(dir);
-  EXPECT_TRUE(at::equal(child, calibrated.Run(Images(4, 50)).toTensor()));
+  const ChildOutput child = RunInChildProcess(recipe, {});
+  ASSERT_TRUE(child.output.defined());
+  EXPECT_TRUE(at::equal(child.output, calibrated.Run(Images(4, 50)).toTensor()));
+}
+
+// Issue 4: bf16 stays correct on CPUs without avx512_bf16, only slower. oneDNN capped at
+// avx512_core runs its bf16 kernels emulated; capped at avx2 it has none, and the core's ops
+// take their aten paths.
+TEST(QuantizeTest, Bf16IsCorrectWithOneDnnCappedBelowNativeBf16) {
+  recipes::Recipe recipe;
+  recipe.workload.name = "small-conv-net";
+  recipe.precision.dtype = recipes::Dtype::kBf16;
+  const at::Tensor reference = Eval(SmallConvNet(), Images(4, 50));
+  for (const char* isa : {"avx512_core", "avx2"}) {
+    const ChildOutput child = RunInChildProcess(recipe, {std::string("ONEDNN_MAX_CPU_ISA=") + isa});
+    ASSERT_TRUE(child.output.defined()) << isa;
+    EXPECT_EQ(child.isa, isa) << "the cap took effect";
+    EXPECT_GT(Cosine(reference, child.output), 0.999) << isa;
+  }
 }
 
 TEST(QuantizeTest, SmoothQuantKeepsTheSmallFeaturesOfAMixedInputAndSavesItsFactors) {
