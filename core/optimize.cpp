@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <optional>
 
 #include "base/error.h"
 #include "core/passes/blocked_layout.h"
@@ -19,6 +20,7 @@
 #include "core/passes/fuse_concat.h"
 #include "core/passes/fuse_dlrm.h"
 #include "core/passes/fuse_transformer.h"
+#include "core/passes/graph_util.h"
 #include "core/passes/lower_matmul.h"
 #include "core/passes/lower_onednn.h"
 #include "core/quantize.h"
@@ -143,6 +145,90 @@ std::vector<std::string> CallableMethods(const torch::jit::Module& module) {
     if (name != "forward" && name.rfind("__", 0) != 0) names.push_back(name);
   }
   return names;
+}
+
+// Ops with no bf16 kernel in libtorch 1.13's CPU build: each fails on bf16 inputs there
+// (checked one by one with Debian's python3-torch 1.13; prod, mish and cdist against this
+// libtorch in OptimizeBf16Test), so a bf16 model computes them in fp32.
+const std::vector<std::string>& OpsWithoutBf16Kernels() {
+  static const std::vector<std::string> kOps = {"aten::embedding_bag",
+                                                "aten::avg_pool3d",
+                                                "aten::max_pool3d",
+                                                "aten::reflection_pad2d",
+                                                "aten::replication_pad2d",
+                                                "aten::mish",
+                                                "aten::grid_sampler",
+                                                "aten::prod",
+                                                "aten::cdist",
+                                                "aten::fft_rfft"};
+  return kOps;
+}
+
+// Every node of `kinds` in a bf16 graph computed in fp32: its floating-point tensor inputs
+// converted on entry (a constant once, here), its tensor results back to bf16. Returns the count
+// per kind.
+std::map<std::string, int64_t> KeepInFp32(const std::shared_ptr<torch::jit::Graph>& graph,
+                                          const std::vector<std::string>& kinds) {
+  std::map<std::string, int64_t> kept;
+  for (torch::jit::Node* node : passes::AllNodes(graph)) {
+    const std::string kind = node->kind().toQualString();
+    if (!Has(kinds, kind)) continue;
+    ++kept[kind];
+    auto convert = [&](torch::jit::Value* value, at::ScalarType dtype) {
+      return graph
+          ->insert(c10::Symbol::fromQualString("ipt::floating_to"),
+                   {value, static_cast<int64_t>(dtype)})
+          ->node();
+    };
+    torch::jit::WithInsertPoint before(node);
+    for (size_t i = 0; i < node->inputs().size(); ++i) {
+      torch::jit::Value* input = node->input(i);
+      if (!input->type()->cast<c10::TensorType>()) continue;
+      if (std::optional<at::Tensor> constant = passes::ConstantTensor(input)) {
+        if (constant->is_floating_point())
+          node->replaceInput(i, graph->insertConstant(constant->to(at::kFloat)));
+        continue;
+      }
+      node->replaceInput(i, convert(input, at::kFloat)->output());
+    }
+    torch::jit::WithInsertPoint after(node->next());
+    for (torch::jit::Value* output : node->outputs()) {
+      if (!output->type()->cast<c10::TensorType>()) continue;
+      torch::jit::Node* back = convert(output, at::kBFloat16);
+      output->replaceAllUsesAfterNodeWith(back, back->output());
+    }
+  }
+  return kept;
+}
+
+// bf16 only: the ops without a bf16 kernel and the aten kinds `precision.fallback` names, kept
+// in fp32 in every method, each reported as a fallback with its count.
+void KeepOpsInFp32(torch::jit::Module& m, const recipes::Precision& precision, Applied& applied) {
+  for (const std::string& entry : precision.fallback)
+    if (entry.rfind("aten::", 0) != 0)
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("precision.fallback: '{}' is not an aten op kind; a bf16 model "
+                              "keeps aten ops in fp32 by kind (aten::softmax), op names such as "
+                              "linear.3 are int8's",
+                              entry));
+  std::vector<std::string> kinds = OpsWithoutBf16Kernels();
+  kinds.insert(kinds.end(), precision.fallback.begin(), precision.fallback.end());
+  std::map<std::string, int64_t> kept;
+  for (const std::string& method : applied.methods)
+    for (const auto& [kind, count] : KeepInFp32(m.get_method(method).graph(), kinds))
+      kept[kind] += count;
+  for (const std::string& entry : precision.fallback)
+    if (kept.count(entry) == 0)
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("precision.fallback: no {} is left in this model's bf16 graph "
+                              "(fused ops are listed in applied.op_counts)",
+                              entry));
+  for (const auto& [kind, count] : kept)
+    applied.fallbacks.push_back(
+        {fmt::format("{} ({} ops)", kind, count),
+         Has(precision.fallback, kind)
+             ? "computed in fp32: the recipe's precision.fallback keeps it"
+             : "computed in fp32: libtorch 1.13 has no bf16 CPU kernel for it"});
 }
 
 // One frozen method's graph through the recipe's graph passes, in their order.
@@ -353,6 +439,7 @@ OptimizedModel Optimize(const torch::jit::Module& module, const recipes::Recipe&
     const bool blocked_layout = WantsBlockedLayout(opt, int8, applied);
     for (const std::string& method : applied.methods)
       RunGraphPasses(m.get_method(method).graph(), opt, dtype, blocked_layout, int8, applied);
+    if (dtype == at::kBFloat16) KeepOpsInFp32(m, recipe.precision, applied);
     if (int8) {
       QuantizeResult quantized = Quantize(m, recipe.precision, calibration);
       applied.passes.push_back({"quantize_int8", !quantized.quantized.empty()});

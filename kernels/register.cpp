@@ -140,6 +140,12 @@ TORCH_LIBRARY(ipt, m) {
           return Matmul(a, b, addend.value_or(at::Tensor()));
         });
   m.def("to_blocked(Tensor x, int block) -> Tensor", ToBlocked);
+  // A floating-point tensor in `dtype`, any other tensor as it is (an op kept in fp32 inside a
+  // bf16 model also reads indices). May return its input, hence the alias annotation.
+  m.def("floating_to(Tensor(a) x, ScalarType dtype) -> Tensor(a)",
+        [](const at::Tensor& x, c10::ScalarType dtype) {
+          return x.is_floating_point() && x.scalar_type() != dtype ? x.to(dtype) : x;
+        });
   m.def("from_blocked(Tensor x, bool channels_last) -> Tensor", FromBlocked);
   m.def(
       "blocked_max_pool2d(Tensor x, int[] kernel_size, int[] stride, int[] padding, "

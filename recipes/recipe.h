@@ -129,8 +129,9 @@ struct SmoothQuant {
 struct Precision {
   Dtype dtype = Dtype::kFp32;
   std::optional<Calibration> calibration;  // int8 only
-  // int8 only: ops kept out of int8, names the core reports ("linear.11") or whole kinds
-  // ("conv2d", "linear", "embedding_bag"), computed in `fallback_dtype`.
+  // int8: ops kept out of int8, names the core reports ("linear.11") or whole kinds ("conv2d",
+  // "linear", "embedding_bag"), computed in `fallback_dtype`. bf16: aten op kinds
+  // ("aten::softmax") computed in fp32, beside the ops libtorch has no bf16 kernel for.
   std::vector<std::string> fallback;
   // int8 only: kFp32 or kBf16, for the ops `fallback` and `auto_fallback` keep. bf16 runs them on
   // oneDNN's bf16 kernels, converting their inputs and results at the op.

@@ -279,6 +279,57 @@ TEST(OptimizeBertTest, SwitchingAnySinglePassOffStaysCorrectAndBf16Agrees) {
 }
 
 // What torch.jit.trace records for a convolution: aten::_convolution, not aten::conv2d.
+// libtorch 1.13 has no bf16 CPU kernel for prod (and mish, 3-D pools, reflection pads...): a
+// bf16 model computes such ops in fp32, and the aten kinds a recipe's fallback names too.
+TEST(OptimizeBf16Test, OpsWithoutBf16KernelsAndTheRecipesFallbackRunInFp32) {
+  torch::jit::Module m("ProdSoftmaxNet");
+  at::manual_seed(21);
+  m.register_parameter("w1", at::randn({16, 8}) * 0.3, false);
+  m.register_parameter("w2", at::randn({4, 16}) * 0.3, false);
+  m.define(R"(
+def forward(self, x):
+    h = torch.linear(x, self.w1)
+    p = torch.prod(torch.sigmoid(h) + 0.5, 1, True)
+    return torch.softmax(torch.linear(h, self.w2) * p, -1)
+)");
+  m.eval();
+  const at::Tensor x = at::randn({8, 8});
+  torch::NoGradGuard no_grad;
+  const at::Tensor reference = m.forward({x}).toTensor();
+  EXPECT_THROW(at::prod(x.to(at::kBFloat16), 1, true), c10::Error) << "prod has no bf16 kernel";
+  EXPECT_THROW(at::mish(x.to(at::kBFloat16)), c10::Error) << "mish neither";
+  EXPECT_THROW(at::cdist(x.to(at::kBFloat16), x.to(at::kBFloat16)), c10::Error) << "cdist neither";
+
+  recipes::Recipe recipe;
+  recipe.precision.dtype = recipes::Dtype::kBf16;
+  recipe.precision.fallback = {"aten::softmax"};
+  OptimizedModel model = Optimize(m, recipe);
+  const at::Tensor out = model.Run({x}).toTensor();
+  EXPECT_GT(at::cosine_similarity(out.flatten(), reference.flatten(), 0).item<double>(), 0.999);
+  EXPECT_EQ(model.applied().op_counts.at("ipt::floating_to"), 4) << "in and out of each";
+  std::map<std::string, std::string> fallbacks;
+  for (const Fallback& f : model.applied().fallbacks) fallbacks[f.what] = f.reason;
+  EXPECT_NE(fallbacks["aten::prod (1 ops)"].find("no bf16 CPU kernel"), std::string::npos);
+  EXPECT_NE(fallbacks["aten::softmax (1 ops)"].find("precision.fallback"), std::string::npos);
+
+  recipe.precision.fallback = {"linear.0"};
+  try {
+    Optimize(m, recipe);
+    ADD_FAILURE() << "an int8 op name accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'linear.0' is not an aten op kind"), std::string::npos)
+        << e.what();
+  }
+  recipe.precision.fallback = {"aten::layer_norm"};
+  try {
+    Optimize(m, recipe);
+    ADD_FAILURE() << "a kind the model lacks accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no aten::layer_norm is left"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(OptimizeTracedTest, TracedConvolutionsAreFoldedAndLoweredLikeScriptedOnes) {
   torch::jit::Module m("Traced");
   at::manual_seed(4);
