@@ -27,6 +27,43 @@ nlohmann::json Figures(const nlohmann::json& c) {
   return figures;
 }
 
+std::string Names(const nlohmann::json& names) {
+  std::string text;
+  for (const auto& name : names) text += (text.empty() ? "" : ", ") + name.get<std::string>();
+  return text;
+}
+
+// `applied` (docs/bench-json.md) for people: what was fused, what was left alone and why, what
+// int8 quantized and kept, and what the core could not apply.
+void PrintApplied(const std::string& recipe, const nlohmann::json& applied) {
+  if (!applied.is_object()) return;
+  std::printf("\n%s (%s):\n", recipe.c_str(), applied.value("dtype", "").c_str());
+  std::string fused;
+  const nlohmann::json fusions = applied.value("fusions", nlohmann::json::object());
+  for (const auto& [pattern, count] : fusions.items())
+    fused += fmt::format("{}{} x{}", fused.empty() ? "" : ", ", pattern, count.get<int64_t>());
+  std::printf("  fused: %s\n", fused.empty() ? "nothing" : fused.c_str());
+  const nlohmann::json not_fused = applied.value("not_fused", nlohmann::json::array());
+  constexpr size_t kShown = 8;
+  for (size_t i = 0; i < not_fused.size() && i < kShown; ++i) {
+    std::printf("  left alone: %s at %s: %s\n", not_fused[i].value("pattern", "").c_str(),
+                not_fused[i].value("where", "").c_str(), not_fused[i].value("reason", "").c_str());
+  }
+  if (not_fused.size() > kShown)
+    std::printf("  left alone: %zu more (bench --json lists them)\n", not_fused.size() - kShown);
+  if (applied.contains("quantized")) {
+    std::printf("  int8: %zu op(s)\n", applied["quantized"].size());
+    for (const char* key : {"kept_fp32", "kept_bf16", "smoothed"}) {
+      const nlohmann::json names = applied.value(key, nlohmann::json::array());
+      if (!names.empty()) std::printf("  %s: %s\n", key, Names(names).c_str());
+    }
+  }
+  const nlohmann::json fallbacks = applied.value("fallbacks", nlohmann::json::array());
+  for (const auto& f : fallbacks)
+    std::printf("  not applied: %s: %s\n", f.value("what", "").c_str(),
+                f.value("reason", "").c_str());
+}
+
 }  // namespace
 
 int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
@@ -137,6 +174,7 @@ int RunBench(const BenchOptions& options, const std::atomic<bool>& cancel) {
       out["baseline"], 1.0);
   for (const auto& r : out["results"])
     row(r["recipe"].get<std::string>(), r, r["speedup"].get<double>());
+  for (const auto& r : out["results"]) PrintApplied(r["recipe"].get<std::string>(), r["applied"]);
   return 0;
 }
 

@@ -727,6 +727,16 @@ TEST_F(HeadlessTest, Int8StudyExportsARecipeWithItsCalibratedParameters) {
   // Every part of the parameters reached the recipe, so production quantizes as the trial did.
   EXPECT_EQ(applied["qparams"], recipes::QParamsToJson(*recipe.precision.qparams));
   EXPECT_EQ(applied["smoothed"], nlohmann::json::array({"linear.0"}));
+
+  // The same report for people: what was fused, quantized and smoothed.
+  CommandResult text = Tune({"bench", "--model", model, "--input", "image:1x3x16x16", "--recipe",
+                             File("q.yaml"), "--measure-time", "0.3"});
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find(File("q.yaml") + " (int8):\n  fused: "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(fmt::format("  int8: {} op(s)\n", applied["quantized"].size())),
+            std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("  smoothed: linear.0\n"), std::string::npos) << text.out;
 }
 
 // Trials that quantize the same model the same way calibrate once: the first worker calibrates
