@@ -169,17 +169,17 @@ const std::vector<std::string>& OpsWithoutBf16Kernels() {
 // per kind.
 std::map<std::string, int64_t> KeepInFp32(const std::shared_ptr<torch::jit::Graph>& graph,
                                           const std::vector<std::string>& kinds) {
+  auto convert = [&](torch::jit::Value* value, at::ScalarType dtype) {
+    return graph
+        ->insert(c10::Symbol::fromQualString("ipt::floating_to"),
+                 {value, static_cast<int64_t>(dtype)})
+        ->node();
+  };
   std::map<std::string, int64_t> kept;
   for (torch::jit::Node* node : passes::AllNodes(graph)) {
     const std::string kind = node->kind().toQualString();
     if (!Has(kinds, kind)) continue;
     ++kept[kind];
-    auto convert = [&](torch::jit::Value* value, at::ScalarType dtype) {
-      return graph
-          ->insert(c10::Symbol::fromQualString("ipt::floating_to"),
-                   {value, static_cast<int64_t>(dtype)})
-          ->node();
-    };
     torch::jit::WithInsertPoint before(node);
     for (size_t i = 0; i < node->inputs().size(); ++i) {
       torch::jit::Value* input = node->input(i);
