@@ -38,6 +38,10 @@ class QuantLinearContext : public torch::CustomClassHolder {
   // input: fp32 [..., K]; accumulator as for LinearContext. Returns fp32 [..., N].
   at::Tensor Run(const at::Tensor& input, const at::Tensor& accumulator = {});
 
+  // oneDNN's implementation for inputs of `rows` rows at the current thread count ("brg:..." or
+  // "gemm:..."), empty where oneDNN takes none and aten runs the layer.
+  std::string Implementation(int64_t rows);
+
   bool dynamic() const { return !input_.has_value(); }
   const std::optional<ActivationQuant>& input_quant() const { return input_; }
   const at::Tensor& weight() const { return weight_; }
