@@ -220,9 +220,8 @@ BENCHMARK(BM_ResNet50Convolutions)
 // [12B, 128, 128] x [12B, 128, 64], each on oneDNN's best primitive for its shape, timed alone
 // with its second operand in either layout (transposed in memory or not) and the faster
 // counted, for the 12 layers. Manual time: that sum; GFLOP/s over their FLOPs. With the model's
-// other matrix products at the dtype's peak, what BERT's products take at best
-// (scripts/benchmarks.py): the products alone, one call at a time, a little slower than in a
-// network, but far from enough to matter against the peak's share of the bound.
+// linears (BM_BertLinears), what BERT's products take at best (scripts/benchmarks.py): the
+// products alone, one call at a time, a little slower than in a network.
 void BM_BertAttentionProducts(benchmark::State& state) {
   const memory::dim batches = 12 * state.range(1), seq = 128, dim = 64, layers = 12;
   auto dt = DataTypesOf(state.range(0));
@@ -253,6 +252,63 @@ void BM_BertAttentionProducts(benchmark::State& state) {
   state.SetLabel("12 layers' scores and context, best of two layouts");
 }
 BENCHMARK(BM_BertAttentionProducts)
+    ->ArgsProduct({{0, 1, 2}, {1, 8}})
+    ->ArgNames({"dtype", "batch"})
+    ->UseManualTime();
+
+// BERT-base's linears (argument "batch" sequences of 128 tokens): per layer the merged Q, K and
+// V projection 768 -> 2304, the attention output 768 -> 768, the FFN up-projection 768 -> 3072
+// with its GELU (erf) fused as a post-op, the only way the model's GELU costs less than a pass
+// of its own, and the FFN down-projection 3072 -> 768, for the 12 layers. Each on oneDNN's best
+// primitive for its shape with its weights in oneDNN's chosen layout and plain, the faster
+// counted; int8 with u8 output and no scales, like the peak. With the attention products alone
+// (BM_BertAttentionProducts), what BERT's matrix products take at best (scripts/benchmarks.py).
+// Manual time: that sum; GFLOP/s over the linears' FLOPs.
+void BM_BertLinears(benchmark::State& state) {
+  const memory::dim rows = 128 * state.range(1), hidden = 768, layers = 12;
+  auto dt = DataTypesOf(state.range(0));
+  struct Shape {
+    memory::dim in, out;
+    bool gelu;
+  };
+  const std::vector<Shape> shapes = {{hidden, 3 * hidden, false},
+                                     {hidden, hidden, false},
+                                     {hidden, 4 * hidden, true},
+                                     {4 * hidden, hidden, false}};
+  std::vector<std::vector<Variant>> linears;
+  double flops = 0;
+  for (const Shape& shape : shapes) {
+    dnnl::primitive_attr attr;
+    if (shape.gelu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.F, dnnl::algorithm::eltwise_gelu_erf, 0.F, 0.F);
+      attr.set_post_ops(ops);
+    }
+    std::vector<Variant> variants;
+    for (Tag weights_tag : {Tag::any, Tag::ba}) {
+      memory::desc a_md({rows, shape.in}, dt.src, Tag::ab);
+      memory::desc b_md({shape.in, shape.out}, dt.weights, weights_tag);
+      memory::desc c_md({rows, shape.out}, dt.dst, Tag::ab);
+      dnnl::matmul::primitive_desc pd;
+      if (!MakePrimitiveDesc(state, pd, [&] {
+            return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), attr,
+                                                Engine());
+          })) {
+        return;
+      }
+      memory a(pd.src_desc(), Engine()), b(pd.weights_desc(), Engine()), c(pd.dst_desc(), Engine());
+      Fill({&a, &b, &c});
+      variants.push_back(
+          {dnnl::matmul(pd), {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}}});
+    }
+    linears.push_back(std::move(variants));
+    flops += 2.0 * rows * shape.in * shape.out * layers;
+  }
+  TimeFastestVariants(state, linears, layers);
+  SetFlops(state, flops);
+  state.SetLabel("12 layers' 4 linears, GELU fused, best of two weight layouts");
+}
+BENCHMARK(BM_BertLinears)
     ->ArgsProduct({{0, 1, 2}, {1, 8}})
     ->ArgNames({"dtype", "batch"})
     ->UseManualTime();
