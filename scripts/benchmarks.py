@@ -193,9 +193,9 @@ BOUND_BENCHMARKS = {"resnet50": ("BM_ResNet50Convolutions",),
 
 def bound_ms(args, workload, dtype, batch):
     """What a workload's convolutions or matrix products take at best, ms per batch, or None
-    (another workload, or not measured): ResNet-50's convolutions each timed alone
+    (another workload, or not measured): ResNet-50's convolutions with their post-ops
     (BM_ResNet50Convolutions); BERT-base's linears with the FFN's GELU and its attention
-    products, each timed alone (BM_BertLinears + BM_BertAttentionProducts)."""
+    products (BM_BertLinears + BM_BertAttentionProducts)."""
     names = BOUND_BENCHMARKS.get(workload)
     if names is None:
         return None
@@ -222,15 +222,14 @@ def bound_text(target_ms, bound_ms):
 
 BOUND_TEXT = (
     "`target ms / bound`: the time per batch the target asks for (stock's time over the "
-    "target) beside what the model's heavy products take at best here. ResNet-50: its 53 "
-    "convolutions each timed alone on oneDNN's best primitive for its shape, in the faster of "
-    "oneDNN's layout and NHWC, without post-ops (`BM_ResNet50Convolutions` in the kernels "
-    "section); the network adds post-ops, pooling, the classifier and reorders on top, and "
-    "timing one call at a time adds a little per-call overhead the other way (the core's whole "
-    "bf16 bs1 network came within 2% of the sum at d1e2614). BERT-base: its 12 layers' linears "
-    "with the FFN's GELU fused (`BM_BertLinears`) and their attention products Q K^T and P V "
-    "(`BM_BertAttentionProducts`), each timed alone on oneDNN's best primitive for its shape "
-    "in either layout of its second operand; softmax, layer norms, the quantization of "
+    "target) beside what the model's heavy products take at best here. Each product runs on oneDNN's "
+    "best primitive for its shape (the fastest of two layouts, chosen alone), all run back to "
+    "back. ResNet-50: its 53 convolutions with the post-ops the network fuses into them (ReLU, "
+    "residual sum + ReLU; int8 also requantizes, a scale per channel) "
+    "(`BM_ResNet50Convolutions` in the kernels section); pooling, the classifier and quantizing "
+    "the input come on top. BERT-base: its 12 layers' linears with the FFN's GELU fused "
+    "(`BM_BertLinears`; int8 with a scale per output feature) and their attention products "
+    "Q K^T and P V (`BM_BertAttentionProducts`); softmax, layer norms, the quantization of "
     "activations and the embeddings come on top. A target well below the bound is out of reach of any "
     "oneDNN-based model on this machine.")
 
