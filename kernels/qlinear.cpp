@@ -13,7 +13,10 @@ using dnnl::memory;
 // primitive (a scale per output feature; a dynamic input's own scale is a binary post-op's
 // operand), because run-time output scales send oneDNN 2.6 from its brgemm matmul to the
 // gemm-based one, 10-40% slower on BERT's linears. Run-time output scales remain the fallback
-// when oneDNN takes no primitive the first way.
+// when oneDNN takes no primitive the first way. Baked scales cost a primitive per layer and
+// shape, which oneDNN's cache cannot share between layers: BERT's first call at a new length
+// builds 48 (31 ms median against 9 with the scales a run-time operand of a binary post-op
+// instead, but that post-op runs the linears 4-6% slower on every call).
 struct QuantLinearContext::Plan {
   dnnl::matmul primitive;
   memory::desc src_desc;
