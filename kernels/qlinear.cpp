@@ -9,21 +9,20 @@ namespace ipt::kernels {
 
 using dnnl::memory;
 
-// The zero point and bias are run-time arguments. The dequantization scale is baked into the
-// primitive (a scale per output feature; a dynamic input's own scale is a binary post-op's
-// operand), because run-time output scales send oneDNN 2.6 from its brgemm matmul to the
-// gemm-based one, 10-40% slower on BERT's linears. Run-time output scales remain the fallback
-// when oneDNN takes no primitive the first way. Baked scales cost a primitive per layer and
-// shape, which oneDNN's cache cannot share between layers: BERT's first call at a new length
-// builds 48 (31 ms median against 9 with the scales a run-time operand of a binary post-op
-// instead, but that post-op runs the linears 4-6% slower on every call).
+// The zero point, bias and dequantization scales are all run-time arguments, so one primitive
+// serves static and dynamic quantization alike, and oneDNN's cache shares it between layers of
+// the same shape: BERT's first call at a new length builds 4 primitives, not 48. The scales, one
+// per output feature (the weight's times the input's), multiply through a binary post-op, not
+// as output scales: run-time output scales send oneDNN 2.6 from its brgemm matmul to the
+// gemm-based one, 10-40% slower on BERT's linears. Scales baked into the primitive ran those
+// linears 4-6% faster still, but cost a primitive per layer and shape: 7.4 GB against 3.1 GB
+// for int8 BERT-base after 192 lengths, 41 ms against 9 for each new length.
 struct QuantLinearContext::Plan {
   dnnl::matmul primitive;
   memory::desc src_desc;
   memory::desc dst_desc;
   memory::desc scratchpad_desc;
   memory weights;
-  bool runtime_scales = false;
   std::string implementation;
 };
 
@@ -74,39 +73,20 @@ std::shared_ptr<const QuantLinearContext::Plan> QuantLinearContext::PlanFor(int6
     memory::desc bias_desc =
         bias_.defined() ? memory::desc({1, n}, memory::data_type::f32, memory::format_tag::ab)
                         : memory::desc();
-    auto describe = [&](bool runtime_scales) {
-      dnnl::primitive_attr attr;
-      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-      dnnl::post_ops ops;
-      if (runtime_scales) {
-        attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
-      } else {
-        std::vector<float> scales = quantized_.scales;
-        if (input_) {
-          for (float& scale : scales) scale *= input_->scale;
-        } else {
-          ops.append_binary(dnnl::algorithm::binary_mul,
-                            memory::desc({1, 1}, memory::data_type::f32, memory::format_tag::ab));
-        }
-        attr.set_output_scales(1 << 1, scales);
-      }
-      detail::AppendPostOps(post_ops_, ops);
-      attr.set_post_ops(ops);
-      attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
-      return detail::MatmulWithPreferredWeights([&](memory::format_tag weights_tag) {
-        memory::desc weights({k, n}, memory::data_type::s8, weights_tag);
-        return dnnl::matmul::primitive_desc(
-            dnnl::matmul::desc(plan->src_desc, weights, bias_desc, plan->dst_desc), attr,
-            detail::CpuEngine());
-      });
-    };
-    dnnl::matmul::primitive_desc pd;
-    try {
-      pd = describe(false);
-    } catch (const dnnl::error&) {
-      pd = describe(true);
-      plan->runtime_scales = true;
-    }
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::post_ops ops;
+    ops.append_binary(dnnl::algorithm::binary_mul,
+                      memory::desc({1, n}, memory::data_type::f32, memory::format_tag::ab));
+    detail::AppendPostOps(post_ops_, ops);
+    attr.set_post_ops(ops);
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    auto pd = detail::MatmulWithPreferredWeights([&](memory::format_tag weights_tag) {
+      memory::desc weights({k, n}, memory::data_type::s8, weights_tag);
+      return dnnl::matmul::primitive_desc(
+          dnnl::matmul::desc(plan->src_desc, weights, bias_desc, plan->dst_desc), attr,
+          detail::CpuEngine());
+    });
     plan->implementation = pd.impl_info_str();
     plan->primitive = dnnl::matmul(pd);
     plan->scratchpad_desc = pd.scratchpad_desc();
@@ -128,7 +108,7 @@ std::shared_ptr<const QuantLinearContext::Plan> QuantLinearContext::PlanFor(int6
 }
 
 std::string QuantLinearContext::Implementation(int64_t rows) {
-  std::shared_ptr<const Plan> plan = PlanFor(rows);
+  std::shared_ptr<const Plan> plan = rows > 0 ? PlanFor(rows) : nullptr;
   return plan ? plan->implementation : std::string();
 }
 
@@ -179,11 +159,10 @@ at::Tensor QuantLinearContext::Run(const at::Tensor& input_any, const at::Tensor
   at::Tensor dst = post_ops_.sum ? accumulator.to(at::kFloat, /*non_blocking=*/false,
                                                   /*copy=*/true, at::MemoryFormat::Contiguous)
                                  : at::empty(out_sizes, input.options());
-  // oneDNN v2 adds the bias to the s32 accumulator before applying the output scale.
+  // The bias is added to the s32 accumulator before the scales' post-op.
   at::Tensor scales = weight_scales_ * quant.scale;
   at::Tensor bias = bias_.defined() ? bias_ / scales : at::Tensor();
   int32_t zero_point = quant.zero_point;
-  float input_scale = quant.scale;
   const auto& engine = detail::CpuEngine();
   const int64_t n = weight_.size(0);
   std::unordered_map<int, memory> args{
@@ -191,16 +170,10 @@ at::Tensor QuantLinearContext::Run(const at::Tensor& input_any, const at::Tensor
       {DNNL_ARG_WEIGHTS, plan->weights},
       {DNNL_ARG_DST, memory(plan->dst_desc, engine, dst.data_ptr())},
       {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC,
-       memory({{1}, memory::data_type::s32, memory::format_tag::a}, engine, &zero_point)}};
-  if (plan->runtime_scales) {
-    args.emplace(
-        DNNL_ARG_ATTR_OUTPUT_SCALES,
-        memory({{n}, memory::data_type::f32, memory::format_tag::a}, engine, scales.data_ptr()));
-  } else if (!input_) {
-    args.emplace(
-        DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
-        memory({{1, 1}, memory::data_type::f32, memory::format_tag::ab}, engine, &input_scale));
-  }
+       memory({{1}, memory::data_type::s32, memory::format_tag::a}, engine, &zero_point)},
+      {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+       memory({{1, n}, memory::data_type::f32, memory::format_tag::ab}, engine,
+              scales.data_ptr())}};
   if (bias.defined())
     args.emplace(DNNL_ARG_BIAS, memory({{1, n}, memory::data_type::f32, memory::format_tag::ab},
                                        engine, bias.data_ptr()));
