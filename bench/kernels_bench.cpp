@@ -1,8 +1,8 @@
 // Kernel throughput against which the core's figures are read: oneDNN's best primitive for the
 // two shapes that dominate ResNet-50 and BERT, for ResNet-50's convolutions as a whole and for
-// BERT-base's attention products, per dtype (argument "dtype": 0 fp32, 1 bf16, 2 int8 = u8
-// activations x s8 weights, as the core's static int8), and libtorch's own aten path for the same
-// shapes. Reports GFLOP/s (counter "GFLOPS"; for int8, GOP/s). Set OMP_NUM_THREADS: libgomp
+// BERT-base's linears and attention products, per dtype (argument "dtype": 0 fp32, 1 bf16, 2 int8 =
+// u8 activations x s8 weights, as the core's static int8), and libtorch's own aten path for the
+// same shapes. Reports GFLOP/s (counter "GFLOPS"; for int8, GOP/s). Set OMP_NUM_THREADS: libgomp
 // defaults to one thread here.
 //   build/bench/ipt_kernels_bench --benchmark_min_time=1
 #include <benchmark/benchmark.h>
@@ -185,8 +185,9 @@ std::vector<ConvShape> ResNet50Convolutions() {
 // with the post-ops the network fuses into it (ReLU, residual sum + ReLU; for int8 also the
 // output's requantization, a scale per channel), in the faster of the activation layouts oneDNN
 // offers (its own choice and NHWC, the core's): what the convolutions alone cost at best here.
-// The network adds pooling, the classifier, quantizing its input and any reorders on top, so a
-// target below it is out of reach on oneDNN. Manual time: that sum; GFLOP/s over the
+// The network adds pooling, the classifier, quantizing its input and any reorders on top; its
+// convolutions read their predecessor's output from the cache where these read inputs of their
+// own, so it can come a few per cent under. Manual time: that sum; GFLOP/s over the
 // convolutions' FLOPs.
 void BM_ResNet50Convolutions(benchmark::State& state) {
   const memory::dim n = state.range(1);
@@ -284,10 +285,10 @@ BENCHMARK(BM_BertAttentionProducts)
 // with its GELU (erf) fused as a post-op, the only way the model's GELU costs less than a pass
 // of its own, and the FFN down-projection 3072 -> 768, for the 12 layers. Each on oneDNN's best
 // primitive for its shape with its weights in oneDNN's chosen layout and plain, the faster
-// counted; int8 with a scale per output feature and u8 output, the cheapest. With the attention
-// products alone
-// (BM_BertAttentionProducts), what BERT's matrix products take at best (scripts/benchmarks.py).
-// Manual time: that sum; GFLOP/s over the linears' FLOPs.
+// counted; int8 with a scale per output feature and u8 output without a zero point, cheaper than
+// the core's fp32 output. With the attention products (BM_BertAttentionProducts), what BERT's
+// matrix products take at best (scripts/benchmarks.py). Manual time: that sum; GFLOP/s over the
+// linears' FLOPs.
 void BM_BertLinears(benchmark::State& state) {
   const memory::dim rows = 128 * state.range(1), hidden = 768, layers = 12;
   auto dt = DataTypesOf(state.range(0));

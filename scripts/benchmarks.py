@@ -211,27 +211,37 @@ def bound_ms(args, workload, dtype, batch):
     return total
 
 
+# How far under the bound a whole network has come: each product of the bound reads an input no
+# other product just wrote, where the network's read their predecessor's output from the cache
+# (ResNet-50 fp32 bs1 at e02a697: 38.2 ms against a bound of 39.7).
+BOUND_SLACK = 0.05
+
+
 def bound_text(target_ms, bound_ms):
     """The `target ms / bound` cell: the time per batch a target asks for beside what the
-    convolutions or matrix products alone take at best."""
+    convolutions or matrix products alone take at best, marked when the target is further
+    below that than BOUND_SLACK."""
     if bound_ms is None:
         return "-"
-    return f"{target_ms:.1f} / {bound_ms:.1f}" + (" (below the bound)" if target_ms < bound_ms
-                                                 else "")
+    below = target_ms < bound_ms * (1 - BOUND_SLACK)
+    return f"{target_ms:.1f} / {bound_ms:.1f}" + (" (below the bound)" if below else "")
 
 
 BOUND_TEXT = (
     "`target ms / bound`: the time per batch the target asks for (stock's time over the "
-    "target) beside what the model's heavy products take at best here. Each product runs on oneDNN's "
-    "best primitive for its shape (the fastest of two layouts, chosen alone), all run back to "
-    "back. ResNet-50: its 53 convolutions with the post-ops the network fuses into them (ReLU, "
-    "residual sum + ReLU; int8 also requantizes, a scale per channel) "
-    "(`BM_ResNet50Convolutions` in the kernels section); pooling, the classifier and quantizing "
+    "target) beside what the model's heavy products take at best here: each on oneDNN's best "
+    "primitive for its shape (the faster of two layouts, chosen alone), all run back to back. "
+    "ResNet-50: its 53 convolutions with the post-ops the network fuses into them (ReLU, "
+    "residual sum + ReLU; int8 also requantizes, a scale per channel; "
+    "`BM_ResNet50Convolutions` in the kernels section); pooling, the classifier and quantizing "
     "the input come on top. BERT-base: its 12 layers' linears with the FFN's GELU fused "
-    "(`BM_BertLinears`; int8 with a scale per output feature) and their attention products "
-    "Q K^T and P V (`BM_BertAttentionProducts`); softmax, layer norms, the quantization of "
-    "activations and the embeddings come on top. A target well below the bound is out of reach of any "
-    "oneDNN-based model on this machine.")
+    "(`BM_BertLinears`; int8 with a scale per output feature and u8 output, cheaper than the "
+    "core's fp32 output) and their attention products Q K^T and P V "
+    "(`BM_BertAttentionProducts`); softmax, layer norms, the quantization of activations and "
+    "the embeddings come on top. Each product here reads an input no other product just wrote, "
+    f"so a network can come a few per cent under the bound: `below the bound` marks a target "
+    f"more than {BOUND_SLACK:.0%} below it, out of reach of any oneDNN-based model on this "
+    "machine.")
 
 
 class Bench:
