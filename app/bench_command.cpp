@@ -1,6 +1,7 @@
 #include "app/bench_command.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -27,12 +28,6 @@ nlohmann::json Figures(const nlohmann::json& c) {
   return figures;
 }
 
-std::string Names(const nlohmann::json& names) {
-  std::string text;
-  for (const auto& name : names) text += (text.empty() ? "" : ", ") + name.get<std::string>();
-  return text;
-}
-
 // `applied` (docs/bench-json.md) for people: what was fused, what was left alone and why, what
 // int8 quantized and kept, and what the core could not apply.
 void PrintApplied(const std::string& recipe, const nlohmann::json& applied) {
@@ -55,7 +50,8 @@ void PrintApplied(const std::string& recipe, const nlohmann::json& applied) {
     std::printf("  int8: %zu op(s)\n", applied["quantized"].size());
     for (const char* key : {"kept_fp32", "kept_bf16", "smoothed"}) {
       const nlohmann::json names = applied.value(key, nlohmann::json::array());
-      if (!names.empty()) std::printf("  %s: %s\n", key, Names(names).c_str());
+      if (!names.empty())
+        fmt::print("  {}: {}\n", key, fmt::join(names.get<std::vector<std::string>>(), ", "));
     }
   }
   const nlohmann::json fallbacks = applied.value("fallbacks", nlohmann::json::array());

@@ -369,6 +369,72 @@ void BM_OneDnnMatmulFfn(benchmark::State& state) {
 }
 BENCHMARK(BM_OneDnnMatmulFfn)->DenseRange(0, 2)->ArgName("dtype")->UseRealTime();
 
+// How an int8 linear receives its dequantization scales (kernels/qlinear.cpp), on BERT's FFN
+// up-projection at a micro-batch of 2 (256 tokens x 768 -> 3072, u8 x s8 -> fp32, run-time zero
+// point): as run-time output scales, as output scales baked into the primitive, or as the
+// run-time operand of a per-feature binary post-op (the core's choice: one primitive for every
+// layer of a shape).
+enum class ScalesAs { kRuntimeOutputScales, kBakedOutputScales, kBinaryPostOp };
+void BM_Int8LinearScales(benchmark::State& state, ScalesAs scales_as) {
+  const memory::dim m = 256, kdim = 768, n = 3072;
+  dnnl::primitive_attr attr;
+  dnnl::post_ops ops;
+  switch (scales_as) {
+    case ScalesAs::kRuntimeOutputScales:
+      attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
+      break;
+    case ScalesAs::kBakedOutputScales:
+      attr.set_output_scales(1 << 1, std::vector<float>(n, 0.01F));
+      break;
+    case ScalesAs::kBinaryPostOp:
+      ops.append_binary(dnnl::algorithm::binary_mul,
+                        memory::desc({1, n}, memory::data_type::f32, Tag::ab));
+      break;
+  }
+  attr.set_post_ops(ops);
+  attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+  memory::desc a_md({m, kdim}, memory::data_type::u8, Tag::ab);
+  memory::desc c_md({m, n}, memory::data_type::f32, Tag::ab);
+  dnnl::matmul::primitive_desc pd;
+  if (!MakePrimitiveDesc(state, pd, [&] {
+        return ipt::kernels::detail::MatmulWithPreferredWeights([&](Tag weights_tag) {
+          memory::desc b_md({kdim, n}, memory::data_type::s8, weights_tag);
+          return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), attr, Engine());
+        });
+      })) {
+    return;
+  }
+  memory a(pd.src_desc(), Engine()), b(pd.weights_desc(), Engine()), c(pd.dst_desc(), Engine());
+  Fill({&a, &b, &c});
+  std::vector<float> scales(n, 0.01F);
+  int32_t zero_point = 3;
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, a},
+      {DNNL_ARG_WEIGHTS, b},
+      {DNNL_ARG_DST, c},
+      {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC,
+       memory({{1}, memory::data_type::s32, Tag::a}, Engine(), &zero_point)}};
+  if (scales_as == ScalesAs::kRuntimeOutputScales)
+    args.emplace(DNNL_ARG_ATTR_OUTPUT_SCALES,
+                 memory({{n}, memory::data_type::f32, Tag::a}, Engine(), scales.data()));
+  if (scales_as == ScalesAs::kBinaryPostOp)
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                 memory({{1, n}, memory::data_type::f32, Tag::ab}, Engine(), scales.data()));
+  dnnl::matmul mm(pd);
+  dnnl::stream stream(Engine());
+  for (auto _ : state) {
+    mm.execute(stream, args);
+    stream.wait();
+  }
+  SetFlops(state, 2.0 * m * kdim * n);
+  state.SetLabel(pd.impl_info_str());
+}
+BENCHMARK_CAPTURE(BM_Int8LinearScales, runtime_output_scales, ScalesAs::kRuntimeOutputScales)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Int8LinearScales, baked_output_scales, ScalesAs::kBakedOutputScales)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Int8LinearScales, binary_post_op, ScalesAs::kBinaryPostOp)->UseRealTime();
+
 // The same shapes through stock libtorch (aten): what the core has to beat.
 void BM_AtenConv3x3(benchmark::State& state) {
   torch::NoGradGuard no_grad;

@@ -278,7 +278,6 @@ TEST(OptimizeBertTest, SwitchingAnySinglePassOffStaysCorrectAndBf16Agrees) {
   EXPECT_GE(Cosine(reference, Optimize(module, bf16).Run(inputs).toTensor()), 0.999);
 }
 
-// What torch.jit.trace records for a convolution: aten::_convolution, not aten::conv2d.
 // libtorch 1.13 has no bf16 CPU kernel for prod (and mish, 3-D pools, reflection pads...): a
 // bf16 model computes such ops in fp32, and the aten kinds a recipe's fallback names too.
 TEST(OptimizeBf16Test, OpsWithoutBf16KernelsAndTheRecipesFallbackRunInFp32) {
@@ -328,6 +327,7 @@ def forward(self, x):
   EXPECT_NE(absent.find("no aten::layer_norm is left"), std::string::npos) << absent;
 }
 
+// What torch.jit.trace records for a convolution: aten::_convolution, not aten::conv2d.
 TEST(OptimizeTracedTest, TracedConvolutionsAreFoldedAndLoweredLikeScriptedOnes) {
   torch::jit::Module m("Traced");
   at::manual_seed(4);

@@ -62,7 +62,6 @@ TEST(CalibrationKeyTest, ChangesWithWhatDecidesTheParametersOnly) {
   r = base;
   r.precision.smooth_quant = recipes::SmoothQuant{0.5};
   EXPECT_NE(Key(r), key) << "smoothed inputs have other ranges";
-
   r = base;
   r.optimize.fusions.pop_back();
   EXPECT_NE(Key(r), key) << "another graph";
